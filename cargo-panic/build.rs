@@ -1,0 +1,54 @@
+//! Finds rustc's own LLVM shared library (the one the link driver uses through
+//! inkwell) and records the toolchain cargo-panic was built with, so the CLI can
+//! refuse a different toolchain with a clear message instead of a loader error.
+
+use std::path::Path;
+use std::process::Command;
+
+fn main() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = run(&rustc, &["--print", "sysroot"]);
+    let version = run(&rustc, &["-vV"]);
+    let field = |name: &str| {
+        version
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let lib_dir = Path::new(sysroot.trim()).join("lib");
+    // The linker script `libLLVM-<major>-rust-<version>.so` names the real library.
+    let mut link_name = None;
+    let mut real_file = None;
+    for entry in std::fs::read_dir(&lib_dir).expect("read the toolchain's lib dir").flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(stem) = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so")) {
+            if stem.starts_with("LLVM-") {
+                link_name = Some(stem.to_string());
+            }
+        }
+        if name.starts_with("libLLVM.so.") {
+            real_file = Some(name);
+        }
+    }
+    let link_name = link_name.unwrap_or_else(|| {
+        panic!("no libLLVM-*.so in {}: install a rustup toolchain that ships rustc's LLVM", lib_dir.display())
+    });
+    let real_file = real_file.unwrap_or_else(|| panic!("no libLLVM.so.* in {}", lib_dir.display()));
+    println!("cargo::rustc-link-search=native={}", lib_dir.display());
+    println!("cargo::rustc-link-arg-bin=cargo-panic-link=-l{link_name}");
+    println!("cargo::rustc-link-arg-bin=cargo-panic-link=-Wl,-rpath,{}", lib_dir.display());
+    println!("cargo::rustc-env=CARGO_PANIC_BUILT_RUSTC_RELEASE={}", field("release:"));
+    println!("cargo::rustc-env=CARGO_PANIC_BUILT_RUSTC_COMMIT={}", field("commit-hash:"));
+    println!("cargo::rustc-env=CARGO_PANIC_BUILT_LLVM_VERSION={}", field("LLVM version:"));
+    println!("cargo::rustc-env=CARGO_PANIC_BUILT_HOST={}", field("host:"));
+    println!("cargo::rustc-env=CARGO_PANIC_LLVM_LIB={real_file}");
+    println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-env-changed=RUSTC");
+}
+
+fn run(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().expect("run rustc");
+    assert!(out.status.success(), "{cmd} {args:?} failed");
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}

@@ -1,0 +1,9 @@
+//! Library side of `cargo-panic`: the data formats and pure logic shared by the CLI
+//! (`cargo-panic`) and the link driver (`cargo-panic-link`). Nothing here links LLVM.
+
+pub mod env;
+pub mod fsutil;
+pub mod linkargs;
+pub mod manifest;
+pub mod profile;
+pub mod toolchain;

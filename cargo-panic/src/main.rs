@@ -1,0 +1,120 @@
+//! `cargo panic`: the cargo subcommand. Parses the same whether cargo runs it
+//! (`cargo-panic panic build ...`) or a person does (`cargo-panic build ...`).
+//! Exit codes: the target's own for `run`; otherwise 0 on success, 2 when the tool
+//! itself failed (bad input, missing toolchain).
+
+mod build_cmd;
+mod run_cmd;
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "cargo-panic", version, about = "Instrumented builds and per-site profiles: how, where and why a program fails under pressure")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the crate instrumented (any `cargo build` arguments pass through)
+    ///
+    /// Own options (before or among cargo's): `--time GLOB` always times the
+    /// functions whose demangled name matches, `--no-time GLOB` never does.
+    /// Prints every instrumented executable's path on stdout, one per line.
+    #[command(disable_help_flag = true)]
+    Build {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
+    /// Run an instrumented binary and write its profile
+    Run {
+        /// Where to write the profile (JSON)
+        #[arg(long, short, default_value = "panic-profile.json")]
+        out: PathBuf,
+        /// The binary and its arguments
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// Print a profile as a table
+    Report {
+        profile: PathBuf,
+        /// Show the N first sites
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Sort key
+        #[arg(long, value_enum, default_value_t = SortBy::Count)]
+        by: SortBy,
+        /// Print the selected sites as JSON instead
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the sites of an instrumented binary (from its manifest)
+    Sites {
+        binary: PathBuf,
+        /// Only sites of this kind (entry, exit, loop, alloc, free, blocking, lock, panic)
+        #[arg(long)]
+        kind: Option<String>,
+        /// Print JSON instead of a table
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
+enum SortBy {
+    Count,
+    Dwell,
+}
+
+fn main() {
+    // Cargo runs `cargo-panic panic <args>`; a person may run `cargo-panic <args>`.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "panic") {
+        args.remove(1);
+    }
+    let cli = Cli::parse_from(args);
+    match dispatch(cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    match cli.command {
+        Command::Build { args } => build_cmd::build(&args),
+        Command::Run { out, command } => run_cmd::run(&out, &command),
+        Command::Report { profile, top, by, json } => {
+            let p: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(&profile)?;
+            let by = match by {
+                SortBy::Count => cargo_panic::profile::SortBy::Count,
+                SortBy::Dwell => cargo_panic::profile::SortBy::Dwell,
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&p.top(top, by))?);
+            } else {
+                print!("{}", p.render_table(top, by));
+            }
+            Ok(0)
+        }
+        Command::Sites { binary, kind, json } => {
+            let m = cargo_panic::manifest::Manifest::for_binary(&binary)?;
+            let kind = match kind {
+                None => None,
+                Some(k) => Some(panic_runtime::SiteKind::parse(&k).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "unknown site kind `{k}`: use one of entry, exit, loop, alloc, free, blocking, lock, panic"
+                    )
+                })?),
+            };
+            print!("{}", cargo_panic::profile::render_sites(&m, kind, json)?);
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The profile `cargo panic run` writes: the manifest's sites joined with the counts
+//! and dwell histograms of the runtime segment. Pure: built from data, rendered to
+//! strings; the CLI does the IO.
+//!
+//! Schema (version 1; fields may be added, never renamed): see README "Profile".
+
+use std::fmt::Write as _;
+
+use anyhow::{Result, bail};
+use panic_runtime::SiteKind;
+use panic_runtime::segment::{Snapshot, State};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Manifest;
+
+pub const VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub version: u32,
+    pub binary: String,
+    pub args: Vec<String>,
+    pub exit: Exit,
+    pub wall_ns: u64,
+    /// How the runtime measured time: `tsc` (invariant TSC, calibrated) or `ns`.
+    pub clock: String,
+    pub runtime: RuntimeStats,
+    /// The threads that held a runtime slot when the program ended, and where they were.
+    pub threads: Vec<ThreadState>,
+    pub sites: Vec<ProfileSite>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeStats {
+    /// `running` (ended without running exit handlers, e.g. SIGKILL), `exited` or `signaled`.
+    pub state: String,
+    /// Fatal signal the runtime caught, with the faulting address and thread.
+    pub fatal_signal: Option<i32>,
+    pub fault_addr: Option<u64>,
+    pub signal_tid: Option<u32>,
+    pub threads_used: u32,
+    /// Threads that found no free runtime slot (counted, not timed).
+    pub threads_over_capacity: u64,
+    /// Regions not timed because nesting exceeded the runtime's depth.
+    pub depth_overflows: u64,
+    /// Regions closed by an outer exit (unwinding through frames without cleanup).
+    pub abandoned_regions: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadState {
+    pub tid: u32,
+    /// Index of the innermost open region's site, if any.
+    pub site: Option<u32>,
+    pub function: Option<String>,
+    pub depth: u32,
+    /// Sites of the open regions, outermost first.
+    pub stack: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileSite {
+    pub index: u32,
+    pub id: String,
+    pub kind: SiteKind,
+    pub function: String,
+    pub file: Option<String>,
+    pub line: u32,
+    pub column: u32,
+    pub object: String,
+    pub timed: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callee: Option<String>,
+    pub count: u64,
+    /// Durations of the site's region, for timed sites that recorded any.
+    pub dwell_ns: Option<Dwell>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dwell {
+    /// Recorded durations (regions closed normally).
+    pub samples: u64,
+    pub p50: u64,
+    pub p95: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub min: u64,
+    pub max: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortBy {
+    Count,
+    Dwell,
+}
+
+impl Profile {
+    /// Joins a manifest and a segment snapshot. `end` is a (ticks, ns) clock point
+    /// taken after the program ended, used to calibrate the TSC when the program
+    /// could not record its own end (SIGKILL).
+    pub fn build(
+        manifest: &Manifest,
+        snap: &Snapshot,
+        end: (u64, u64),
+        binary: String,
+        args: Vec<String>,
+        exit: Exit,
+        wall_ns: u64,
+    ) -> Result<Profile> {
+        if snap.counters.len() != manifest.sites.len() || snap.hists.len() != manifest.n_hists as usize {
+            bail!(
+                "the binary's segment has {} sites and {} histograms but its manifest lists {} and {}: \
+                 the manifest belongs to another build; rebuild with `cargo panic build`",
+                snap.counters.len(),
+                snap.hists.len(),
+                manifest.sites.len(),
+                manifest.n_hists
+            );
+        }
+        let h = &snap.header;
+        let end = if h.tsc_end != 0 { (h.tsc_end, h.ns_end) } else { end };
+        let clock = h.clock;
+        let ns = |ticks: u64| clock.ticks_to_ns(ticks, end);
+        let sites = manifest
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let dwell = s.hist.and_then(|hi| snap.hists.get(hi as usize)).filter(|hist| hist.count > 0).map(|hist| {
+                    let q = |p: f64| ns(hist.quantile(p).unwrap_or(0));
+                    Dwell {
+                        samples: hist.count,
+                        p50: q(0.50),
+                        p95: q(0.95),
+                        p99: q(0.99),
+                        p999: q(0.999),
+                        min: ns(hist.min),
+                        max: ns(hist.max),
+                        total: ns(hist.total),
+                    }
+                });
+                ProfileSite {
+                    index: i as u32,
+                    id: s.id.clone(),
+                    kind: s.kind,
+                    function: s.function.clone(),
+                    file: s.file.clone(),
+                    line: s.line,
+                    column: s.column,
+                    object: s.object.clone(),
+                    timed: s.timed,
+                    callee: s.callee.clone(),
+                    count: snap.counters[i],
+                    dwell_ns: dwell,
+                }
+            })
+            .collect();
+        let threads = snap
+            .threads
+            .iter()
+            .filter(|t| t.tid != 0)
+            .map(|t| ThreadState {
+                tid: t.tid,
+                site: t.cur_site,
+                function: t.cur_site.and_then(|s| manifest.sites.get(s as usize)).map(|s| s.function.clone()),
+                depth: t.depth,
+                stack: t.frames.clone(),
+            })
+            .collect();
+        let signaled = h.state == State::Signaled;
+        Ok(Profile {
+            version: VERSION,
+            binary,
+            args,
+            exit,
+            wall_ns,
+            clock: if clock.is_tsc() { "tsc".into() } else { "ns".into() },
+            runtime: RuntimeStats {
+                state: match h.state {
+                    State::Running => "running",
+                    State::Exited => "exited",
+                    State::Signaled => "signaled",
+                }
+                .into(),
+                fatal_signal: signaled.then_some(h.signal),
+                fault_addr: signaled.then_some(h.fault_addr),
+                signal_tid: signaled.then_some(h.signal_tid),
+                threads_used: h.threads_used,
+                threads_over_capacity: h.threads_over,
+                depth_overflows: h.depth_over,
+                abandoned_regions: h.abandoned,
+            },
+            threads,
+            sites,
+        })
+    }
+
+    /// The `n` first sites by `by` (count, or total dwell), zero counts left out.
+    pub fn top(&self, n: usize, by: SortBy) -> Vec<&ProfileSite> {
+        let mut v: Vec<&ProfileSite> = self.sites.iter().filter(|s| s.count > 0).collect();
+        match by {
+            SortBy::Count => v.sort_by(|a, b| b.count.cmp(&a.count).then(a.index.cmp(&b.index))),
+            SortBy::Dwell => v.sort_by(|a, b| {
+                let t = |s: &ProfileSite| s.dwell_ns.as_ref().map_or(0, |d| d.total);
+                t(b).cmp(&t(a)).then(b.count.cmp(&a.count)).then(a.index.cmp(&b.index))
+            }),
+        }
+        v.truncate(n);
+        v
+    }
+
+    pub fn render_table(&self, n: usize, by: SortBy) -> String {
+        let mut out = String::new();
+        let exit = match (&self.exit.code, &self.exit.signal) {
+            (Some(c), _) => format!("exit code {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            _ => "unknown exit".into(),
+        };
+        let _ = writeln!(
+            out,
+            "{} {}: {exit}, wall {}, {} sites ({} with counts)",
+            self.binary,
+            self.args.join(" "),
+            fmt_ns(self.wall_ns),
+            self.sites.len(),
+            self.sites.iter().filter(|s| s.count > 0).count()
+        );
+        let _ = writeln!(
+            out,
+            "{:>12} {:>9} {:>9} {:>9} {:>10} {:<8} {:<48} location",
+            "count", "p50", "p99", "max", "total", "kind", "function"
+        );
+        for s in self.top(n, by) {
+            let (p50, p99, max, total) = match &s.dwell_ns {
+                Some(d) => (fmt_ns(d.p50), fmt_ns(d.p99), fmt_ns(d.max), fmt_ns(d.total)),
+                None => ("-".into(), "-".into(), "-".into(), "-".into()),
+            };
+            let mut function = s.function.clone();
+            if let Some(c) = &s.callee {
+                function = format!("{function} -> {c}");
+            }
+            let _ = writeln!(
+                out,
+                "{:>12} {:>9} {:>9} {:>9} {:>10} {:<8} {:<48} {}",
+                s.count,
+                p50,
+                p99,
+                max,
+                total,
+                s.kind.name(),
+                truncate(&function, 48),
+                location(s.file.as_deref(), s.line)
+            );
+        }
+        out
+    }
+}
+
+fn location(file: Option<&str>, line: u32) -> String {
+    match file {
+        Some(f) => format!("{f}:{line}"),
+        None => "?".into(),
+    }
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("…{tail}")
+}
+
+/// Human duration: ns, µs, ms or s with three significant digits.
+pub fn fmt_ns(ns: u64) -> String {
+    let f = ns as f64;
+    if ns < 1_000 {
+        format!("{ns}ns")
+    } else if ns < 1_000_000 {
+        format!("{:.3}µs", f / 1e3)
+    } else if ns < 1_000_000_000 {
+        format!("{:.3}ms", f / 1e6)
+    } else {
+        format!("{:.3}s", f / 1e9)
+    }
+}
+
+/// `cargo panic sites`: the manifest's sites as a table or JSON.
+pub fn render_sites(m: &Manifest, kind: Option<SiteKind>, json: bool) -> Result<String> {
+    let selected: Vec<(usize, &crate::manifest::Site)> =
+        m.sites.iter().enumerate().filter(|(_, s)| kind.is_none_or(|k| s.kind == k)).collect();
+    if json {
+        let v: Vec<serde_json::Value> = selected
+            .iter()
+            .map(|(i, s)| {
+                let mut v = serde_json::to_value(s).expect("sites serialise");
+                v["index"] = serde_json::json!(i);
+                v
+            })
+            .collect();
+        return Ok(serde_json::to_string_pretty(&v)? + "\n");
+    }
+    let mut out = String::new();
+    let timed = m.sites.iter().filter(|s| s.timed).count();
+    let _ = writeln!(
+        out,
+        "{}: {} sites ({} timed), {} inputs ({} instrumented)",
+        m.output,
+        m.sites.len(),
+        timed,
+        m.inputs.len(),
+        m.inputs.iter().filter(|i| i.instrumented).count()
+    );
+    let _ = writeln!(out, "{:>7} {:<16} {:<8} {:<5} {:<48} location", "index", "id", "kind", "timed", "function");
+    for (i, s) in selected {
+        let mut function = s.function.clone();
+        if let Some(c) = &s.callee {
+            function = format!("{function} -> {c}");
+        }
+        let _ = writeln!(
+            out,
+            "{:>7} {:<16} {:<8} {:<5} {:<48} {}",
+            i,
+            s.id,
+            s.kind.name(),
+            if s.timed { "yes" } else { "no" },
+            truncate(&function, 48),
+            location(s.file.as_deref(), s.line)
+        );
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_are_human() {
+        assert_eq!(fmt_ns(999), "999ns");
+        assert_eq!(fmt_ns(20_123_456), "20.123ms");
+        assert_eq!(fmt_ns(1_500), "1.500µs");
+        assert_eq!(fmt_ns(2_000_000_000), "2.000s");
+    }
+
+    #[test]
+    fn long_names_keep_their_tail() {
+        assert_eq!(truncate("abcdef", 4), "…def");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+}

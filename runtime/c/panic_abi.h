@@ -1,0 +1,277 @@
+/*
+ * panic_abi.h: the ABI shared by the instrumentation pass, the runtime and every
+ * reader of the runtime's shared segment. This file is the single definition:
+ * the runtime includes it, and `panic-runtime`'s build script reads every
+ * `#define PANIC_*` below into Rust constants (see runtime/build.rs). Layout
+ * offsets are spelled out as numbers and checked against the C structs with
+ * _Static_assert, so the Rust reader never depends on a hand copy of a struct.
+ *
+ * Change anything here and bump PANIC_ABI_VERSION.
+ */
+#ifndef PANIC_ABI_H
+#define PANIC_ABI_H
+
+#define PANIC_ABI_VERSION 1
+/* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
+#define PANIC_SEGMENT_MAGIC 0x47455343494e4150
+
+/* ---- site kinds (the manifest's `kind`, the pass's classification) ---- */
+#define PANIC_KIND_ENTRY 1
+#define PANIC_KIND_EXIT 2
+#define PANIC_KIND_LOOP 3
+#define PANIC_KIND_ALLOC 4
+#define PANIC_KIND_FREE 5
+#define PANIC_KIND_BLOCKING 6
+#define PANIC_KIND_LOCK 7
+#define PANIC_KIND_PANIC 8
+
+/* ---- symbols the pass emits references to ----
+ * Per instrumented module M (key hash H, 16 hex digits):
+ *   __panic_ctr_H   : alias into __panic_counters, one u64 per site of M
+ *   __panic_hist_H  : alias into __panic_hists, one struct panic_hist per timed site of M
+ * The link driver generates both arrays and the aliases (the "site table object"),
+ * together with __panic_n_sites and __panic_n_hists (u64 constants). */
+#define PANIC_SYM_COUNTERS "__panic_counters"
+#define PANIC_SYM_HISTS "__panic_hists"
+#define PANIC_SYM_N_SITES "__panic_n_sites"
+#define PANIC_SYM_N_HISTS "__panic_n_hists"
+#define PANIC_SYM_CTR_PREFIX "__panic_ctr_"
+#define PANIC_SYM_HIST_PREFIX "__panic_hist_"
+/* uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist):
+ * counts the site, opens a region, returns a token (the depth before entering). */
+#define PANIC_SYM_DWELL_ENTER "__panic_dwell_enter"
+/* void __panic_dwell_exit(uint32_t token): closes every region opened at or above
+ * `token` (regions abandoned by unwinding are closed too, and counted). */
+#define PANIC_SYM_DWELL_EXIT "__panic_dwell_exit"
+
+/* Both arrays are page aligned and padded to whole pages, so the runtime can map
+ * the shared segment over them (MAP_FIXED) and probes stay a single instruction. */
+#define PANIC_PAGE 4096
+
+/* ---- environment ---- */
+/* Path of a file (normally under /dev/shm) the runtime creates, sizes and maps as
+ * its live segment; a reader maps the same file. */
+#define PANIC_ENV_SHM "CARGO_PANIC_SHM"
+/* Path the runtime writes a copy of its segment to at exit, on panic-abort and on
+ * fatal signals (write to PATH.tmp.PID, then rename). */
+#define PANIC_ENV_DUMP "CARGO_PANIC_DUMP"
+/* "ns" makes the runtime use CLOCK_MONOTONIC even where the TSC is invariant
+ * (tests use it to cover that path; a user who distrusts the TSC can too). */
+#define PANIC_ENV_CLOCK "CARGO_PANIC_CLOCK"
+
+/* ---- dwell histograms: log-linear buckets over clock ticks ----
+ * Values below 2^SUB_BITS get one bucket each. A value v >= 2^SUB_BITS with
+ * e = floor(log2 v) falls into group g = e - SUB_BITS + 1 and sub-bucket
+ * s = (v >> (e - SUB_BITS)) - 2^SUB_BITS, index = g * 2^SUB_BITS + s.
+ * Bucket width / lower bound <= 2^-SUB_BITS; reporting the midpoint keeps the
+ * relative error <= 2^-(SUB_BITS+1) = 0.78%. Values with e > PANIC_HIST_MAX_EXP
+ * go to the last bucket (max is exact regardless). */
+#define PANIC_HIST_SUB_BITS 6
+#define PANIC_HIST_MAX_EXP 47
+#define PANIC_HIST_BUCKETS 2752 /* (MAX_EXP - SUB_BITS + 2) << SUB_BITS */
+
+/* ---- clock ---- */
+#define PANIC_CLOCK_NS 0  /* ticks are CLOCK_MONOTONIC nanoseconds */
+#define PANIC_CLOCK_TSC 1 /* ticks are invariant TSC cycles; calibrate with tsc0/ns0 */
+
+/* ---- process state in the header ---- */
+#define PANIC_STATE_RUNNING 1
+#define PANIC_STATE_EXITED 2   /* exit()/return from main: exit_code valid */
+#define PANIC_STATE_SIGNALED 3 /* fatal signal caught: signal and fault_addr valid */
+
+/* ---- thread slots ---- */
+#define PANIC_MAX_THREADS 256
+#define PANIC_MAX_DEPTH 64
+#define PANIC_NO_SITE 0xffffffffu
+/* What __panic_dwell_enter returns in a thread that found no free slot: such a
+ * thread is counted but never timed, and __panic_dwell_exit ignores the token. */
+#define PANIC_NO_TOKEN 0xffffffffu
+
+/* ---- layout of the segment ----
+ * [header: PANIC_HEADER_SIZE][thread slots: MAX_THREADS * SLOT_SIZE, padded to a page]
+ * [counters: n_sites * 8, padded to a page][hists: n_hists * HIST_SIZE, padded to a page]
+ * The header records each offset; readers use the recorded offsets. */
+#define PANIC_HEADER_SIZE 4096
+
+#define PANIC_HDR_MAGIC 0          /* u64 */
+#define PANIC_HDR_ABI_VERSION 8    /* u32 */
+#define PANIC_HDR_STATE 12         /* u32, PANIC_STATE_* (atomic) */
+#define PANIC_HDR_N_SITES 16       /* u64 */
+#define PANIC_HDR_N_HISTS 24       /* u64 */
+#define PANIC_HDR_OFF_THREADS 32   /* u64 */
+#define PANIC_HDR_OFF_COUNTERS 40  /* u64 */
+#define PANIC_HDR_OFF_HISTS 48     /* u64 */
+#define PANIC_HDR_TOTAL_SIZE 56    /* u64 */
+#define PANIC_HDR_CLOCK_KIND 64    /* u32 */
+#define PANIC_HDR_PID 68           /* i32 */
+#define PANIC_HDR_TSC0 72          /* u64 ticks at init */
+#define PANIC_HDR_NS0 80           /* u64 CLOCK_MONOTONIC ns at init */
+#define PANIC_HDR_TSC_END 88       /* u64 ticks at exit/signal (0 while running) */
+#define PANIC_HDR_NS_END 96        /* u64 CLOCK_MONOTONIC ns at exit/signal */
+#define PANIC_HDR_EXIT_CODE 104    /* i32 */
+#define PANIC_HDR_SIGNAL 108       /* i32 */
+#define PANIC_HDR_FAULT_ADDR 112   /* u64 si_addr of the fatal signal */
+#define PANIC_HDR_SIGNAL_TID 120   /* u32 thread that took the fatal signal */
+#define PANIC_HDR_THREADS_USED 124 /* u32 high-water mark of claimed slots */
+#define PANIC_HDR_THREADS_OVER 128 /* u64 threads that found no free slot (untimed) */
+#define PANIC_HDR_DEPTH_OVER 136   /* u64 regions not timed: nesting deeper than MAX_DEPTH */
+#define PANIC_HDR_ABANDONED 144    /* u64 regions closed by an outer exit (unwinding, longjmp) */
+#define PANIC_HDR_MAX_THREADS 152  /* u32 */
+#define PANIC_HDR_MAX_DEPTH 156    /* u32 */
+#define PANIC_HDR_SLOT_SIZE 160    /* u32 */
+#define PANIC_HDR_HIST_SIZE 164    /* u32 */
+#define PANIC_HDR_HIST_BUCKETS 168 /* u32 */
+#define PANIC_HDR_HIST_SUB_BITS 172 /* u32 */
+
+/* Thread slot: written only by its owning thread (relaxed atomics), read by anyone. */
+#define PANIC_SLOT_TID 0       /* u32 kernel tid, 0 = free (atomic, claimed by CAS) */
+#define PANIC_SLOT_DEPTH 4     /* u32 current region depth (may exceed MAX_DEPTH) */
+#define PANIC_SLOT_CUR_SITE 8  /* u32 innermost open region's site index or PANIC_NO_SITE */
+#define PANIC_SLOT_LAST_EXIT 12 /* u32 site of the last region this thread closed */
+#define PANIC_SLOT_ENTERED 16  /* u64 regions entered by this thread */
+#define PANIC_SLOT_STACK 24    /* MAX_DEPTH frames of PANIC_FRAME_SIZE */
+#define PANIC_FRAME_SITE 0     /* u32 site index */
+#define PANIC_FRAME_HIST 4     /* u32 hist index */
+#define PANIC_FRAME_T 8        /* u64 ticks at entry */
+#define PANIC_FRAME_SIZE 16
+#define PANIC_SLOT_SIZE 1048   /* 24 + MAX_DEPTH * FRAME_SIZE */
+
+/* Histogram of one timed site (updated with atomics by any thread). */
+#define PANIC_HIST_COUNT 0     /* u64 recorded durations */
+#define PANIC_HIST_TOTAL 8     /* u64 sum of ticks */
+#define PANIC_HIST_MAX 16      /* u64 largest duration in ticks */
+/* The smallest duration is stored complemented, as ~min, so that a zero-filled
+ * table (the link driver's site table is plain zeroed memory) reads as empty:
+ * stored 0 decodes to min = UINT64_MAX. Writers raise the stored value with a
+ * CAS loop (max of ~v); readers decode it with ~stored. */
+#define PANIC_HIST_MIN 24      /* u64 ~(smallest duration in ticks); 0 when empty */
+#define PANIC_HIST_BUCKETS_OFF 32 /* u64[PANIC_HIST_BUCKETS] */
+#define PANIC_HIST_SIZE 22048  /* 32 + BUCKETS * 8 */
+
+#ifndef PANIC_ABI_NO_TYPES
+#include <stddef.h>
+#include <stdint.h>
+
+/* The first PANIC_HEADER_SIZE bytes of a segment (the rest of the page is zero). */
+struct panic_header {
+    uint64_t magic;
+    uint32_t abi_version;
+    uint32_t state;
+    uint64_t n_sites;
+    uint64_t n_hists;
+    uint64_t off_threads;
+    uint64_t off_counters;
+    uint64_t off_hists;
+    uint64_t total_size;
+    uint32_t clock_kind;
+    int32_t pid;
+    uint64_t tsc0;
+    uint64_t ns0;
+    uint64_t tsc_end;
+    uint64_t ns_end;
+    int32_t exit_code;
+    int32_t signal;
+    uint64_t fault_addr;
+    uint32_t signal_tid;
+    uint32_t threads_used;
+    uint64_t threads_over;
+    uint64_t depth_over;
+    uint64_t abandoned;
+    uint32_t max_threads;
+    uint32_t max_depth;
+    uint32_t slot_size;
+    uint32_t hist_size;
+    uint32_t hist_buckets;
+    uint32_t hist_sub_bits;
+};
+
+struct panic_hist {
+    uint64_t count;
+    uint64_t total;
+    uint64_t max;
+    uint64_t min; /* stored as ~min: see PANIC_HIST_MIN */
+    uint64_t buckets[PANIC_HIST_BUCKETS];
+};
+
+struct panic_frame {
+    uint32_t site;
+    uint32_t hist;
+    uint64_t t;
+};
+
+struct panic_thread_slot {
+    uint32_t tid;
+    uint32_t depth;
+    uint32_t cur_site;
+    uint32_t last_exit;
+    uint64_t entered;
+    struct panic_frame stack[PANIC_MAX_DEPTH];
+};
+
+/* The numbers above are the layout; the structs must agree with them. */
+#ifndef __cplusplus
+#define PANIC_CHECK_OFF(type, field, off) \
+    _Static_assert(offsetof(struct type, field) == (off), #type "." #field " is not at " #off)
+PANIC_CHECK_OFF(panic_header, magic, PANIC_HDR_MAGIC);
+PANIC_CHECK_OFF(panic_header, abi_version, PANIC_HDR_ABI_VERSION);
+PANIC_CHECK_OFF(panic_header, state, PANIC_HDR_STATE);
+PANIC_CHECK_OFF(panic_header, n_sites, PANIC_HDR_N_SITES);
+PANIC_CHECK_OFF(panic_header, n_hists, PANIC_HDR_N_HISTS);
+PANIC_CHECK_OFF(panic_header, off_threads, PANIC_HDR_OFF_THREADS);
+PANIC_CHECK_OFF(panic_header, off_counters, PANIC_HDR_OFF_COUNTERS);
+PANIC_CHECK_OFF(panic_header, off_hists, PANIC_HDR_OFF_HISTS);
+PANIC_CHECK_OFF(panic_header, total_size, PANIC_HDR_TOTAL_SIZE);
+PANIC_CHECK_OFF(panic_header, clock_kind, PANIC_HDR_CLOCK_KIND);
+PANIC_CHECK_OFF(panic_header, pid, PANIC_HDR_PID);
+PANIC_CHECK_OFF(panic_header, tsc0, PANIC_HDR_TSC0);
+PANIC_CHECK_OFF(panic_header, ns0, PANIC_HDR_NS0);
+PANIC_CHECK_OFF(panic_header, tsc_end, PANIC_HDR_TSC_END);
+PANIC_CHECK_OFF(panic_header, ns_end, PANIC_HDR_NS_END);
+PANIC_CHECK_OFF(panic_header, exit_code, PANIC_HDR_EXIT_CODE);
+PANIC_CHECK_OFF(panic_header, signal, PANIC_HDR_SIGNAL);
+PANIC_CHECK_OFF(panic_header, fault_addr, PANIC_HDR_FAULT_ADDR);
+PANIC_CHECK_OFF(panic_header, signal_tid, PANIC_HDR_SIGNAL_TID);
+PANIC_CHECK_OFF(panic_header, threads_used, PANIC_HDR_THREADS_USED);
+PANIC_CHECK_OFF(panic_header, threads_over, PANIC_HDR_THREADS_OVER);
+PANIC_CHECK_OFF(panic_header, depth_over, PANIC_HDR_DEPTH_OVER);
+PANIC_CHECK_OFF(panic_header, abandoned, PANIC_HDR_ABANDONED);
+PANIC_CHECK_OFF(panic_header, max_threads, PANIC_HDR_MAX_THREADS);
+PANIC_CHECK_OFF(panic_header, max_depth, PANIC_HDR_MAX_DEPTH);
+PANIC_CHECK_OFF(panic_header, slot_size, PANIC_HDR_SLOT_SIZE);
+PANIC_CHECK_OFF(panic_header, hist_size, PANIC_HDR_HIST_SIZE);
+PANIC_CHECK_OFF(panic_header, hist_buckets, PANIC_HDR_HIST_BUCKETS);
+PANIC_CHECK_OFF(panic_header, hist_sub_bits, PANIC_HDR_HIST_SUB_BITS);
+_Static_assert(sizeof(struct panic_header) <= PANIC_HEADER_SIZE, "header does not fit its page");
+PANIC_CHECK_OFF(panic_thread_slot, tid, PANIC_SLOT_TID);
+PANIC_CHECK_OFF(panic_thread_slot, depth, PANIC_SLOT_DEPTH);
+PANIC_CHECK_OFF(panic_thread_slot, cur_site, PANIC_SLOT_CUR_SITE);
+PANIC_CHECK_OFF(panic_thread_slot, last_exit, PANIC_SLOT_LAST_EXIT);
+PANIC_CHECK_OFF(panic_thread_slot, entered, PANIC_SLOT_ENTERED);
+PANIC_CHECK_OFF(panic_thread_slot, stack, PANIC_SLOT_STACK);
+_Static_assert(sizeof(struct panic_thread_slot) == PANIC_SLOT_SIZE, "PANIC_SLOT_SIZE is wrong");
+PANIC_CHECK_OFF(panic_frame, site, PANIC_FRAME_SITE);
+PANIC_CHECK_OFF(panic_frame, hist, PANIC_FRAME_HIST);
+PANIC_CHECK_OFF(panic_frame, t, PANIC_FRAME_T);
+_Static_assert(sizeof(struct panic_frame) == PANIC_FRAME_SIZE, "PANIC_FRAME_SIZE is wrong");
+PANIC_CHECK_OFF(panic_hist, count, PANIC_HIST_COUNT);
+PANIC_CHECK_OFF(panic_hist, total, PANIC_HIST_TOTAL);
+PANIC_CHECK_OFF(panic_hist, max, PANIC_HIST_MAX);
+PANIC_CHECK_OFF(panic_hist, min, PANIC_HIST_MIN);
+PANIC_CHECK_OFF(panic_hist, buckets, PANIC_HIST_BUCKETS_OFF);
+_Static_assert(sizeof(struct panic_hist) == PANIC_HIST_SIZE, "PANIC_HIST_SIZE is wrong");
+_Static_assert(PANIC_HIST_BUCKETS == (PANIC_HIST_MAX_EXP - PANIC_HIST_SUB_BITS + 2) << PANIC_HIST_SUB_BITS,
+               "PANIC_HIST_BUCKETS does not match SUB_BITS and MAX_EXP");
+#undef PANIC_CHECK_OFF
+#endif
+
+/* Provided by the link driver's site table object. */
+extern uint64_t __panic_counters[];
+extern struct panic_hist __panic_hists[];
+extern const uint64_t __panic_n_sites;
+extern const uint64_t __panic_n_hists;
+
+uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist);
+void __panic_dwell_exit(uint32_t token);
+#endif
+
+#endif

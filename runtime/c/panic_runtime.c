@@ -1,0 +1,767 @@
+/*
+ * panic_runtime.c: the runtime linked into every instrumented program.
+ *
+ * What it does: counts sites, times dwell regions per thread, and keeps the
+ * segment described in panic_abi.h (header, thread slots, counters, histograms)
+ * either in private memory or, when CARGO_PANIC_SHM names a file, in that file
+ * mapped MAP_SHARED so a reader sees it live. At exit and on fatal signals it
+ * can write a copy of the segment to CARGO_PANIC_DUMP.
+ *
+ * What it never does: allocate (no malloc), use stdio, or call anything that is
+ * not async-signal-safe on a path a signal handler can take. The hot paths
+ * (__panic_dwell_enter, __panic_dwell_exit) take no lock and make no call on
+ * their fast path; everything rare lives in cold, non-inlined functions.
+ *
+ * Invariant that keeps the hot paths free of indirection: the header, the thread
+ * slots and the site tables are static, page-aligned storage that exists before
+ * any constructor runs. Shared mode does not move them; it maps the shared file
+ * over them (MAP_FIXED) after copying their current contents into the file, so
+ * instrumented code that ran before our constructor loses nothing.
+ */
+#define _GNU_SOURCE
+#include "panic_abi.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h> /* rename(2) only: nothing here uses FILE or printf */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <x86intrin.h>
+#define PANIC_HAVE_TSC 1
+#else
+#define PANIC_HAVE_TSC 0
+#endif
+
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define COLD __attribute__((noinline, cold))
+#define RELAXED __ATOMIC_RELAXED
+
+#define PAD(n) (((uint64_t)(n) + PANIC_PAGE - 1) & ~(uint64_t)(PANIC_PAGE - 1))
+#define SLOTS_BYTES PAD((uint64_t)PANIC_MAX_THREADS * PANIC_SLOT_SIZE)
+#define OFF_COUNTERS ((uint64_t)PANIC_HEADER_SIZE + SLOTS_BYTES)
+
+/* Alternate signal stacks: one for the main thread, one per slot for the others. */
+#define MAIN_ALTSTACK_SIZE (64 * 1024)
+#define SLOT_ALTSTACK_SIZE (32 * 1024)
+
+/* How long a thread that takes a fatal signal while another thread is already
+ * writing the dump waits for it (in 1 ms steps) before going on regardless. */
+#define WAIT_STEPS_MS 5000
+
+/* ------------------------------------------------------------------------- */
+/* Static storage                                                            */
+/* ------------------------------------------------------------------------- */
+
+/* The header page followed by the thread slots, exactly as laid out at the
+ * start of the segment. Page aligned and a whole number of pages long, so shared
+ * mode can map the segment file over it. */
+struct segment_head {
+    union {
+        struct panic_header h;
+        unsigned char page[PANIC_HEADER_SIZE];
+    } hdr;
+    struct panic_thread_slot slots[PANIC_MAX_THREADS];
+} __attribute__((aligned(PANIC_PAGE)));
+
+_Static_assert(offsetof(struct segment_head, slots) == PANIC_HEADER_SIZE,
+               "slots must start right after the header page");
+_Static_assert(sizeof(struct segment_head) == OFF_COUNTERS,
+               "header and slots must fill whole pages");
+
+static struct segment_head seg;
+#define HDR (&seg.hdr.h)
+
+static char main_altstack[MAIN_ALTSTACK_SIZE] __attribute__((aligned(16)));
+static char slot_altstacks[PANIC_MAX_THREADS][SLOT_ALTSTACK_SIZE] __attribute__((aligned(16)));
+
+/* The calling thread's slot, or NULL before its first region. */
+static _Thread_local struct panic_thread_slot *tls_slot;
+/* Why a thread has no slot: 0 = not claimed yet, TLS_OVER = none was free,
+ * TLS_RETIRED = the thread is exiting and gave its slot back. */
+static _Thread_local unsigned char tls_state;
+#define TLS_OVER 1
+#define TLS_RETIRED 2
+
+/* 0 = not decided yet, CLOCK_IS_NS, CLOCK_IS_TSC. */
+static int clock_state;
+#define CLOCK_IS_NS 1
+#define CLOCK_IS_TSC 2
+
+static pthread_once_t key_once = PTHREAD_ONCE_INIT;
+static pthread_key_t slot_key;
+static int slot_key_ok;
+
+static char dump_path[PATH_MAX];
+static int shm_fd = -1;
+
+/* Thread id of the first thread that took a fatal signal (0 = none yet), and
+ * whether it finished recording it. */
+static uint32_t fatal_tid;
+static uint32_t fatal_done;
+/* Thread id of the thread writing the dump right now (0 = nobody). */
+static uint32_t dump_owner;
+
+static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
+#define N_FATAL ((int)(sizeof fatal_signals / sizeof fatal_signals[0]))
+/* The disposition each fatal signal had before ours; restored before re-raising. */
+static struct sigaction previous_action[N_FATAL];
+
+/* ------------------------------------------------------------------------- */
+/* Clock                                                                     */
+/* ------------------------------------------------------------------------- */
+
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Picks the clock once: the TSC when cpuid says it is invariant, else
+ * CLOCK_MONOTONIC. `force_ns` comes from CARGO_PANIC_CLOCK=ns and only counts
+ * when nothing has been timed yet, so one run never mixes two kinds of ticks. */
+static COLD void clock_decide(int force_ns) {
+    int kind = CLOCK_IS_NS;
+#if PANIC_HAVE_TSC
+    unsigned a, b, c, d;
+    if (!force_ns && __get_cpuid(0x80000007u, &a, &b, &c, &d) && (d & (1u << 8)))
+        kind = CLOCK_IS_TSC;
+#else
+    (void)force_ns;
+#endif
+    int expected = 0;
+    __atomic_compare_exchange_n(&clock_state, &expected, kind, 0, RELAXED, RELAXED);
+}
+
+static COLD uint64_t now_slow(void) {
+    if (__atomic_load_n(&clock_state, RELAXED) == 0)
+        clock_decide(0);
+#if PANIC_HAVE_TSC
+    if (__atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC)
+        return __rdtsc();
+#endif
+    return mono_ns();
+}
+
+/* Ticks of the chosen clock. */
+static inline uint64_t now(void) {
+#if PANIC_HAVE_TSC
+    if (LIKELY(__atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC))
+        return __rdtsc();
+#endif
+    return now_slow();
+}
+
+/* Ticks and CLOCK_MONOTONIC nanoseconds taken back to back, for calibration
+ * (one reading when the ticks are the nanoseconds). */
+static void clock_pair(uint64_t *ticks, uint64_t *ns) {
+    *ticks = now();
+    *ns = __atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC ? mono_ns() : *ticks;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Small async-signal-safe helpers                                           */
+/* ------------------------------------------------------------------------- */
+
+static uint32_t current_tid(void) { return (uint32_t)syscall(SYS_gettid); }
+
+/* Appends `s` to buf[*len] (capacity cap, one byte kept for a newline). */
+static void append(char *buf, size_t *len, size_t cap, const char *s) {
+    while (*s && *len + 1 < cap)
+        buf[(*len)++] = *s++;
+}
+
+static void append_u64(char *buf, size_t *len, size_t cap, uint64_t v) {
+    char digits[24];
+    size_t n = 0;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n && *len + 1 < cap)
+        buf[(*len)++] = digits[--n];
+}
+
+static void append_errno(char *buf, size_t *len, size_t cap, int err) {
+    /* strerrordesc_np reads a static table: no locale, no allocation. */
+    const char *desc = strerrordesc_np(err);
+    if (desc) {
+        append(buf, len, cap, desc);
+    } else {
+        append(buf, len, cap, "errno ");
+        append_u64(buf, len, cap, (uint64_t)err);
+    }
+}
+
+/* Writes one line "cargo-panic runtime: <what> <path>: <reason><tail>" to stderr
+ * with a single write(2), so it never interleaves with other output. */
+static void say(const char *what, const char *path, int err, const char *tail) {
+    char buf[PATH_MAX + 256];
+    size_t len = 0;
+    append(buf, &len, sizeof buf, "cargo-panic runtime: ");
+    append(buf, &len, sizeof buf, what);
+    append(buf, &len, sizeof buf, " ");
+    append(buf, &len, sizeof buf, path);
+    append(buf, &len, sizeof buf, ": ");
+    append_errno(buf, &len, sizeof buf, err);
+    append(buf, &len, sizeof buf, tail);
+    buf[len++] = '\n';
+    ssize_t r;
+    do {
+        r = write(STDERR_FILENO, buf, len);
+    } while (r < 0 && errno == EINTR);
+}
+
+/* pwrite of the whole buffer; returns 0 or an errno value. */
+static int pwrite_all(int fd, const void *data, uint64_t len, uint64_t off) {
+    const char *p = data;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (n == 0)
+            return EIO;
+        p += n;
+        len -= (uint64_t)n;
+        off += (uint64_t)n;
+    }
+    return 0;
+}
+
+static void atomic_max_u32(uint32_t *p, uint32_t v) {
+    uint32_t cur = __atomic_load_n(p, RELAXED);
+    while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, 1, RELAXED, RELAXED)) {
+    }
+}
+
+static void sleep_1ms(void) {
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Histograms                                                                */
+/* ------------------------------------------------------------------------- */
+
+/* The bucket of a duration, as documented in panic_abi.h. With
+ * e = floor(log2 v) and sh = max(e - SUB_BITS, 0) the documented
+ * g * 2^SUB_BITS + s simplifies to (sh << SUB_BITS) + (v >> sh); values below
+ * 2^(SUB_BITS+1) land on index v. Or-ing in bit SUB_BITS computes that max
+ * without a compare: floor(log2(v | 2^SUB_BITS)) = max(e, SUB_BITS). */
+static inline uint32_t hist_index(uint64_t v) {
+    uint32_t sh = 63u - (uint32_t)__builtin_clzll(v | (1u << PANIC_HIST_SUB_BITS)) - PANIC_HIST_SUB_BITS;
+    uint64_t idx = ((uint64_t)sh << PANIC_HIST_SUB_BITS) + (v >> sh);
+    return idx < PANIC_HIST_BUCKETS ? (uint32_t)idx : PANIC_HIST_BUCKETS - 1;
+}
+
+/* Raises *p to v unless another thread already stored something larger. */
+static void raise_to(uint64_t *p, uint64_t v) {
+    uint64_t cur = __atomic_load_n(p, RELAXED);
+    while (cur < v && !__atomic_compare_exchange_n(p, &cur, v, 1, RELAXED, RELAXED)) {
+    }
+}
+
+/* The rare part of recording: a new largest or smallest duration. */
+static COLD void hist_extremes(struct panic_hist *h, uint64_t v) {
+    raise_to(&h->max, v);
+    raise_to(&h->min, ~v);
+}
+
+/* Records one duration. `min` is stored complemented (see PANIC_HIST_MIN), so
+ * both extremes are "raise to" updates and zeroed memory is an empty hist. */
+static inline __attribute__((always_inline)) void hist_record(struct panic_hist *h, uint64_t v) {
+    /* Keeps the compiler from re-deriving h for every field (saves two multiplies). */
+    __asm__("" : "+r"(h));
+    __atomic_fetch_add(&h->count, 1, RELAXED);
+    __atomic_fetch_add(&h->total, v, RELAXED);
+    __atomic_fetch_add(&h->buckets[hist_index(v)], 1, RELAXED);
+    if (UNLIKELY(v > __atomic_load_n(&h->max, RELAXED) || ~v > __atomic_load_n(&h->min, RELAXED)))
+        hist_extremes(h, v);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Thread slots                                                              */
+/* ------------------------------------------------------------------------- */
+
+static void release_slot(void *arg);
+
+static void make_key(void) {
+    slot_key_ok = pthread_key_create(&slot_key, release_slot) == 0;
+}
+
+/* Gives the thread an alternate signal stack from the slot's pool entry unless
+ * it already has one (the main thread's, Rust's, or the program's own). */
+static void give_altstack(char *stack, size_t size) {
+    stack_t cur;
+    if (sigaltstack(NULL, &cur) != 0 || !(cur.ss_flags & SS_DISABLE))
+        return;
+    stack_t ss = {.ss_sp = stack, .ss_flags = 0, .ss_size = size};
+    sigaltstack(&ss, NULL);
+}
+
+/* pthread key destructor: runs at thread exit and hands the slot back. */
+static void release_slot(void *arg) {
+    struct panic_thread_slot *s = arg;
+    size_t i = (size_t)(s - seg.slots);
+    stack_t cur;
+    if (i < PANIC_MAX_THREADS && sigaltstack(NULL, &cur) == 0 &&
+        cur.ss_sp == (void *)slot_altstacks[i] && !(cur.ss_flags & SS_ONSTACK)) {
+        stack_t off = {.ss_sp = NULL, .ss_flags = SS_DISABLE, .ss_size = 0};
+        sigaltstack(&off, NULL);
+    }
+    __atomic_store_n(&s->depth, 0, RELAXED);
+    __atomic_store_n(&s->cur_site, PANIC_NO_SITE, RELAXED);
+    __atomic_store_n(&s->tid, 0, __ATOMIC_RELEASE);
+    /* Instrumented code in later destructors is still counted, never timed. */
+    tls_slot = NULL;
+    tls_state = TLS_RETIRED;
+}
+
+/* First region of a thread: claim a free slot (tid 0 -> our tid). */
+static COLD struct panic_thread_slot *claim_slot(void) {
+    if (tls_state != 0)
+        return NULL;
+    pthread_once(&key_once, make_key);
+    uint32_t tid = current_tid();
+    for (uint32_t i = 0; i < PANIC_MAX_THREADS; i++) {
+        struct panic_thread_slot *s = &seg.slots[i];
+        uint32_t expected = 0;
+        if (__atomic_load_n(&s->tid, RELAXED) != 0 ||
+            !__atomic_compare_exchange_n(&s->tid, &expected, tid, 0, __ATOMIC_ACQUIRE, RELAXED))
+            continue;
+        __atomic_store_n(&s->depth, 0, RELAXED);
+        __atomic_store_n(&s->cur_site, PANIC_NO_SITE, RELAXED);
+        __atomic_store_n(&s->last_exit, PANIC_NO_SITE, RELAXED);
+        __atomic_store_n(&s->entered, 0, RELAXED);
+        atomic_max_u32(&HDR->threads_used, i + 1);
+        tls_slot = s;
+        if (slot_key_ok)
+            pthread_setspecific(slot_key, s);
+        give_altstack(slot_altstacks[i], SLOT_ALTSTACK_SIZE);
+        return s;
+    }
+    tls_state = TLS_OVER;
+    __atomic_fetch_add(&HDR->threads_over, 1, RELAXED);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Hot paths                                                                 */
+/* ------------------------------------------------------------------------- */
+
+/* The fast paths run only with the TSC clock, a claimed slot and a frame to
+ * spare; they make no call, so they need no stack frame. Anything else goes to
+ * the general versions below, which are tail calls. */
+static inline int fast_clock(void) {
+    return PANIC_HAVE_TSC && LIKELY(__atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC);
+}
+
+static inline __attribute__((always_inline)) uint64_t fast_ticks(void) {
+#if PANIC_HAVE_TSC
+    return __rdtsc();
+#else
+    return 0;
+#endif
+}
+
+/* Opens a region at depth d of slot s (the counter is already counted). */
+static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_thread_slot *s, uint32_t d,
+                                                                 uint64_t *site_counter,
+                                                                 struct panic_hist *hist, uint64_t t) {
+    if (LIKELY(d < PANIC_MAX_DEPTH)) {
+        struct panic_frame *f = &s->stack[d];
+        uint32_t site = (uint32_t)(site_counter - __panic_counters);
+        __atomic_store_n(&f->site, site, RELAXED);
+        __atomic_store_n(&f->hist, (uint32_t)(hist - __panic_hists), RELAXED);
+        __atomic_store_n(&f->t, t, RELAXED);
+        __atomic_store_n(&s->cur_site, site, RELAXED);
+    } else {
+        __atomic_fetch_add(&HDR->depth_over, 1, RELAXED);
+    }
+    __atomic_store_n(&s->depth, d + 1, RELAXED);
+    __atomic_store_n(&s->entered, __atomic_load_n(&s->entered, RELAXED) + 1, RELAXED);
+    return d;
+}
+
+/* The general enter: any clock, first region of a thread, nesting too deep. */
+static COLD uint32_t enter_slow(uint64_t *site_counter, struct panic_hist *hist) {
+    __atomic_fetch_add(site_counter, 1, RELAXED);
+    struct panic_thread_slot *s = tls_slot;
+    if (s == NULL) {
+        s = claim_slot();
+        if (s == NULL)
+            return PANIC_NO_TOKEN;
+    }
+    uint32_t d = __atomic_load_n(&s->depth, RELAXED);
+    return open_frame(s, d, site_counter, hist, d < PANIC_MAX_DEPTH ? now() : 0);
+}
+
+uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist) {
+    struct panic_thread_slot *s = tls_slot;
+    uint32_t d;
+    if (UNLIKELY(!fast_clock() || s == NULL || (d = __atomic_load_n(&s->depth, RELAXED)) >= PANIC_MAX_DEPTH))
+        return enter_slow(site_counter, hist);
+    __atomic_fetch_add(site_counter, 1, RELAXED);
+    return open_frame(s, d, site_counter, hist, fast_ticks());
+}
+
+/* Closes the region at depth `token` (which is < depth): publishes the site
+ * below it, drops everything from `token` up, and records the duration. */
+static inline __attribute__((always_inline)) void close_frame(struct panic_thread_slot *s, uint32_t token,
+                                                              uint64_t t) {
+    if (UNLIKELY(token >= PANIC_MAX_DEPTH)) {
+        /* Nothing above MAX_DEPTH was timed, and cur_site already names the
+         * deepest timed frame, which is still open. */
+        __atomic_store_n(&s->depth, token, RELAXED);
+        return;
+    }
+    struct panic_frame *f = &s->stack[token];
+    uint32_t hi = __atomic_load_n(&f->hist, RELAXED);
+    uint64_t v = t - __atomic_load_n(&f->t, RELAXED);
+    __atomic_store_n(&s->last_exit, __atomic_load_n(&f->site, RELAXED), RELAXED);
+    __atomic_store_n(&s->cur_site,
+                     LIKELY(token != 0) ? __atomic_load_n(&s->stack[token - 1].site, RELAXED) : PANIC_NO_SITE,
+                     RELAXED);
+    __atomic_store_n(&s->depth, token, RELAXED);
+    /* The bound check keeps a bad hist pointer from writing anywhere. */
+    if (LIKELY(hi < __panic_n_hists))
+        hist_record(&__panic_hists[hi], v);
+}
+
+/* The general exit: any clock, stale tokens, and outer tokens whose inner
+ * regions were abandoned by unwinding or longjmp. */
+static COLD void exit_slow(uint32_t token, int have_t, uint64_t t) {
+    if (!have_t)
+        t = now();
+    struct panic_thread_slot *s = tls_slot;
+    if (s == NULL)
+        return;
+    uint32_t d = __atomic_load_n(&s->depth, RELAXED);
+    if (token >= d)
+        return;
+    if (token + 1 != d)
+        __atomic_fetch_add(&HDR->abandoned, (uint64_t)(d - token - 1), RELAXED);
+    close_frame(s, token, t);
+}
+
+void __panic_dwell_exit(uint32_t token) {
+    if (UNLIKELY(!fast_clock())) {
+        exit_slow(token, 0, 0);
+        return;
+    }
+    uint64_t t = fast_ticks();
+    struct panic_thread_slot *s = tls_slot;
+    if (UNLIKELY(s == NULL || (uint64_t)token + 1 != __atomic_load_n(&s->depth, RELAXED) ||
+                 token >= PANIC_MAX_DEPTH)) {
+        exit_slow(token, 1, t);
+        return;
+    }
+    close_frame(s, token, t);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Dump                                                                      */
+/* ------------------------------------------------------------------------- */
+
+/* Writes the segment to "<dump_path>.tmp.<pid>" and renames it to dump_path. */
+static void write_dump(void) {
+    char tmp[PATH_MAX + 32];
+    size_t len = 0;
+    append(tmp, &len, sizeof tmp, dump_path);
+    append(tmp, &len, sizeof tmp, ".tmp.");
+    append_u64(tmp, &len, sizeof tmp, (uint64_t)getpid());
+    tmp[len] = 0;
+
+    const struct panic_header *h = HDR;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        say("cannot write dump", tmp, errno, "");
+        return;
+    }
+    int err = 0;
+    if (ftruncate(fd, (off_t)h->total_size) != 0)
+        err = errno;
+    if (!err)
+        err = pwrite_all(fd, &seg, sizeof seg, 0);
+    if (!err)
+        err = pwrite_all(fd, __panic_counters, h->n_sites * 8, h->off_counters);
+    if (!err)
+        err = pwrite_all(fd, __panic_hists, h->n_hists * PANIC_HIST_SIZE, h->off_hists);
+    if (close(fd) != 0 && !err && errno != EINTR)
+        err = errno;
+    if (!err && rename(tmp, dump_path) != 0)
+        err = errno;
+    if (err) {
+        unlink(tmp);
+        say("cannot write dump", dump_path, err, "");
+    }
+}
+
+/* Writes the dump unless no dump was asked for; one writer at a time. A thread
+ * that re-enters (a signal during its own dump) leaves the dump to the outer
+ * call; a second thread waits for the first, boundedly. */
+static void dump_once(uint32_t tid) {
+    if (!dump_path[0])
+        return;
+    for (int step = 0;; step++) {
+        uint32_t owner = 0;
+        if (__atomic_compare_exchange_n(&dump_owner, &owner, tid, 0, __ATOMIC_ACQUIRE, RELAXED))
+            break;
+        if (owner == tid || step >= WAIT_STEPS_MS)
+            return;
+        sleep_1ms();
+    }
+    write_dump();
+    __atomic_store_n(&dump_owner, 0, __ATOMIC_RELEASE);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Exit and fatal signals                                                    */
+/* ------------------------------------------------------------------------- */
+
+static void on_exit_cb(int status, void *arg) {
+    (void)arg;
+    struct panic_header *h = HDR;
+    uint64_t t, ns;
+    clock_pair(&t, &ns);
+    /* A fatal signal that is being recorded keeps its state. */
+    if (__atomic_load_n(&fatal_tid, __ATOMIC_ACQUIRE) == 0) {
+        __atomic_store_n(&h->exit_code, status, RELAXED);
+        __atomic_store_n(&h->tsc_end, t, RELAXED);
+        __atomic_store_n(&h->ns_end, ns, RELAXED);
+        __atomic_store_n(&h->state, PANIC_STATE_EXITED, __ATOMIC_RELEASE);
+    }
+    dump_once(current_tid());
+}
+
+static int fatal_index(int sig) {
+    for (int i = 0; i < N_FATAL; i++)
+        if (fatal_signals[i] == sig)
+            return i;
+    return -1;
+}
+
+static void on_fatal(int sig, siginfo_t *si, void *uc) {
+    (void)uc;
+    int saved_errno = errno;
+    uint32_t tid = current_tid();
+    uint32_t first = 0;
+    if (__atomic_compare_exchange_n(&fatal_tid, &first, tid, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        struct panic_header *h = HDR;
+        uint64_t t, ns;
+        clock_pair(&t, &ns);
+        __atomic_store_n(&h->signal, sig, RELAXED);
+        __atomic_store_n(&h->fault_addr, (uint64_t)(uintptr_t)si->si_addr, RELAXED);
+        __atomic_store_n(&h->signal_tid, tid, RELAXED);
+        __atomic_store_n(&h->tsc_end, t, RELAXED);
+        __atomic_store_n(&h->ns_end, ns, RELAXED);
+        __atomic_store_n(&h->state, PANIC_STATE_SIGNALED, __ATOMIC_RELEASE);
+        dump_once(tid);
+        __atomic_store_n(&fatal_done, 1, __ATOMIC_RELEASE);
+    } else if (first != tid) {
+        /* Another thread is recording its signal: let it finish the dump
+         * before this one takes the process down. */
+        for (int step = 0; step < WAIT_STEPS_MS && !__atomic_load_n(&fatal_done, __ATOMIC_ACQUIRE); step++)
+            sleep_1ms();
+    }
+
+    /* Back to the disposition the signal had before us (normally SIG_DFL). */
+    int i = fatal_index(sig);
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigaction(sig, i >= 0 ? &previous_action[i] : &dfl, NULL);
+    /* Sent by kill/raise/abort: send it again (it stays pending until we return).
+     * Raised by the faulting instruction: returning re-executes it. */
+    if (si->si_code <= 0)
+        raise(sig);
+    errno = saved_errno;
+}
+
+static void install_signal_handlers(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_fatal;
+    sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&sa.sa_mask);
+    for (int i = 0; i < N_FATAL; i++)
+        sigaddset(&sa.sa_mask, fatal_signals[i]);
+    for (int i = 0; i < N_FATAL; i++) {
+        struct sigaction old;
+        if (sigaction(fatal_signals[i], NULL, &old) != 0)
+            continue;
+        /* A signal the parent set to ignore stays ignored. */
+        if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
+            continue;
+        previous_action[i] = old;
+        sigaction(fatal_signals[i], &sa, NULL);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Shared mode                                                               */
+/* ------------------------------------------------------------------------- */
+
+struct region {
+    void *addr;
+    uint64_t len;
+    uint64_t off;
+};
+
+/* The three page-aligned regions the segment file mirrors. */
+static int segment_regions(struct region r[3]) {
+    const struct panic_header *h = HDR;
+    r[0] = (struct region){&seg, sizeof seg, 0};
+    r[1] = (struct region){__panic_counters, PAD(h->n_sites * 8), h->off_counters};
+    r[2] = (struct region){__panic_hists, PAD(h->n_hists * PANIC_HIST_SIZE), h->off_hists};
+    return 3;
+}
+
+static void shm_setup(const char *path) {
+    const struct panic_header *h = HDR;
+    struct region r[3];
+    int n = segment_regions(r);
+    int err = 0;
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        say("cannot map shared segment", path, errno, "; profiling into private memory");
+        return;
+    }
+    if (ftruncate(fd, (off_t)h->total_size) != 0)
+        err = errno;
+    /* Copy what is counted so far (instrumented code may have run already). */
+    for (int i = 0; i < n && !err; i++)
+        err = pwrite_all(fd, r[i].addr, r[i].len, r[i].off);
+    /* Map the file once where the kernel likes, so a file that cannot be mapped
+     * fails here, before any region is touched. */
+    if (!err) {
+        void *probe = mmap(NULL, h->total_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (probe == MAP_FAILED)
+            err = errno;
+        else
+            munmap(probe, h->total_size);
+    }
+    for (int i = 0; i < n && !err; i++) {
+        if (r[i].len == 0)
+            continue;
+        if (mmap(r[i].addr, r[i].len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)r[i].off) ==
+            MAP_FAILED) {
+            err = errno;
+            /* Put private copies of the file's contents back wherever a mapping
+             * may have gone, shared ones included. */
+            for (int j = 0; j < n; j++)
+                if (r[j].len)
+                    mmap(r[j].addr, r[j].len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd,
+                         (off_t)r[j].off);
+        }
+    }
+    if (err) {
+        close(fd);
+        unlink(path);
+        say("cannot map shared segment", path, err, "; profiling into private memory");
+        return;
+    }
+    shm_fd = fd;
+}
+
+/* Replaces a shared mapping with a private copy of its current contents. */
+static void privatize(void *addr, uint64_t len) {
+    void *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (tmp == MAP_FAILED)
+        return;
+    memcpy(tmp, addr, len);
+    if (mremap(tmp, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, addr) == MAP_FAILED)
+        munmap(tmp, len);
+}
+
+/* In a forked child: stop writing into the parent's segment and dump. The child
+ * keeps counting into private memory; only the forking thread survives, so every
+ * other slot is freed. */
+static void atfork_child(void) {
+    dump_path[0] = 0;
+    if (shm_fd >= 0) {
+        struct region r[3];
+        int n = segment_regions(r);
+        for (int i = 0; i < n; i++)
+            if (r[i].len)
+                privatize(r[i].addr, r[i].len);
+        close(shm_fd);
+        shm_fd = -1;
+    }
+    HDR->pid = (int32_t)getpid();
+    for (uint32_t i = 0; i < PANIC_MAX_THREADS; i++)
+        if (&seg.slots[i] != tls_slot)
+            __atomic_store_n(&seg.slots[i].tid, 0, RELAXED);
+    if (tls_slot)
+        __atomic_store_n(&tls_slot->tid, current_tid(), RELAXED);
+}
+
+/* ------------------------------------------------------------------------- */
+/* Constructor                                                               */
+/* ------------------------------------------------------------------------- */
+
+__attribute__((constructor(101))) static void panic_runtime_init(void) {
+    struct panic_header *h = HDR;
+
+    const char *clock_env = getenv(PANIC_ENV_CLOCK);
+    clock_decide(clock_env && strcmp(clock_env, "ns") == 0);
+
+    uint64_t n_sites = __panic_n_sites;
+    uint64_t n_hists = __panic_n_hists;
+    h->abi_version = PANIC_ABI_VERSION;
+    h->n_sites = n_sites;
+    h->n_hists = n_hists;
+    h->off_threads = PANIC_HEADER_SIZE;
+    h->off_counters = OFF_COUNTERS;
+    h->off_hists = OFF_COUNTERS + PAD(n_sites * 8);
+    h->total_size = h->off_hists + PAD(n_hists * PANIC_HIST_SIZE);
+    h->clock_kind = clock_state == CLOCK_IS_TSC ? PANIC_CLOCK_TSC : PANIC_CLOCK_NS;
+    h->pid = (int32_t)getpid();
+    clock_pair(&h->tsc0, &h->ns0);
+    h->max_threads = PANIC_MAX_THREADS;
+    h->max_depth = PANIC_MAX_DEPTH;
+    h->slot_size = PANIC_SLOT_SIZE;
+    h->hist_size = PANIC_HIST_SIZE;
+    h->hist_buckets = PANIC_HIST_BUCKETS;
+    h->hist_sub_bits = PANIC_HIST_SUB_BITS;
+    __atomic_store_n(&h->state, PANIC_STATE_RUNNING, RELAXED);
+    __atomic_store_n(&h->magic, (uint64_t)PANIC_SEGMENT_MAGIC, __ATOMIC_RELEASE);
+
+    pthread_once(&key_once, make_key);
+    give_altstack(main_altstack, sizeof main_altstack);
+
+    const char *dump = getenv(PANIC_ENV_DUMP);
+    if (dump && *dump) {
+        size_t len = strlen(dump);
+        if (len < sizeof dump_path)
+            memcpy(dump_path, dump, len + 1);
+        else
+            say("cannot write dump", dump, ENAMETOOLONG, "");
+    }
+
+    const char *shm = getenv(PANIC_ENV_SHM);
+    if (shm && *shm)
+        shm_setup(shm);
+
+    /* Children that exec must not clobber our segment or dump. */
+    unsetenv(PANIC_ENV_SHM);
+    unsetenv(PANIC_ENV_DUMP);
+    unsetenv(PANIC_ENV_CLOCK);
+
+    install_signal_handlers();
+    on_exit(on_exit_cb, NULL);
+    pthread_atfork(NULL, NULL, atfork_child);
+}

@@ -1,0 +1,172 @@
+//! Test harness: builds the C drivers in `tests/c/` against the embedded
+//! runtime archive and a fake site table, runs them with a time limit, and
+//! checks what every histogram must satisfy.
+
+#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+
+use std::io::Read;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use panic_runtime::hist::bucket_index;
+use panic_runtime::{ABI_HEADER, Hist, STATIC_LIB, STATIC_LIB_FILE_NAME};
+
+/// How long any driver may run before the test kills it and fails.
+pub const RUN_LIMIT: Duration = Duration::from_secs(60);
+
+/// A temporary directory holding the archive, the header and built drivers.
+pub struct Harness {
+    pub dir: tempfile::TempDir,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        require_gcc();
+        let dir = tempfile::Builder::new().prefix("panic-runtime-test").tempdir().expect("create a temp dir");
+        std::fs::write(dir.path().join(STATIC_LIB_FILE_NAME), STATIC_LIB).expect("write the archive");
+        std::fs::write(dir.path().join("panic_abi.h"), ABI_HEADER).expect("write the header");
+        Harness { dir }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Builds `tests/c/<driver>.c` with a site table of `n_sites` counters and
+    /// `n_hists` histograms, linked against the runtime archive.
+    pub fn build(&self, driver: &str, n_sites: u64, n_hists: u64) -> PathBuf {
+        self.build_with(driver, n_sites, n_hists, true)
+    }
+
+    /// Like [`Harness::build`]; without `link_runtime` the driver must bring
+    /// the runtime itself (it includes its source).
+    pub fn build_with(&self, driver: &str, n_sites: u64, n_hists: u64, link_runtime: bool) -> PathBuf {
+        let table = self.path(&format!("{driver}_table.c"));
+        std::fs::write(&table, site_table(n_sites, n_hists)).expect("write the site table");
+        let exe = self.path(driver);
+        let c_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+        let runtime_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
+        let mut cmd = Command::new("gcc");
+        cmd.args(["-std=gnu11", "-O1", "-g", "-pthread", "-Wall", "-Werror", "-Wno-prio-ctor-dtor"])
+            .arg("-I")
+            .arg(self.dir.path())
+            .arg("-I")
+            .arg(&c_dir)
+            .arg("-I")
+            .arg(&runtime_src)
+            .arg(c_dir.join(format!("{driver}.c")))
+            .arg(&table);
+        if link_runtime {
+            cmd.arg(self.path(STATIC_LIB_FILE_NAME));
+        }
+        cmd.arg("-o").arg(&exe);
+        let out = cmd.output().expect("run gcc");
+        assert!(
+            out.status.success(),
+            "gcc failed to build {driver}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe
+    }
+
+    /// A command for `exe` with no CARGO_PANIC_* variables from outside.
+    pub fn command(&self, exe: &Path) -> Command {
+        let mut cmd = Command::new(exe);
+        for var in ["CARGO_PANIC_SHM", "CARGO_PANIC_DUMP", "CARGO_PANIC_CLOCK"] {
+            cmd.env_remove(var);
+        }
+        cmd.current_dir(self.dir.path());
+        cmd
+    }
+}
+
+/// Fails the test, loudly, when gcc is missing.
+fn require_gcc() {
+    match Command::new("gcc").arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => panic!("these tests compile C drivers with gcc, which is not installed: apt-get install gcc"),
+    }
+}
+
+/// A C site table like the link driver's: page-aligned arrays padded to whole
+/// pages, and the two counts.
+fn site_table(n_sites: u64, n_hists: u64) -> String {
+    format!(
+        r#"#define PANIC_ABI_NO_TYPES
+#include "panic_abi.h"
+#include <stdint.h>
+#define PAD(n) ((((n) + PANIC_PAGE - 1) / PANIC_PAGE) * PANIC_PAGE)
+__attribute__((aligned(PANIC_PAGE))) uint64_t __panic_counters[PAD({n_sites} * 8) / 8];
+__attribute__((aligned(PANIC_PAGE))) unsigned char __panic_hists[PAD({n_hists} * (uint64_t)PANIC_HIST_SIZE)];
+const uint64_t __panic_n_sites = {n_sites};
+const uint64_t __panic_n_hists = {n_hists};
+"#
+    )
+}
+
+/// Waits for `child` at most [`RUN_LIMIT`], killing it (and failing) past that.
+pub fn wait_limited(child: &mut Child) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait for the driver") {
+            return status;
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("driver still running after {RUN_LIMIT:?}: killed");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs `cmd` to completion within [`RUN_LIMIT`], collecting its output.
+pub fn run(cmd: &mut Command) -> Output {
+    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    // Drain both pipes on threads so a chatty driver cannot block on a full pipe.
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        out.read_to_end(&mut v).map(|_| v)
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        err.read_to_end(&mut v).map(|_| v)
+    });
+    let status = wait_limited(&mut child);
+    Output {
+        status,
+        stdout: out_t.join().expect("stdout reader").expect("read stdout"),
+        stderr: err_t.join().expect("stderr reader").expect("read stderr"),
+    }
+}
+
+/// Describes how a driver ended, for assertion messages.
+pub fn describe(out: &Output) -> String {
+    format!(
+        "status {:?} (signal {:?})\nstdout:\n{}\nstderr:\n{}",
+        out.status.code(),
+        out.status.signal(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// What every histogram must satisfy, live or final.
+pub fn check_hist(h: &Hist) {
+    assert_eq!(h.buckets.iter().sum::<u64>(), h.count, "bucket counts do not add up to count");
+    if h.count == 0 {
+        assert_eq!((h.total, h.max, h.min), (0, 0, u64::MAX), "empty hist with data");
+        return;
+    }
+    assert!(h.min <= h.max);
+    // The C runtime put min and max in the buckets the Rust index names.
+    assert!(h.buckets[bucket_index(h.min)] > 0, "no count in min's bucket");
+    assert!(h.buckets[bucket_index(h.max)] > 0, "no count in max's bucket");
+    let total = u128::from(h.total);
+    assert!(total >= u128::from(h.min) * u128::from(h.count));
+    assert!(total <= u128::from(h.max) * u128::from(h.count));
+}

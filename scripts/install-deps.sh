@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the system packages cargo-panic needs, idempotently: nothing is
+# downloaded when they are all present. Debian 12, run as root (or with sudo).
+#   gcc, make       the runtime (C) and the `cc` crate
+#   valgrind        instruction counts in bench/ (callgrind)
+#   time            peak memory figures in bench/
+set -euo pipefail
+packages=(gcc make valgrind time)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >&2
+fi
