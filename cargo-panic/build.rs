@@ -20,7 +20,10 @@ fn main() {
     // The linker script `libLLVM-<major>-rust-<version>.so` names the real library.
     let mut link_name = None;
     let mut real_file = None;
-    for entry in std::fs::read_dir(&lib_dir).expect("read the toolchain's lib dir").flatten() {
+    for entry in std::fs::read_dir(&lib_dir)
+        .expect("read the toolchain's lib dir")
+        .flatten()
+    {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some(stem) = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so")) {
             if stem.starts_with("LLVM-") {
@@ -32,15 +35,30 @@ fn main() {
         }
     }
     let link_name = link_name.unwrap_or_else(|| {
-        panic!("no libLLVM-*.so in {}: install a rustup toolchain that ships rustc's LLVM", lib_dir.display())
+        panic!(
+            "no libLLVM-*.so in {}: install a rustup toolchain that ships rustc's LLVM",
+            lib_dir.display()
+        )
     });
     let real_file = real_file.unwrap_or_else(|| panic!("no libLLVM.so.* in {}", lib_dir.display()));
     println!("cargo::rustc-link-search=native={}", lib_dir.display());
     println!("cargo::rustc-link-arg-bin=cargo-panic-link=-l{link_name}");
-    println!("cargo::rustc-link-arg-bin=cargo-panic-link=-Wl,-rpath,{}", lib_dir.display());
-    println!("cargo::rustc-env=CARGO_PANIC_BUILT_RUSTC_RELEASE={}", field("release:"));
-    println!("cargo::rustc-env=CARGO_PANIC_BUILT_RUSTC_COMMIT={}", field("commit-hash:"));
-    println!("cargo::rustc-env=CARGO_PANIC_BUILT_LLVM_VERSION={}", field("LLVM version:"));
+    println!(
+        "cargo::rustc-link-arg-bin=cargo-panic-link=-Wl,-rpath,{}",
+        lib_dir.display()
+    );
+    println!(
+        "cargo::rustc-env=CARGO_PANIC_BUILT_RUSTC_RELEASE={}",
+        field("release:")
+    );
+    println!(
+        "cargo::rustc-env=CARGO_PANIC_BUILT_RUSTC_COMMIT={}",
+        field("commit-hash:")
+    );
+    println!(
+        "cargo::rustc-env=CARGO_PANIC_BUILT_LLVM_VERSION={}",
+        field("LLVM version:")
+    );
     println!("cargo::rustc-env=CARGO_PANIC_BUILT_HOST={}", field("host:"));
     println!("cargo::rustc-env=CARGO_PANIC_LLVM_LIB={real_file}");
     println!("cargo::rerun-if-changed=build.rs");

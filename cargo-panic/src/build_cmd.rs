@@ -31,14 +31,23 @@ struct Own {
 }
 
 fn split_own_args(args: &[String]) -> Result<Own> {
-    let mut own = Own { time: Vec::new(), no_time: Vec::new(), link_jobs: None, cargo: Vec::new() };
+    let mut own = Own {
+        time: Vec::new(),
+        no_time: Vec::new(),
+        link_jobs: None,
+        cargo: Vec::new(),
+    };
     let mut i = 0;
     while i < args.len() {
         let a = &args[i];
         let mut take = |name: &str| -> Result<Option<String>> {
             if a == name {
                 i += 1;
-                return args.get(i).cloned().map(Some).with_context(|| format!("{name} needs a value"));
+                return args
+                    .get(i)
+                    .cloned()
+                    .map(Some)
+                    .with_context(|| format!("{name} needs a value"));
             }
             Ok(a.strip_prefix(&format!("{name}=")).map(String::from))
         };
@@ -86,7 +95,11 @@ fn remove_opt(args: &mut Vec<String>, name: &str) {
 }
 
 pub fn build(args: &[String]) -> Result<i32> {
-    if args.iter().take_while(|a| *a != "--").any(|a| a == "--help" || a == "-h") {
+    if args
+        .iter()
+        .take_while(|a| *a != "--")
+        .any(|a| a == "--help" || a == "-h")
+    {
         print!("{USAGE}");
         return Ok(0);
     }
@@ -101,7 +114,9 @@ pub fn build(args: &[String]) -> Result<i32> {
     if let Some(m) = &manifest_path {
         locate.args(["--manifest-path", m]);
     }
-    let located = locate.output().with_context(|| format!("failed to run `{cargo} locate-project`"))?;
+    let located = locate
+        .output()
+        .with_context(|| format!("failed to run `{cargo} locate-project`"))?;
     if !located.status.success() {
         bail!(
             "not a cargo project: no Cargo.toml in {} or any parent directory; run `cargo panic build` \
@@ -157,45 +172,92 @@ pub fn build(args: &[String]) -> Result<i32> {
     let profile_env = profile.to_uppercase().replace('-', "_");
 
     let driver = cargo_panic::fsutil::content_id(&link_bin)?;
-    invalidate_stale_links(&target_dir.join(&tc.host), &rule, &driver);
 
     let started = SystemTime::now();
-    let mut cmd = Command::new(&cargo);
-    cmd.arg("build")
-        .args(["--target", &tc.host, "--message-format=json-render-diagnostics"])
-        .args(&own.cargo)
-        .current_dir(&cwd)
-        .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
-        .env_remove("RUSTFLAGS")
-        // `-C lto` conflicts with `-C linker-plugin-lto`; the link driver does the work.
-        .env(format!("CARGO_PROFILE_{profile_env}_LTO"), "false")
-        .env(env::TARGET_DIR, &target_dir)
-        .env(env::RULE, rule.to_string())
-        .env(env::TOOLCHAIN, tc.describe())
-        .env("LD_LIBRARY_PATH", ld_library_path(&tc.sysroot.join("lib")))
-        .stdout(Stdio::piped());
-    if let Some(j) = &own.link_jobs {
-        cmd.env(env::JOBS, j);
-    }
-    let mut child = cmd.spawn().with_context(|| format!("failed to run `{cargo} build`"))?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut executables = Vec::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.context("failed to read cargo's output")?;
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-        if msg["reason"] == "compiler-artifact" {
-            if let Some(exe) = msg["executable"].as_str() {
-                executables.push(PathBuf::from(exe));
+    // Cargo cannot see the link driver's own inputs (the dwell rule, the driver
+    // itself) and keeps an executable linked under other settings. Such outputs
+    // are removed and cargo runs once more, which relinks just them (their
+    // objects come from the cache).
+    for attempt in 0..2 {
+        let mut cmd = Command::new(&cargo);
+        cmd.arg("build")
+            .args([
+                "--target",
+                &tc.host,
+                "--message-format=json-render-diagnostics",
+            ])
+            .args(&own.cargo)
+            .current_dir(&cwd)
+            .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"))
+            .env_remove("RUSTFLAGS")
+            // `-C lto` conflicts with `-C linker-plugin-lto`; the link driver does the work.
+            .env(format!("CARGO_PROFILE_{profile_env}_LTO"), "false")
+            .env(env::TARGET_DIR, &target_dir)
+            .env(env::RULE, rule.to_string())
+            .env(env::TOOLCHAIN, tc.describe())
+            .env("LD_LIBRARY_PATH", ld_library_path(&tc.sysroot.join("lib")))
+            .stdout(Stdio::piped());
+        if let Some(j) = &own.link_jobs {
+            cmd.env(env::JOBS, j);
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("failed to run `{cargo} build`"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut executables = Vec::new();
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("failed to read cargo's output")?;
+            let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if msg["reason"] == "compiler-artifact" {
+                if let Some(exe) = msg["executable"].as_str() {
+                    executables.push(PathBuf::from(exe));
+                }
             }
         }
-    }
-    let status = child.wait().context("failed to wait for cargo")?;
-    if !status.success() {
-        return Ok(status.code().unwrap_or(101));
-    }
-    for exe in &executables {
-        place_manifest(exe)?;
-        println!("{}", exe.display());
+        let status = child.wait().context("failed to wait for cargo")?;
+        if !status.success() {
+            return Ok(status.code().unwrap_or(101));
+        }
+        let mut stale = Vec::new();
+        let mut placed = Vec::new();
+        for exe in &executables {
+            let (source, m) = find_manifest(exe)?;
+            let current = m.is_some_and(|m| {
+                m.dwell_rule["time"] == rule["time"]
+                    && m.dwell_rule["no_time"] == rule["no_time"]
+                    && m.driver == driver
+            });
+            if !current {
+                stale.push((exe.clone(), source));
+            } else {
+                placed.push((exe.clone(), source));
+            }
+        }
+        if !stale.is_empty() && attempt == 0 {
+            for (exe, source) in &stale {
+                for p in [exe.clone(), linked_file(source), source.clone()] {
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+            continue;
+        }
+        if let Some((exe, _)) = stale.first() {
+            bail!(
+                "{} is still linked under other cargo-panic settings after a relink; run `cargo clean`",
+                exe.display()
+            );
+        }
+        for (exe, source) in &placed {
+            let want = manifest::path_for(exe);
+            if *source != want {
+                let bytes = std::fs::read(source)?;
+                cargo_panic::fsutil::write_atomic(&want, &bytes)?;
+            }
+            println!("{}", exe.display());
+        }
+        break;
     }
     report_links(&target_dir, started);
     Ok(0)
@@ -203,7 +265,11 @@ pub fn build(args: &[String]) -> Result<i32> {
 
 fn user_rustflags() -> Vec<String> {
     if let Ok(enc) = std::env::var("CARGO_ENCODED_RUSTFLAGS") {
-        return enc.split('\x1f').filter(|s| !s.is_empty()).map(String::from).collect();
+        return enc
+            .split('\x1f')
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
     }
     std::env::var("RUSTFLAGS")
         .map(|f| f.split_whitespace().map(String::from).collect())
@@ -226,11 +292,17 @@ fn target_dir(cargo: &str, cargo_args: &[String], manifest_path: Option<&str>) -
     if let Some(m) = manifest_path {
         cmd.args(["--manifest-path", m]);
     }
-    let out = cmd.output().with_context(|| format!("failed to run `{cargo} metadata`"))?;
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to run `{cargo} metadata`"))?;
     if !out.status.success() {
-        bail!("`cargo metadata` failed:\n{}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`cargo metadata` failed:\n{}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).context("cargo metadata printed invalid JSON")?;
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).context("cargo metadata printed invalid JSON")?;
     meta["target_directory"]
         .as_str()
         .map(PathBuf::from)
@@ -267,32 +339,35 @@ fn warn_config_rustflags(dir: &Path) {
 }
 
 /// The link driver wrote `<linked file>.panic.json` (under `deps/`); cargo then
-/// hard-linked or copied the executable elsewhere. Put the manifest beside the
-/// path cargo reports, finding it by file identity (or content, for a copy).
-fn place_manifest(exe: &Path) -> Result<()> {
+/// hard-linked or copied the executable elsewhere. Finds that manifest by file
+/// identity (or content, for a copy) and reads it.
+fn find_manifest(exe: &Path) -> Result<(PathBuf, Option<manifest::Manifest>)> {
     let want = manifest::path_for(exe);
     let dir = exe.parent().unwrap_or(Path::new("."));
-    let exe_meta = std::fs::metadata(exe).with_context(|| format!("failed to stat {}", exe.display()))?;
-    for cand_dir in [dir.to_path_buf(), dir.join("deps")] {
-        let Ok(entries) = std::fs::read_dir(&cand_dir) else { continue };
+    let exe_meta =
+        std::fs::metadata(exe).with_context(|| format!("failed to stat {}", exe.display()))?;
+    for cand_dir in [dir.join("deps"), dir.to_path_buf()] {
+        let Ok(entries) = std::fs::read_dir(&cand_dir) else {
+            continue;
+        };
         for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let Some(bin_name) = name.strip_suffix(".panic.json") else { continue };
-            if e.path() == want {
+            let path = e.path();
+            if !path.to_string_lossy().ends_with(".panic.json")
+                || (path == want && cand_dir != dir.join("deps"))
+            {
                 // The copy placed by an earlier build is never its own source.
                 continue;
             }
-            let bin = cand_dir.join(bin_name);
-            let Ok(m) = std::fs::metadata(&bin) else { continue };
+            let bin = linked_file(&path);
+            let Ok(m) = std::fs::metadata(&bin) else {
+                continue;
+            };
             let same = (m.dev(), m.ino()) == (exe_meta.dev(), exe_meta.ino())
                 || (m.len() == exe_meta.len() && std::fs::read(&bin)? == std::fs::read(exe)?);
             if same {
-                let src = e.path();
-                if src != want {
-                    let bytes = std::fs::read(&src)?;
-                    cargo_panic::fsutil::write_atomic(&want, &bytes)?;
-                }
-                return Ok(());
+                // Unreadable (e.g. written by an older cargo-panic): treated as stale.
+                let manifest = cargo_panic::fsutil::read_json(&path).ok();
+                return Ok((path, manifest));
             }
         }
     }
@@ -303,42 +378,27 @@ fn place_manifest(exe: &Path) -> Result<()> {
     )
 }
 
-/// Cargo cannot see the link driver's own inputs (the dwell rule, the driver
-/// itself), so it would keep an executable linked under other settings. Remove
-/// such outputs (found by their manifests) so that cargo links them again; their
-/// objects come from the cache, so this costs a link, not a build.
-fn invalidate_stale_links(host_dir: &Path, rule: &serde_json::Value, driver: &str) {
-    let Ok(profiles) = std::fs::read_dir(host_dir) else { return };
-    for profile in profiles.flatten() {
-        for sub in ["deps", "examples", ""] {
-            let Ok(entries) = std::fs::read_dir(profile.path().join(sub)) else { continue };
-            for e in entries.flatten() {
-                let path = e.path();
-                let Some(bin) = path.to_str().and_then(|p| p.strip_suffix(".panic.json")) else { continue };
-                let Ok(m) = cargo_panic::fsutil::read_json::<manifest::Manifest>(&path) else {
-                    let _ = std::fs::remove_file(bin);
-                    let _ = std::fs::remove_file(&path);
-                    continue;
-                };
-                let same_rule = m.dwell_rule["time"] == rule["time"] && m.dwell_rule["no_time"] == rule["no_time"];
-                if !same_rule || m.driver != driver {
-                    let _ = std::fs::remove_file(bin);
-                    let _ = std::fs::remove_file(&path);
-                }
-            }
-        }
-    }
+/// `x.panic.json` -> `x`
+fn linked_file(manifest: &Path) -> PathBuf {
+    PathBuf::from(manifest.to_string_lossy().trim_end_matches(".panic.json"))
 }
 
 /// One line per link this build did, from the link driver's stats.
 fn report_links(target_dir: &Path, since: SystemTime) {
-    let Ok(entries) = std::fs::read_dir(target_dir.join("panic").join("link-stats")) else { return };
+    let Ok(entries) = std::fs::read_dir(target_dir.join("panic").join("link-stats")) else {
+        return;
+    };
     for e in entries.flatten() {
-        let fresh = e.metadata().and_then(|m| m.modified()).is_ok_and(|t| t >= since);
+        let fresh = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= since);
         if !fresh {
             continue;
         }
-        let Ok(s) = cargo_panic::fsutil::read_json::<serde_json::Value>(&e.path()) else { continue };
+        let Ok(s) = cargo_panic::fsutil::read_json::<serde_json::Value>(&e.path()) else {
+            continue;
+        };
         eprintln!(
             "cargo-panic: linked {}: {} sites ({} timed) from {} bitcode modules ({} from cache) in {} ms",
             s["output"].as_str().unwrap_or("?"),

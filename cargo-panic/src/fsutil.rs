@@ -16,8 +16,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .prefix(".cargo-panic-")
         .tempfile_in(dir)
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
-    tmp.write_all(bytes).with_context(|| format!("failed to write {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("failed to rename into {}", path.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("failed to write {}", path.display()))?;
+    tmp.persist(path)
+        .with_context(|| format!("failed to rename into {}", path.display()))?;
     Ok(())
 }
 
@@ -30,15 +32,22 @@ pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<
 
 /// Reads and parses a JSON file, naming the file (and line) on error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        anyhow::anyhow!("{}:{}:{}: invalid JSON: {e}", path.display(), e.line(), e.column())
+        anyhow::anyhow!(
+            "{}:{}:{}: invalid JSON: {e}",
+            path.display(),
+            e.line(),
+            e.column()
+        )
     })
 }
 
 /// blake3 of a file's content (32 hex digits): the identity of a build of the link
 /// driver, recorded in manifests and in cache keys.
 pub fn content_id(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     Ok(blake3::hash(&bytes).to_hex()[..32].to_string())
 }

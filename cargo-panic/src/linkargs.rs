@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 
 /// Options whose value is the next argument (gcc driver syntax).
-const TAKES_VALUE: &[&str] = &["-o", "-L", "-l", "-z", "-T", "-Xlinker", "-e", "-u", "-x", "-MF", "-B"];
+const TAKES_VALUE: &[&str] = &[
+    "-o", "-L", "-l", "-z", "-T", "-Xlinker", "-e", "-u", "-x", "-MF", "-B",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Arg {
@@ -46,7 +48,11 @@ impl LinkLine {
     }
 
     pub fn features(&self) -> String {
-        self.plugin_opts.iter().find_map(|o| o.strip_prefix("mattr=")).unwrap_or("").to_string()
+        self.plugin_opts
+            .iter()
+            .find_map(|o| o.strip_prefix("mattr="))
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -122,19 +128,26 @@ pub fn parse(argv: &[String]) -> LinkLine {
                 kept.push(part);
             }
             if !kept.is_empty() {
-                line.args.push(Arg::Other(vec![format!("-Wl,{}", kept.join(","))]));
+                line.args
+                    .push(Arg::Other(vec![format!("-Wl,{}", kept.join(","))]));
             }
             continue;
         }
         if a == "-l" {
             if let Some(v) = next {
-                line.args.push(Arg::Lib { spec: v.clone(), static_mode });
+                line.args.push(Arg::Lib {
+                    spec: v.clone(),
+                    static_mode,
+                });
                 i += 1;
             }
             continue;
         }
         if let Some(spec) = a.strip_prefix("-l") {
-            line.args.push(Arg::Lib { spec: spec.to_string(), static_mode });
+            line.args.push(Arg::Lib {
+                spec: spec.to_string(),
+                static_mode,
+            });
             continue;
         }
         if a == "-L" {
@@ -236,24 +249,49 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(files, ["/t/deps/rustcX/symbols.o", "/t/deps/app-1.app.abc-cgu.0.rcgu.o", "/t/deps/libdep-2.rlib"]);
-        assert!(line.args.contains(&Arg::Lib { spec: "gcc_s".into(), static_mode: false }));
+        assert_eq!(
+            files,
+            [
+                "/t/deps/rustcX/symbols.o",
+                "/t/deps/app-1.app.abc-cgu.0.rcgu.o",
+                "/t/deps/libdep-2.rlib"
+            ]
+        );
+        assert!(line.args.contains(&Arg::Lib {
+            spec: "gcc_s".into(),
+            static_mode: false
+        }));
         // The plugin options are consumed, nothing of that -Wl word is left.
-        assert!(!line.args.iter().any(|a| matches!(a, Arg::Other(w) if w[0].contains("plugin-opt"))));
+        assert!(
+            !line
+                .args
+                .iter()
+                .any(|a| matches!(a, Arg::Other(w) if w[0].contains("plugin-opt")))
+        );
     }
 
     #[test]
     fn response_files_round_trip() {
         let args = v(&["a b", "c\\d", "plain"]);
-        let text: String = args.iter().map(|a| escape_for_response_file(a) + "\n").collect();
-        let expanded = expand_response_files(&v(&["-x", "@rsp"]), &mut |_| Ok(text.clone())).unwrap();
+        let text: String = args
+            .iter()
+            .map(|a| escape_for_response_file(a) + "\n")
+            .collect();
+        let expanded =
+            expand_response_files(&v(&["-x", "@rsp"]), &mut |_| Ok(text.clone())).unwrap();
         assert_eq!(expanded, v(&["-x", "a b", "c\\d", "plain"]));
     }
 
     #[test]
     fn static_mode_follows_bstatic() {
         let line = parse(&v(&["-Wl,-Bstatic", "-lfoo", "-Wl,-Bdynamic", "-lbar"]));
-        assert!(line.args.contains(&Arg::Lib { spec: "foo".into(), static_mode: true }));
-        assert!(line.args.contains(&Arg::Lib { spec: "bar".into(), static_mode: false }));
+        assert!(line.args.contains(&Arg::Lib {
+            spec: "foo".into(),
+            static_mode: true
+        }));
+        assert!(line.args.contains(&Arg::Lib {
+            spec: "bar".into(),
+            static_mode: false
+        }));
     }
 }

@@ -12,7 +12,11 @@ use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "cargo-panic", version, about = "Instrumented builds and per-site profiles: how, where and why a program fails under pressure")]
+#[command(
+    name = "cargo-panic",
+    version,
+    about = "Instrumented builds and per-site profiles: how, where and why a program fails under pressure"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -90,7 +94,12 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Build { args } => build_cmd::build(&args),
         Command::Run { out, command } => run_cmd::run(&out, &command),
-        Command::Report { profile, top, by, json } => {
+        Command::Report {
+            profile,
+            top,
+            by,
+            json,
+        } => {
             let p: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(&profile)?;
             let by = match by {
                 SortBy::Count => cargo_panic::profile::SortBy::Count,

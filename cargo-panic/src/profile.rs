@@ -114,7 +114,9 @@ impl Profile {
         exit: Exit,
         wall_ns: u64,
     ) -> Result<Profile> {
-        if snap.counters.len() != manifest.sites.len() || snap.hists.len() != manifest.n_hists as usize {
+        if snap.counters.len() != manifest.sites.len()
+            || snap.hists.len() != manifest.n_hists as usize
+        {
             bail!(
                 "the binary's segment has {} sites and {} histograms but its manifest lists {} and {}: \
                  the manifest belongs to another build; rebuild with `cargo panic build`",
@@ -125,7 +127,11 @@ impl Profile {
             );
         }
         let h = &snap.header;
-        let end = if h.tsc_end != 0 { (h.tsc_end, h.ns_end) } else { end };
+        let end = if h.tsc_end != 0 {
+            (h.tsc_end, h.ns_end)
+        } else {
+            end
+        };
         let clock = h.clock;
         let ns = |ticks: u64| clock.ticks_to_ns(ticks, end);
         let sites = manifest
@@ -133,19 +139,23 @@ impl Profile {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let dwell = s.hist.and_then(|hi| snap.hists.get(hi as usize)).filter(|hist| hist.count > 0).map(|hist| {
-                    let q = |p: f64| ns(hist.quantile(p).unwrap_or(0));
-                    Dwell {
-                        samples: hist.count,
-                        p50: q(0.50),
-                        p95: q(0.95),
-                        p99: q(0.99),
-                        p999: q(0.999),
-                        min: ns(hist.min),
-                        max: ns(hist.max),
-                        total: ns(hist.total),
-                    }
-                });
+                let dwell = s
+                    .hist
+                    .and_then(|hi| snap.hists.get(hi as usize))
+                    .filter(|hist| hist.count > 0)
+                    .map(|hist| {
+                        let q = |p: f64| ns(hist.quantile(p).unwrap_or(0));
+                        Dwell {
+                            samples: hist.count,
+                            p50: q(0.50),
+                            p95: q(0.95),
+                            p99: q(0.99),
+                            p999: q(0.999),
+                            min: ns(hist.min),
+                            max: ns(hist.max),
+                            total: ns(hist.total),
+                        }
+                    });
                 ProfileSite {
                     index: i as u32,
                     id: s.id.clone(),
@@ -169,7 +179,10 @@ impl Profile {
             .map(|t| ThreadState {
                 tid: t.tid,
                 site: t.cur_site,
-                function: t.cur_site.and_then(|s| manifest.sites.get(s as usize)).map(|s| s.function.clone()),
+                function: t
+                    .cur_site
+                    .and_then(|s| manifest.sites.get(s as usize))
+                    .map(|s| s.function.clone()),
                 depth: t.depth,
                 stack: t.frames.clone(),
             })
@@ -181,7 +194,11 @@ impl Profile {
             args,
             exit,
             wall_ns,
-            clock: if clock.is_tsc() { "tsc".into() } else { "ns".into() },
+            clock: if clock.is_tsc() {
+                "tsc".into()
+            } else {
+                "ns".into()
+            },
             runtime: RuntimeStats {
                 state: match h.state {
                     State::Running => "running",
@@ -209,7 +226,9 @@ impl Profile {
             SortBy::Count => v.sort_by(|a, b| b.count.cmp(&a.count).then(a.index.cmp(&b.index))),
             SortBy::Dwell => v.sort_by(|a, b| {
                 let t = |s: &ProfileSite| s.dwell_ns.as_ref().map_or(0, |d| d.total);
-                t(b).cmp(&t(a)).then(b.count.cmp(&a.count)).then(a.index.cmp(&b.index))
+                t(b).cmp(&t(a))
+                    .then(b.count.cmp(&a.count))
+                    .then(a.index.cmp(&b.index))
             }),
         }
         v.truncate(n);
@@ -274,7 +293,14 @@ fn truncate(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
         return s.to_string();
     }
-    let tail: String = s.chars().rev().take(n - 1).collect::<Vec<_>>().into_iter().rev().collect();
+    let tail: String = s
+        .chars()
+        .rev()
+        .take(n - 1)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
     format!("…{tail}")
 }
 
@@ -294,8 +320,12 @@ pub fn fmt_ns(ns: u64) -> String {
 
 /// `cargo panic sites`: the manifest's sites as a table or JSON.
 pub fn render_sites(m: &Manifest, kind: Option<SiteKind>, json: bool) -> Result<String> {
-    let selected: Vec<(usize, &crate::manifest::Site)> =
-        m.sites.iter().enumerate().filter(|(_, s)| kind.is_none_or(|k| s.kind == k)).collect();
+    let selected: Vec<(usize, &crate::manifest::Site)> = m
+        .sites
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| kind.is_none_or(|k| s.kind == k))
+        .collect();
     if json {
         let v: Vec<serde_json::Value> = selected
             .iter()
@@ -318,7 +348,11 @@ pub fn render_sites(m: &Manifest, kind: Option<SiteKind>, json: bool) -> Result<
         m.inputs.len(),
         m.inputs.iter().filter(|i| i.instrumented).count()
     );
-    let _ = writeln!(out, "{:>7} {:<16} {:<8} {:<5} {:<48} location", "index", "id", "kind", "timed", "function");
+    let _ = writeln!(
+        out,
+        "{:>7} {:<16} {:<8} {:<5} {:<48} location",
+        "index", "id", "kind", "timed", "function"
+    );
     for (i, s) in selected {
         let mut function = s.function.clone();
         if let Some(c) = &s.callee {

@@ -11,14 +11,18 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use cargo_panic::manifest::Manifest;
 use cargo_panic::profile::{Exit, Profile};
-use panic_runtime::abi;
 use panic_runtime::Clock;
+use panic_runtime::abi;
 use panic_runtime::segment::Snapshot;
 
 /// Segment files live in /dev/shm (memory, not disk) when it exists.
 fn segment_dir() -> PathBuf {
     let shm = Path::new("/dev/shm");
-    if shm.is_dir() { shm.to_path_buf() } else { std::env::temp_dir() }
+    if shm.is_dir() {
+        shm.to_path_buf()
+    } else {
+        std::env::temp_dir()
+    }
 }
 
 const SEGMENT_PREFIX: &str = "cargo-panic-seg-";
@@ -26,11 +30,17 @@ const SEGMENT_PREFIX: &str = "cargo-panic-seg-";
 /// Removes segment files left by runs that were killed before they cleaned up:
 /// their name carries the pid of the `cargo panic run` that made them.
 fn sweep_stale_segments(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(SEGMENT_PREFIX) else { continue };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let Some(rest) = name.strip_prefix(SEGMENT_PREFIX) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
+            continue;
+        };
         // SAFETY: kill with signal 0 only checks whether the process exists.
         let alive = unsafe { libc::kill(pid, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
@@ -74,7 +84,11 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
     let seg = SegmentFile(dir.join(format!("{SEGMENT_PREFIX}{}-{nanos}", std::process::id())));
 
     let started = Instant::now();
-    let exec_path = if binary.components().count() == 1 { Path::new(".").join(&binary) } else { binary.clone() };
+    let exec_path = if binary.components().count() == 1 {
+        Path::new(".").join(&binary)
+    } else {
+        binary.clone()
+    };
     let mut child = Command::new(&exec_path)
         .args(args)
         .env(abi::ENV_SHM, &seg.0)
@@ -96,13 +110,31 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
             binary.display()
         )
     })?;
-    let snapshot = Snapshot::parse(&bytes)
-        .with_context(|| format!("the profiling segment of {} is unreadable", binary.display()))?;
+    let snapshot = Snapshot::parse(&bytes).with_context(|| {
+        format!(
+            "the profiling segment of {} is unreadable",
+            binary.display()
+        )
+    })?;
     let exit = match (status.code(), status.signal()) {
-        (Some(code), _) => Exit { code: Some(code), signal: None },
-        (None, sig) => Exit { code: None, signal: sig },
+        (Some(code), _) => Exit {
+            code: Some(code),
+            signal: None,
+        },
+        (None, sig) => Exit {
+            code: None,
+            signal: sig,
+        },
     };
-    let profile = Profile::build(&manifest, &snapshot, end, binary.display().to_string(), args.to_vec(), exit, wall_ns)?;
+    let profile = Profile::build(
+        &manifest,
+        &snapshot,
+        end,
+        binary.display().to_string(),
+        args.to_vec(),
+        exit,
+        wall_ns,
+    )?;
     cargo_panic::fsutil::write_json_atomic(out, &profile)?;
     eprintln!(
         "cargo-panic: profile of {} written to {} ({} sites)",

@@ -44,13 +44,21 @@ pub fn current(dir: &Path) -> Result<Toolchain> {
         .arg("-vV")
         .current_dir(dir)
         .output()
-        .with_context(|| format!("failed to run `{rustc} -vV`: is Rust installed (rustup) and on PATH?"))?;
+        .with_context(|| {
+            format!("failed to run `{rustc} -vV`: is Rust installed (rustup) and on PATH?")
+        })?;
     if !out.status.success() {
-        bail!("`{rustc} -vV` failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "`{rustc} -vV` failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
     let field = |name: &str| {
-        text.lines().find_map(|l| l.strip_prefix(name)).map(|s| s.trim().to_string()).unwrap_or_default()
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
     };
     let sys = Command::new(&rustc)
         .args(["--print", "sysroot"])

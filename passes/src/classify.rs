@@ -34,13 +34,59 @@ const ALLOC: &[&str] = &[
 ];
 const FREE: &[&str] = &["__rust_dealloc", "free", "cfree"];
 const BLOCKING: &[&str] = &[
-    "read", "write", "pread", "pread64", "pwrite", "pwrite64", "readv", "writev", "preadv",
-    "pwritev", "preadv2", "pwritev2", "send", "sendto", "sendmsg", "sendmmsg", "recv",
-    "recvfrom", "recvmsg", "recvmmsg", "poll", "ppoll", "select", "pselect", "epoll_wait",
-    "epoll_pwait", "epoll_pwait2", "accept", "accept4", "connect", "fsync", "fdatasync",
-    "sync_file_range", "nanosleep", "clock_nanosleep", "usleep", "sleep", "wait", "waitpid",
-    "waitid", "wait4", "pause", "sigwait", "sigwaitinfo", "sigtimedwait", "sigsuspend",
-    "flock", "pthread_join", "io_uring_enter", "msgrcv", "msgsnd", "splice", "sendfile",
+    "read",
+    "write",
+    "pread",
+    "pread64",
+    "pwrite",
+    "pwrite64",
+    "readv",
+    "writev",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "send",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "recvmmsg",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "accept",
+    "accept4",
+    "connect",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "nanosleep",
+    "clock_nanosleep",
+    "usleep",
+    "sleep",
+    "wait",
+    "waitpid",
+    "waitid",
+    "wait4",
+    "pause",
+    "sigwait",
+    "sigwaitinfo",
+    "sigtimedwait",
+    "sigsuspend",
+    "flock",
+    "pthread_join",
+    "io_uring_enter",
+    "msgrcv",
+    "msgsnd",
+    "splice",
+    "sendfile",
 ];
 const LOCK: &[&str] = &[
     "pthread_mutex_lock",
@@ -103,8 +149,15 @@ const RUST_BLOCKING_PREFIXES: &[&str] = &[
 
 /// Last path segments of blocking functions anywhere under `std::thread`
 /// (`std::thread::sleep` is `std::thread::functions::sleep` since Rust 1.9x).
-const RUST_THREAD_BLOCKING_LEAVES: &[&str] =
-    &["sleep", "sleep_ms", "sleep_until", "park", "park_timeout", "park_timeout_ms", "join"];
+const RUST_THREAD_BLOCKING_LEAVES: &[&str] = &[
+    "sleep",
+    "sleep_ms",
+    "sleep_until",
+    "park",
+    "park_timeout",
+    "park_timeout_ms",
+    "join",
+];
 
 /// Substrings of Rust paths that denote blocking file, socket or process I/O
 /// (`<std::fs::File as std::io::Read>::read`, `std::net::TcpListener::accept`,
@@ -183,6 +236,10 @@ pub fn classify_callee(symbol: &str) -> Option<CallClass> {
     if path.starts_with("std::thread::") && RUST_THREAD_BLOCKING_LEAVES.contains(&leaf) {
         return Some(CallClass::Blocking);
     }
+    // Getting a handle (`std::io::stdin()`) does no I/O.
+    if matches!(leaf, "stdin" | "stdout" | "stderr") {
+        return None;
+    }
     if RUST_BLOCKING_PREFIXES.iter().any(|p| path.starts_with(p))
         || RUST_BLOCKING_PARTS.iter().any(|p| name.contains(p))
     {
@@ -259,9 +316,18 @@ mod tests {
 
     #[test]
     fn rust_allocator_entry_points() {
-        assert_eq!(c("_RNvCsfLfy6EI15iL_7___rustc12___rust_alloc"), Some(CallClass::Alloc));
-        assert_eq!(c("_RNvCsfLfy6EI15iL_7___rustc14___rust_dealloc"), Some(CallClass::Free));
-        assert_eq!(c("_RNvCsfLfy6EI15iL_7___rustc14___rust_realloc"), Some(CallClass::Alloc));
+        assert_eq!(
+            c("_RNvCsfLfy6EI15iL_7___rustc12___rust_alloc"),
+            Some(CallClass::Alloc)
+        );
+        assert_eq!(
+            c("_RNvCsfLfy6EI15iL_7___rustc14___rust_dealloc"),
+            Some(CallClass::Free)
+        );
+        assert_eq!(
+            c("_RNvCsfLfy6EI15iL_7___rustc14___rust_realloc"),
+            Some(CallClass::Alloc)
+        );
         assert_eq!(c("__rust_alloc_zeroed"), Some(CallClass::Alloc));
         // The shim's own callee is not an allocation site.
         assert_eq!(c("_RNvCsfLfy6EI15iL_7___rustc11___rdl_alloc"), None);
@@ -281,9 +347,17 @@ mod tests {
     #[test]
     fn rust_std_paths() {
         // std::thread::sleep
-        assert_eq!(c("_ZN3std6thread5sleep17h1234567890abcdefE"), Some(CallClass::Blocking));
+        assert_eq!(
+            c("_ZN3std6thread5sleep17h1234567890abcdefE"),
+            Some(CallClass::Blocking)
+        );
+        // std::io::stdio::stdin only returns a handle.
+        assert_eq!(c("_ZN3std2io5stdio5stdin17h0123456789abcdefE"), None);
         // std::thread::functions::sleep (v0 mangling, Rust 1.95)
-        assert_eq!(c("_RNvNtNtCsjrHSEGnQ3l9_3std6thread9functions5sleep"), Some(CallClass::Blocking));
+        assert_eq!(
+            c("_RNvNtNtCsjrHSEGnQ3l9_3std6thread9functions5sleep"),
+            Some(CallClass::Blocking)
+        );
         // std::thread::JoinInner<T>::join
         assert_eq!(
             c("_ZN3std6thread18JoinInner$LT$T$GT$4join17h0123456789abcdefE"),
@@ -300,16 +374,27 @@ mod tests {
             Some(CallClass::Blocking)
         );
         // core::panicking::panic_fmt
-        assert_eq!(c("_ZN4core9panicking9panic_fmt17h0123456789abcdefE"), Some(CallClass::Panic));
+        assert_eq!(
+            c("_ZN4core9panicking9panic_fmt17h0123456789abcdefE"),
+            Some(CallClass::Panic)
+        );
         // core::result::unwrap_failed
-        assert_eq!(c("_ZN4core6result13unwrap_failed17h0123456789abcdefE"), Some(CallClass::Panic));
+        assert_eq!(
+            c("_ZN4core6result13unwrap_failed17h0123456789abcdefE"),
+            Some(CallClass::Panic)
+        );
         // alloc::vec::Vec<T>::push is an ordinary call.
-        assert_eq!(c("_ZN5alloc3vec16Vec$LT$T$C$A$GT$4push17h0123456789abcdefE"), None);
+        assert_eq!(
+            c("_ZN5alloc3vec16Vec$LT$T$C$A$GT$4push17h0123456789abcdefE"),
+            None
+        );
         // A user function called `wait` outside lock scopes is not a lock.
         assert_eq!(c("_ZN5myapp4wait17h0123456789abcdefE"), None);
         // <std::io::stdio::Stdin as std::io::Read>::read_to_end
         assert_eq!(
-            c("_ZN55_$LT$std..io..stdio..Stdin$u20$as$u20$std..io..Read$GT$11read_to_end17h0123456789abcdefE"),
+            c(
+                "_ZN55_$LT$std..io..stdio..Stdin$u20$as$u20$std..io..Read$GT$11read_to_end17h0123456789abcdefE"
+            ),
             Some(CallClass::Blocking)
         );
     }

@@ -109,7 +109,10 @@ pub struct Options<'a> {
 }
 
 /// Instruments every defined function of `module` in place and returns its sites.
-pub fn instrument_module(module: &Module<'_>, opts: &Options<'_>) -> Result<ModuleSites, InstrumentError> {
+pub fn instrument_module(
+    module: &Module<'_>,
+    opts: &Options<'_>,
+) -> Result<ModuleSites, InstrumentError> {
     let suffix = module_suffix(opts.module_key);
     // SAFETY: the module and its context outlive this call; every LLVM handle used
     // below is derived from them and not retained afterwards.
@@ -131,26 +134,40 @@ pub fn instrument_module(module: &Module<'_>, opts: &Options<'_>) -> Result<Modu
         cx.sites
     };
     let n_hists = sites.iter().filter(|s| s.hist.is_some()).count() as u32;
-    Ok(ModuleSites { key: opts.module_key.to_string(), suffix, sites, n_hists })
+    Ok(ModuleSites {
+        key: opts.module_key.to_string(),
+        suffix,
+        sites,
+        n_hists,
+    })
 }
 
 unsafe fn verify(module: LLVMModuleRef, key: &str) -> Result<(), InstrumentError> {
     let mut msg: *mut c_char = std::ptr::null_mut();
     // SAFETY: `module` is valid; LLVM allocates `msg`, which we dispose of.
     let broken = unsafe {
-        LLVMVerifyModule(module, LLVMVerifierFailureAction::LLVMReturnStatusAction, &mut msg)
+        LLVMVerifyModule(
+            module,
+            LLVMVerifierFailureAction::LLVMReturnStatusAction,
+            &mut msg,
+        )
     };
     let message = if msg.is_null() {
         String::new()
     } else {
         // SAFETY: LLVM returned a NUL-terminated message.
-        let s = unsafe { CStr::from_ptr(msg) }.to_string_lossy().into_owned();
+        let s = unsafe { CStr::from_ptr(msg) }
+            .to_string_lossy()
+            .into_owned();
         // SAFETY: the message was allocated by LLVM.
         unsafe { LLVMDisposeMessage(msg) };
         s
     };
     if broken != 0 {
-        return Err(InstrumentError::Verify { key: key.to_string(), message });
+        return Err(InstrumentError::Verify {
+            key: key.to_string(),
+            message,
+        });
     }
     Ok(())
 }
@@ -198,11 +215,22 @@ unsafe fn has_fn_attr(f: LLVMValueRef, attr: &str) -> bool {
 
 /// A planned probe, collected before any IR changes so iteration stays sound.
 enum Plan {
-    Entry { timed: bool },
-    Exit { at: LLVMValueRef },
-    Loop { latch_term: LLVMValueRef, header: LLVMBasicBlockRef },
-    Count { at: LLVMValueRef },
-    Region { call: LLVMValueRef },
+    Entry {
+        timed: bool,
+    },
+    Exit {
+        at: LLVMValueRef,
+    },
+    Loop {
+        latch_term: LLVMValueRef,
+        header: LLVMBasicBlockRef,
+    },
+    Count {
+        at: LLVMValueRef,
+    },
+    Region {
+        call: LLVMValueRef,
+    },
 }
 
 struct ModuleCx {
@@ -240,7 +268,8 @@ impl ModuleCx {
             let enter_ty = LLVMFunctionType(i32, enter_params.as_mut_ptr(), 2, 0);
             let enter_fn = runtime_fn(module, abi::SYM_DWELL_ENTER, enter_ty);
             let mut exit_params = [i32];
-            let exit_ty = LLVMFunctionType(LLVMVoidTypeInContext(ctx), exit_params.as_mut_ptr(), 1, 0);
+            let exit_ty =
+                LLVMFunctionType(LLVMVoidTypeInContext(ctx), exit_params.as_mut_ptr(), 1, 0);
             let exit_fn = runtime_fn(module, abi::SYM_DWELL_EXIT, exit_ty);
             ModuleCx {
                 module,
@@ -292,7 +321,10 @@ impl ModuleCx {
                 insts += instructions_of(bb).len();
             }
             let loops = back_edges(&succs);
-            let facts = FunctionFacts { insts, has_loop: !loops.is_empty() };
+            let facts = FunctionFacts {
+                insts,
+                has_loop: !loops.is_empty(),
+            };
             let (timed, reason) = opts.rule.decide(&function, facts);
 
             let mut plans = vec![(Plan::Entry { timed }, SiteKind::Entry, None, false)];
@@ -303,13 +335,17 @@ impl ModuleCx {
                             if let Some((class, callee)) = classify_call(inst) {
                                 let kind = kind_of_call(class);
                                 let plan = match kind {
-                                    SiteKind::Blocking | SiteKind::Lock => Plan::Region { call: inst },
+                                    SiteKind::Blocking | SiteKind::Lock => {
+                                        Plan::Region { call: inst }
+                                    }
                                     _ => Plan::Count { at: inst },
                                 };
                                 plans.push((plan, kind, Some(callee), false));
                             }
                         }
-                        LLVMOpcode::LLVMRet => plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, false)),
+                        LLVMOpcode::LLVMRet => {
+                            plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, false))
+                        }
                         LLVMOpcode::LLVMResume => {
                             plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, true))
                         }
@@ -321,7 +357,10 @@ impl ModuleCx {
                         let term = LLVMGetBasicBlockTerminator(bb);
                         if loop_increment_supported(term) {
                             plans.push((
-                                Plan::Loop { latch_term: term, header: blocks[header] },
+                                Plan::Loop {
+                                    latch_term: term,
+                                    header: blocks[header],
+                                },
                                 SiteKind::Loop,
                                 None,
                                 false,
@@ -425,8 +464,16 @@ impl ModuleCx {
                             // shared with other paths closes nothing it did not open.
                             let slot = *region_slot.get_or_insert_with(|| {
                                 self.position_before(entry_at);
-                                let s = LLVMBuildAlloca(self.builder, self.i32, c"panic.region".as_ptr());
-                                LLVMBuildStore(self.builder, LLVMConstInt(self.i32, u32::MAX as u64, 0), s);
+                                let s = LLVMBuildAlloca(
+                                    self.builder,
+                                    self.i32,
+                                    c"panic.region".as_ptr(),
+                                );
+                                LLVMBuildStore(
+                                    self.builder,
+                                    LLVMConstInt(self.i32, u32::MAX as u64, 0),
+                                    s,
+                                );
                                 s
                             });
                             self.position_before(call);
@@ -435,7 +482,11 @@ impl ModuleCx {
                                 self.position_before(first_insertion_point(succ));
                                 let v = LLVMBuildLoad2(self.builder, self.i32, slot, c"".as_ptr());
                                 self.call_exit(v);
-                                LLVMBuildStore(self.builder, LLVMConstInt(self.i32, u32::MAX as u64, 0), slot);
+                                LLVMBuildStore(
+                                    self.builder,
+                                    LLVMConstInt(self.i32, u32::MAX as u64, 0),
+                                    slot,
+                                );
                             }
                         }
                     }
@@ -458,7 +509,14 @@ impl ModuleCx {
         // SAFETY: builds instructions at the builder's position.
         unsafe {
             let ptr = self.counter_ptr(local);
-            let rmw = LLVMBuildAtomicRMW(self.builder, LLVMAtomicRMWBinOpAdd, ptr, inc, LLVMAtomicOrderingMonotonic, 0);
+            let rmw = LLVMBuildAtomicRMW(
+                self.builder,
+                LLVMAtomicRMWBinOpAdd,
+                ptr,
+                inc,
+                LLVMAtomicOrderingMonotonic,
+                0,
+            );
             let _ = rmw;
         }
     }
@@ -466,7 +524,10 @@ impl ModuleCx {
     unsafe fn counter_ptr(&self, local: u32) -> LLVMValueRef {
         // SAFETY: constant GEP into the module's counter array declaration.
         unsafe {
-            let mut idx = [LLVMConstInt(self.i64, 0, 0), LLVMConstInt(self.i64, local as u64, 0)];
+            let mut idx = [
+                LLVMConstInt(self.i64, 0, 0),
+                LLVMConstInt(self.i64, local as u64, 0),
+            ];
             LLVMConstInBoundsGEP2(self.counters_ty, self.counters, idx.as_mut_ptr(), 2)
         }
     }
@@ -479,7 +540,14 @@ impl ModuleCx {
             let mut idx = [LLVMConstInt(self.i64, off, 0)];
             let h = LLVMConstInBoundsGEP2(self.i8, self.hists, idx.as_mut_ptr(), 1);
             let mut args = [ctr, h];
-            LLVMBuildCall2(self.builder, self.enter_ty, self.enter_fn, args.as_mut_ptr(), 2, c"panic.tok".as_ptr())
+            LLVMBuildCall2(
+                self.builder,
+                self.enter_ty,
+                self.enter_fn,
+                args.as_mut_ptr(),
+                2,
+                c"panic.tok".as_ptr(),
+            )
         }
     }
 
@@ -487,39 +555,59 @@ impl ModuleCx {
         // SAFETY: builds a call to the runtime declaration at the builder's position.
         unsafe {
             let mut args = [token];
-            LLVMBuildCall2(self.builder, self.exit_ty, self.exit_fn, args.as_mut_ptr(), 1, c"".as_ptr());
+            LLVMBuildCall2(
+                self.builder,
+                self.exit_ty,
+                self.exit_fn,
+                args.as_mut_ptr(),
+                1,
+                c"".as_ptr(),
+            );
         }
     }
 
     /// 1 when the latch's terminator is about to take the edge to `header`, else 0,
     /// as an i64, computed from the terminator's own condition (no CFG change).
-    unsafe fn backedge_increment(&mut self, term: LLVMValueRef, header: LLVMBasicBlockRef) -> LLVMValueRef {
+    unsafe fn backedge_increment(
+        &mut self,
+        term: LLVMValueRef,
+        header: LLVMBasicBlockRef,
+    ) -> LLVMValueRef {
         // SAFETY: reads the terminator's operands and builds i1/i64 arithmetic.
         unsafe {
             let one = LLVMConstInt(self.i64, 1, 0);
             let n = LLVMGetNumSuccessors(term);
-            let to_header: Vec<bool> = (0..n).map(|i| LLVMGetSuccessor(term, i) == header).collect();
+            let to_header: Vec<bool> = (0..n)
+                .map(|i| LLVMGetSuccessor(term, i) == header)
+                .collect();
             if to_header.iter().all(|&t| t) {
                 return one;
             }
             let taken = match LLVMGetInstructionOpcode(term) {
                 LLVMOpcode::LLVMBr => {
                     let cond = LLVMGetCondition(term);
-                    if to_header[0] { cond } else { LLVMBuildNot(self.builder, cond, c"".as_ptr()) }
+                    if to_header[0] {
+                        cond
+                    } else {
+                        LLVMBuildNot(self.builder, cond, c"".as_ptr())
+                    }
                 }
                 LLVMOpcode::LLVMSwitch => {
-                    let cond = LLVMGetCondition(term);
-                    // Successor 0 is the default; successor i >= 1 is case i-1 with its
-                    // value at operand 2*i.
+                    // `LLVMGetCondition` is for `br` only; a switch's condition is operand 0.
+                    let cond = LLVMGetOperand(term, 0);
+                    // Successor 0 is the default; successor i >= 1 is a case, whose
+                    // value LLVM-C gives by successor index.
                     let mut any_case_to_header = LLVMConstInt(self.i1, 0, 0);
                     let mut any_case_elsewhere = LLVMConstInt(self.i1, 0, 0);
                     for i in 1..n {
-                        let v = LLVMGetOperand(term, 2 * i);
+                        let v = LLVMGetSwitchCaseValue(term, i);
                         let eq = LLVMBuildICmp(self.builder, LLVMIntEQ, cond, v, c"".as_ptr());
                         if to_header[i as usize] {
-                            any_case_to_header = LLVMBuildOr(self.builder, any_case_to_header, eq, c"".as_ptr());
+                            any_case_to_header =
+                                LLVMBuildOr(self.builder, any_case_to_header, eq, c"".as_ptr());
                         } else {
-                            any_case_elsewhere = LLVMBuildOr(self.builder, any_case_elsewhere, eq, c"".as_ptr());
+                            any_case_elsewhere =
+                                LLVMBuildOr(self.builder, any_case_elsewhere, eq, c"".as_ptr());
                         }
                     }
                     if to_header[0] {
@@ -566,7 +654,11 @@ unsafe fn runtime_fn(module: LLVMModuleRef, name: &str, ty: LLVMTypeRef) -> LLVM
     // SAFETY: declares (or finds) a function in a valid module.
     unsafe {
         let existing = LLVMGetNamedFunction(module, cname.as_ptr());
-        let f = if existing.is_null() { LLVMAddFunction(module, cname.as_ptr(), ty) } else { existing };
+        let f = if existing.is_null() {
+            LLVMAddFunction(module, cname.as_ptr(), ty)
+        } else {
+            existing
+        };
         LLVMSetVisibility(f, LLVMHiddenVisibility);
         let ctx = LLVMGetModuleContext(module);
         for attr in ["nounwind", "nocallback"] {

@@ -36,7 +36,10 @@ mod tests {
 
     #[test]
     fn demangles_without_hashes() {
-        assert_eq!(demangle("_ZN3std6thread5sleep17h1234567890abcdefE"), "std::thread::sleep");
+        assert_eq!(
+            demangle("_ZN3std6thread5sleep17h1234567890abcdefE"),
+            "std::thread::sleep"
+        );
         assert_eq!(
             demangle("_RNvCsfLfy6EI15iL_7___rustc12___rust_alloc"),
             "__rustc::__rust_alloc"

@@ -26,7 +26,12 @@ pub struct DwellRule {
 
 impl Default for DwellRule {
     fn default() -> Self {
-        DwellRule { min_insts_with_loop: 40, min_insts: 400, time: Vec::new(), no_time: Vec::new() }
+        DwellRule {
+            min_insts_with_loop: 40,
+            min_insts: 400,
+            time: Vec::new(),
+            no_time: Vec::new(),
+        }
     }
 }
 
@@ -81,10 +86,16 @@ impl DwellRule {
 fn globs(patterns: &[String]) -> Result<GlobSet, PatternError> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        let g = Glob::new(p).map_err(|source| PatternError { pattern: p.clone(), source })?;
+        let g = Glob::new(p).map_err(|source| PatternError {
+            pattern: p.clone(),
+            source,
+        })?;
         b.add(g);
     }
-    b.build().map_err(|source| PatternError { pattern: patterns.join(","), source })
+    b.build().map_err(|source| PatternError {
+        pattern: patterns.join(","),
+        source,
+    })
 }
 
 impl CompiledRule {
@@ -123,24 +134,49 @@ mod tests {
         }
         .compile()
         .unwrap();
-        let small = FunctionFacts { insts: 5, has_loop: false };
-        let looping = FunctionFacts { insts: 60, has_loop: true };
-        let big = FunctionFacts { insts: 1000, has_loop: false };
+        let small = FunctionFacts {
+            insts: 5,
+            has_loop: false,
+        };
+        let looping = FunctionFacts {
+            insts: 60,
+            has_loop: true,
+        };
+        let big = FunctionFacts {
+            insts: 1000,
+            has_loop: false,
+        };
         assert_eq!(rule.decide("app::f", small), (false, Reason::Small));
         assert_eq!(rule.decide("app::f", looping), (true, Reason::Loop));
         assert_eq!(rule.decide("app::f", big), (true, Reason::Size));
         assert_eq!(rule.decide("app::tiny", small), (true, Reason::Forced));
-        assert_eq!(rule.decide("app::hot_loop", looping), (false, Reason::Excluded));
-        assert_eq!(rule.decide("app::tiny_but_not", small), (false, Reason::Excluded));
         assert_eq!(
-            rule.decide("app::f", FunctionFacts { insts: 10, has_loop: true }),
+            rule.decide("app::hot_loop", looping),
+            (false, Reason::Excluded)
+        );
+        assert_eq!(
+            rule.decide("app::tiny_but_not", small),
+            (false, Reason::Excluded)
+        );
+        assert_eq!(
+            rule.decide(
+                "app::f",
+                FunctionFacts {
+                    insts: 10,
+                    has_loop: true
+                }
+            ),
             (false, Reason::Small)
         );
     }
 
     #[test]
     fn bad_pattern_is_an_error() {
-        let err = DwellRule { time: vec!["a[".into()], ..DwellRule::default() }.compile();
+        let err = DwellRule {
+            time: vec!["a[".into()],
+            ..DwellRule::default()
+        }
+        .compile();
         assert!(err.unwrap_err().to_string().contains("a["));
     }
 }

@@ -101,7 +101,10 @@ fn read_tsc() -> Option<u64> {
 }
 
 fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: `ts` is a valid, writable timespec and CLOCK_MONOTONIC exists on
     // every Linux; clock_gettime writes only through the pointer it is given.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
@@ -115,7 +118,11 @@ mod tests {
 
     #[test]
     fn ns_clock_is_identity() {
-        let c = Clock { kind: ClockKind::Ns, tsc0: 5, ns0: 5 };
+        let c = Clock {
+            kind: ClockKind::Ns,
+            tsc0: 5,
+            ns0: 5,
+        };
         assert_eq!(c.ticks_to_ns(12_345, (0, 0)), 12_345);
         assert_eq!(c.ticks_per_ns((0, 0)), Some(1.0));
     }
@@ -123,7 +130,11 @@ mod tests {
     #[test]
     fn tsc_clock_scales_by_the_measured_rate() {
         // 3 GHz: 3e9 ticks took 1e9 ns.
-        let c = Clock { kind: ClockKind::Tsc, tsc0: 1_000, ns0: 50 };
+        let c = Clock {
+            kind: ClockKind::Tsc,
+            tsc0: 1_000,
+            ns0: 50,
+        };
         let end = (1_000 + 3_000_000_000, 50 + 1_000_000_000);
         assert_eq!(c.ticks_to_ns(3_000, end), 1_000);
         assert_eq!(c.ticks_to_ns(u64::MAX, end), u64::MAX / 3);
@@ -140,14 +151,28 @@ mod tests {
         let (t1, n1) = Clock::now();
         assert!(t1 > t0 && n1 > n0);
         assert!(n1 - n0 >= 5_000_000);
-        let c = Clock { kind: if cfg!(target_arch = "x86_64") { ClockKind::Tsc } else { ClockKind::Ns }, tsc0: t0, ns0: n0 };
+        let c = Clock {
+            kind: if cfg!(target_arch = "x86_64") {
+                ClockKind::Tsc
+            } else {
+                ClockKind::Ns
+            },
+            tsc0: t0,
+            ns0: n0,
+        };
         assert_eq!(c.ticks_to_ns(t1 - t0, (t1, n1)), n1 - n0);
     }
 
     #[test]
     fn kinds_come_from_the_abi() {
-        assert_eq!(ClockKind::from_abi(abi::CLOCK_NS as u32), Some(ClockKind::Ns));
-        assert_eq!(ClockKind::from_abi(abi::CLOCK_TSC as u32), Some(ClockKind::Tsc));
+        assert_eq!(
+            ClockKind::from_abi(abi::CLOCK_NS as u32),
+            Some(ClockKind::Ns)
+        );
+        assert_eq!(
+            ClockKind::from_abi(abi::CLOCK_TSC as u32),
+            Some(ClockKind::Tsc)
+        );
         assert_eq!(ClockKind::from_abi(9), None);
     }
 }

@@ -87,7 +87,13 @@ impl Default for Hist {
 impl Hist {
     /// An empty histogram.
     pub fn new() -> Self {
-        Hist { count: 0, total: 0, max: 0, min: u64::MAX, buckets: vec![0; BUCKETS] }
+        Hist {
+            count: 0,
+            total: 0,
+            max: 0,
+            min: u64::MAX,
+            buckets: vec![0; BUCKETS],
+        }
     }
 
     /// Records one duration the way the C runtime does.
@@ -137,7 +143,11 @@ impl Hist {
     /// Clamps to `[min, max]` when those are consistent (a live snapshot can
     /// see `count` before the extremes).
     fn clamp_to_range(&self, v: u64) -> u64 {
-        if self.min <= self.max { v.clamp(self.min, self.max) } else { v }
+        if self.min <= self.max {
+            v.clamp(self.min, self.max)
+        } else {
+            v
+        }
     }
 }
 
@@ -150,7 +160,10 @@ mod tests {
 
     impl Lcg {
         fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
             self.0
         }
     }
@@ -165,7 +178,11 @@ mod tests {
             let e = v.ilog2();
             let g = u64::from(e - SUB_BITS + 1);
             let s = (v >> (e - SUB_BITS)) - (1 << SUB_BITS);
-            if e > abi::HIST_MAX_EXP as u32 { BUCKETS - 1 } else { (g * (1 << SUB_BITS) + s) as usize }
+            if e > abi::HIST_MAX_EXP as u32 {
+                BUCKETS - 1
+            } else {
+                (g * (1 << SUB_BITS) + s) as usize
+            }
         };
         let mut rng = Lcg(7);
         let mut values: Vec<u64> = (0..2000).collect();
@@ -209,7 +226,10 @@ mod tests {
             assert_eq!(bucket_index(lo + (hi - lo) / 2), i);
             // Width relative to the lower bound is at most 2^-SUB_BITS (the last bucket is open).
             if i + 1 < BUCKETS && lo > 0 {
-                assert!((hi - lo) << SUB_BITS <= lo.max(1 << SUB_BITS), "bucket {i} too wide");
+                assert!(
+                    (hi - lo) << SUB_BITS <= lo.max(1 << SUB_BITS),
+                    "bucket {i} too wide"
+                );
             }
             expected_lo = hi;
         }
@@ -273,9 +293,17 @@ mod tests {
         assert_eq!(h.count, 10_000);
         assert_eq!(h.min, 1000);
         assert_eq!(h.max, 10_000_000);
-        for (q, exact) in [(0.5, 5_000_000.0), (0.9, 9_000_000.0), (0.99, 9_900_000.0), (0.001, 10_000.0)] {
+        for (q, exact) in [
+            (0.5, 5_000_000.0),
+            (0.9, 9_000_000.0),
+            (0.99, 9_900_000.0),
+            (0.001, 10_000.0),
+        ] {
             let got = h.quantile(q).expect("not empty") as f64;
-            assert!((got - exact).abs() / exact <= 0.01, "q{q}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() / exact <= 0.01,
+                "q{q}: {got} vs {exact}"
+            );
         }
         // Rank 1 is the minimum's bucket ([1000, 1008), midpoint 1004); the top
         // bucket's midpoint lies above the maximum and is clamped to it.

@@ -30,11 +30,13 @@ pub mod abi {
 
 pub use clock::{Clock, ClockKind};
 pub use hist::Hist;
-pub use segment::{Header, Live, State, SegmentError, Snapshot, ThreadSlot};
+pub use segment::{Header, Live, SegmentError, Snapshot, State, ThreadSlot};
 
 /// What a site is (the manifest's `kind`, the pass's classification):
 /// `PANIC_KIND_*` in the header. Serialized as its lowercase [`name`](Self::name).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SiteKind {
     /// Function entry.
@@ -103,7 +105,9 @@ impl SiteKind {
 
     /// The kind named `name` (case-insensitive).
     pub fn parse(name: &str) -> Option<SiteKind> {
-        SiteKind::ALL.into_iter().find(|k| k.name().eq_ignore_ascii_case(name))
+        SiteKind::ALL
+            .into_iter()
+            .find(|k| k.name().eq_ignore_ascii_case(name))
     }
 }
 
@@ -145,10 +149,14 @@ mod tests {
     #[test]
     fn hash_names_the_archive() {
         assert_eq!(STATIC_LIB_HASH.len(), 16);
-        assert!(STATIC_LIB_HASH.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        let fnv = STATIC_LIB
-            .iter()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+        assert!(
+            STATIC_LIB_HASH
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let fnv = STATIC_LIB.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
         assert_eq!(STATIC_LIB_HASH, format!("{fnv:016x}"));
     }
 
@@ -161,7 +169,10 @@ mod tests {
             assert_eq!(SiteKind::parse(&k.name().to_uppercase()), Some(k));
             let json = serde_json::to_string(&k).expect("serializes");
             assert_eq!(json, format!("\"{k}\""));
-            assert_eq!(serde_json::from_str::<SiteKind>(&json).expect("deserializes"), k);
+            assert_eq!(
+                serde_json::from_str::<SiteKind>(&json).expect("deserializes"),
+                k
+            );
         }
         assert_eq!(SiteKind::from_code(0), None);
         assert_eq!(SiteKind::parse("nope"), None);
@@ -175,9 +186,18 @@ mod tests {
         assert_eq!(abi::NO_SITE, 0xffff_ffff);
         assert_eq!(abi::SYM_DWELL_ENTER, "__panic_dwell_enter");
         assert_eq!(abi::ENV_SHM, "CARGO_PANIC_SHM");
-        assert_eq!(abi::SLOT_SIZE, abi::SLOT_STACK + abi::MAX_DEPTH * abi::FRAME_SIZE);
-        assert_eq!(abi::HIST_SIZE, abi::HIST_BUCKETS_OFF + abi::HIST_BUCKETS * 8);
-        assert_eq!(abi::HIST_BUCKETS, (abi::HIST_MAX_EXP - abi::HIST_SUB_BITS + 2) << abi::HIST_SUB_BITS);
+        assert_eq!(
+            abi::SLOT_SIZE,
+            abi::SLOT_STACK + abi::MAX_DEPTH * abi::FRAME_SIZE
+        );
+        assert_eq!(
+            abi::HIST_SIZE,
+            abi::HIST_BUCKETS_OFF + abi::HIST_BUCKETS * 8
+        );
+        assert_eq!(
+            abi::HIST_BUCKETS,
+            (abi::HIST_MAX_EXP - abi::HIST_SUB_BITS + 2) << abi::HIST_SUB_BITS
+        );
         assert!(ABI_HEADER.contains("#define PANIC_ABI_VERSION"));
     }
 }

@@ -47,13 +47,19 @@ pub enum SegmentError {
         len: u64,
     },
     /// The first 8 bytes are not "PANICSEG".
-    #[error("not a cargo-panic segment: magic {found:#018x}, expected {:#018x}", abi::SEGMENT_MAGIC)]
+    #[error(
+        "not a cargo-panic segment: magic {found:#018x}, expected {:#018x}",
+        abi::SEGMENT_MAGIC
+    )]
     BadMagic {
         /// What the first 8 bytes hold.
         found: u64,
     },
     /// Written by a runtime of another ABI version.
-    #[error("segment has ABI version {found}, this reader understands version {}", abi::ABI_VERSION)]
+    #[error(
+        "segment has ABI version {found}, this reader understands version {}",
+        abi::ABI_VERSION
+    )]
     AbiVersion {
         /// The segment's version.
         found: u32,
@@ -201,7 +207,11 @@ impl Bytes<'_> {
         start
             .and_then(|s| self.0.get(s..s.checked_add(N)?))
             .and_then(|b| b.try_into().ok())
-            .ok_or(SegmentError::Truncated { what: "field", needed: off.saturating_add(N as u64), len: self.len() })
+            .ok_or(SegmentError::Truncated {
+                what: "field",
+                needed: off.saturating_add(N as u64),
+                len: self.len(),
+            })
     }
 
     fn len(&self) -> u64 {
@@ -218,7 +228,11 @@ fn region_end(what: &str, start: u64, count: u64, size: u64) -> Result<u64, Segm
     count
         .checked_mul(size)
         .and_then(|n| start.checked_add(n))
-        .ok_or_else(|| SegmentError::Bounds(format!("{what}: {count} x {size} bytes at {start} overflows")))
+        .ok_or_else(|| {
+            SegmentError::Bounds(format!(
+                "{what}: {count} x {size} bytes at {start} overflows"
+            ))
+        })
 }
 
 impl Snapshot {
@@ -226,7 +240,11 @@ impl Snapshot {
     pub fn parse(bytes: &[u8]) -> Result<Snapshot, SegmentError> {
         let b = Bytes(bytes);
         if b.len() < abi::HEADER_SIZE {
-            return Err(SegmentError::Truncated { what: "header", needed: abi::HEADER_SIZE, len: b.len() });
+            return Err(SegmentError::Truncated {
+                what: "header",
+                needed: abi::HEADER_SIZE,
+                len: b.len(),
+            });
         }
         let magic = b.u64(abi::HDR_MAGIC)?;
         if magic != abi::SEGMENT_MAGIC {
@@ -246,7 +264,11 @@ impl Snapshot {
         ] {
             let found = u64::from(b.u32(off)?);
             if found != expected {
-                return Err(SegmentError::Layout { field, found, expected });
+                return Err(SegmentError::Layout {
+                    field,
+                    found,
+                    expected,
+                });
             }
         }
 
@@ -257,9 +279,18 @@ impl Snapshot {
         let off_hists = b.u64(abi::HDR_OFF_HISTS)?;
         let total_size = b.u64(abi::HDR_TOTAL_SIZE)?;
         if off_threads != abi::HEADER_SIZE {
-            return Err(SegmentError::Layout { field: "off_threads", found: off_threads, expected: abi::HEADER_SIZE });
+            return Err(SegmentError::Layout {
+                field: "off_threads",
+                found: off_threads,
+                expected: abi::HEADER_SIZE,
+            });
         }
-        let threads_end = region_end("thread slots", off_threads, abi::MAX_THREADS, abi::SLOT_SIZE)?;
+        let threads_end = region_end(
+            "thread slots",
+            off_threads,
+            abi::MAX_THREADS,
+            abi::SLOT_SIZE,
+        )?;
         let counters_end = region_end("counters", off_counters, n_sites, 8)?;
         let hists_end = region_end("hists", off_hists, n_hists, abi::HIST_SIZE)?;
         if off_counters < threads_end || off_hists < counters_end || total_size < hists_end {
@@ -269,7 +300,11 @@ impl Snapshot {
             )));
         }
         if b.len() < total_size {
-            return Err(SegmentError::Truncated { what: "segment", needed: total_size, len: b.len() });
+            return Err(SegmentError::Truncated {
+                what: "segment",
+                needed: total_size,
+                len: b.len(),
+            });
         }
 
         let raw_state = b.u32(abi::HDR_STATE)?;
@@ -299,7 +334,11 @@ impl Snapshot {
             threads_over: b.u64(abi::HDR_THREADS_OVER)?,
             depth_over: b.u64(abi::HDR_DEPTH_OVER)?,
             abandoned: b.u64(abi::HDR_ABANDONED)?,
-            clock: Clock { kind, tsc0: b.u64(abi::HDR_TSC0)?, ns0: b.u64(abi::HDR_NS0)? },
+            clock: Clock {
+                kind,
+                tsc0: b.u64(abi::HDR_TSC0)?,
+                ns0: b.u64(abi::HDR_NS0)?,
+            },
             tsc_end: b.u64(abi::HDR_TSC_END)?,
             ns_end: b.u64(abi::HDR_NS_END)?,
             n_sites,
@@ -330,7 +369,9 @@ impl Snapshot {
             });
         }
 
-        let counters = (0..n_sites).map(|i| b.u64(off_counters + i * 8)).collect::<Result<_, _>>()?;
+        let counters = (0..n_sites)
+            .map(|i| b.u64(off_counters + i * 8))
+            .collect::<Result<_, _>>()?;
         let hists = (0..n_hists)
             .map(|i| {
                 let base = off_hists + i * abi::HIST_SIZE;
@@ -346,20 +387,30 @@ impl Snapshot {
             })
             .collect::<Result<_, SegmentError>>()?;
 
-        Ok(Snapshot { header, threads, counters, hists })
+        Ok(Snapshot {
+            header,
+            threads,
+            counters,
+            hists,
+        })
     }
 
     /// Reads and parses a dump file.
     pub fn read(path: impl AsRef<Path>) -> Result<Snapshot, SegmentError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| SegmentError::Io { path: path.to_owned(), source })?;
+        let bytes = std::fs::read(path).map_err(|source| SegmentError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
         Snapshot::parse(&bytes)
     }
 
     /// Converts a duration in ticks to nanoseconds with the run's clock, using
     /// the recorded end point or, for a run without one, the reader's clock now.
     pub fn ticks_to_ns(&self, ticks: u64) -> u64 {
-        self.header.clock.ticks_to_ns(ticks, self.header.end_or_now())
+        self.header
+            .clock
+            .ticks_to_ns(ticks, self.header.end_or_now())
     }
 
     /// The slot of a live thread, by kernel thread id.
@@ -384,8 +435,15 @@ impl Live {
     /// Opens the segment file at `path` (it must exist; it may still be empty).
     pub fn open(path: impl AsRef<Path>) -> Result<Live, SegmentError> {
         let path = path.as_ref().to_owned();
-        let file = File::open(&path).map_err(|source| SegmentError::Io { path: path.clone(), source })?;
-        Ok(Live { path, file, map: None })
+        let file = File::open(&path).map_err(|source| SegmentError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Live {
+            path,
+            file,
+            map: None,
+        })
     }
 
     /// The segment file.
@@ -395,11 +453,20 @@ impl Live {
 
     /// Copies the segment out and parses it.
     pub fn snapshot(&mut self) -> Result<Snapshot, SegmentError> {
-        let io_err = |source| SegmentError::Io { path: self.path.clone(), source };
+        let io_err = |source| SegmentError::Io {
+            path: self.path.clone(),
+            source,
+        };
         let len = self.file.metadata().map_err(io_err)?.len();
-        let not_ready = |reason: String| SegmentError::NotReady { path: self.path.clone(), reason };
+        let not_ready = |reason: String| SegmentError::NotReady {
+            path: self.path.clone(),
+            reason,
+        };
         if len < abi::HEADER_SIZE {
-            return Err(not_ready(format!("the file is {len} bytes, shorter than the {}-byte header", abi::HEADER_SIZE)));
+            return Err(not_ready(format!(
+                "the file is {len} bytes, shorter than the {}-byte header",
+                abi::HEADER_SIZE
+            )));
         }
         if self.map.as_ref().is_none_or(|m| m.len() as u64 != len) {
             // A raw mapping hands out no references to its bytes: this type
@@ -408,7 +475,10 @@ impl Live {
             // immutable.
             let map = MmapOptions::new()
                 .map_raw_read_only(&self.file)
-                .map_err(|source| SegmentError::Io { path: self.path.clone(), source })?;
+                .map_err(|source| SegmentError::Io {
+                    path: self.path.clone(),
+                    source,
+                })?;
             self.map = Some(map);
         }
         let map = self.map.as_ref().expect("mapped just above");
@@ -416,9 +486,17 @@ impl Live {
         if magic.iter().all(|&b| b == 0) {
             return Err(not_ready("the header is not written yet".into()));
         }
-        let total = u64::from_le_bytes(copy_words(map, abi::HDR_TOTAL_SIZE as usize, 8).try_into().expect("8 bytes"));
-        if u64::from_le_bytes(magic.try_into().expect("8 bytes")) == abi::SEGMENT_MAGIC && total > len {
-            return Err(not_ready(format!("the file is {len} bytes, the header describes {total}")));
+        let total = u64::from_le_bytes(
+            copy_words(map, abi::HDR_TOTAL_SIZE as usize, 8)
+                .try_into()
+                .expect("8 bytes"),
+        );
+        if u64::from_le_bytes(magic.try_into().expect("8 bytes")) == abi::SEGMENT_MAGIC
+            && total > len
+        {
+            return Err(not_ready(format!(
+                "the file is {len} bytes, the header describes {total}"
+            )));
         }
         let bytes = copy_words(map, 0, len.min(total.max(abi::HEADER_SIZE)) as usize);
         Snapshot::parse(&bytes)
@@ -440,7 +518,8 @@ fn copy_words(map: &MmapRaw, off: usize, len: usize) -> Vec<u8> {
         // `from_ptr` asks for, nothing writes): relaxed atomic loads of a
         // native word are allowed on read-only memory, and another process
         // writing the same memory with atomics is not a data race.
-        let word = unsafe { AtomicU64::from_ptr(base.add(at).cast::<u64>().cast_mut()) }.load(Ordering::Relaxed);
+        let word = unsafe { AtomicU64::from_ptr(base.add(at).cast::<u64>().cast_mut()) }
+            .load(Ordering::Relaxed);
         out.extend_from_slice(&word.to_le_bytes());
         at += 8;
     }
@@ -458,8 +537,12 @@ mod tests {
         let off_hists = off_counters + pad(n_sites * 8);
         let total = off_hists + pad(n_hists * abi::HIST_SIZE);
         let mut s = vec![0u8; total as usize];
-        let put32 = |s: &mut Vec<u8>, off: u64, v: u32| s[off as usize..off as usize + 4].copy_from_slice(&v.to_le_bytes());
-        let put64 = |s: &mut Vec<u8>, off: u64, v: u64| s[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes());
+        let put32 = |s: &mut Vec<u8>, off: u64, v: u32| {
+            s[off as usize..off as usize + 4].copy_from_slice(&v.to_le_bytes())
+        };
+        let put64 = |s: &mut Vec<u8>, off: u64, v: u64| {
+            s[off as usize..off as usize + 8].copy_from_slice(&v.to_le_bytes())
+        };
         put64(&mut s, abi::HDR_MAGIC, abi::SEGMENT_MAGIC);
         put32(&mut s, abi::HDR_ABI_VERSION, abi::ABI_VERSION as u32);
         put32(&mut s, abi::HDR_STATE, abi::STATE_EXITED as u32);
@@ -491,7 +574,11 @@ mod tests {
         put32(&mut s, slot(0) + abi::SLOT_LAST_EXIT, abi::NO_SITE as u32);
         put64(&mut s, slot(0) + abi::SLOT_ENTERED, 9);
         put32(&mut s, slot(0) + abi::SLOT_STACK + abi::FRAME_SITE, 0);
-        put32(&mut s, slot(0) + abi::SLOT_STACK + abi::FRAME_SIZE + abi::FRAME_SITE, 1);
+        put32(
+            &mut s,
+            slot(0) + abi::SLOT_STACK + abi::FRAME_SIZE + abi::FRAME_SITE,
+            1,
+        );
         put32(&mut s, slot(1) + abi::SLOT_CUR_SITE, abi::NO_SITE as u32);
         put32(&mut s, slot(1) + abi::SLOT_LAST_EXIT, 0);
         put32(&mut s, slot(5) + abi::SLOT_TID, 99);
@@ -504,7 +591,11 @@ mod tests {
             put64(&mut s, off_hists + abi::HIST_MAX, 200);
             put64(&mut s, off_hists + abi::HIST_MIN, !100);
             put64(&mut s, off_hists + abi::HIST_BUCKETS_OFF + 100 * 8, 1);
-            put64(&mut s, off_hists + abi::HIST_BUCKETS_OFF + crate::hist::bucket_index(200) as u64 * 8, 1);
+            put64(
+                &mut s,
+                off_hists + abi::HIST_BUCKETS_OFF + crate::hist::bucket_index(200) as u64 * 8,
+                1,
+            );
         }
         s
     }
@@ -514,13 +605,23 @@ mod tests {
         let snap = Snapshot::parse(&segment(3, 2)).expect("parses");
         let h = &snap.header;
         assert_eq!((h.pid, h.state, h.exit_code), (4242, State::Exited, 3));
-        assert_eq!(h.clock, Clock { kind: ClockKind::Tsc, tsc0: 1000, ns0: 10 });
+        assert_eq!(
+            h.clock,
+            Clock {
+                kind: ClockKind::Tsc,
+                tsc0: 1000,
+                ns0: 10
+            }
+        );
         assert_eq!(h.end(), Some((2_001_000, 1_000_010)));
         assert_eq!(snap.ticks_to_ns(2_000), 1_000);
         assert_eq!(snap.counters, vec![100, 101, 102]);
         assert_eq!(snap.hists.len(), 2);
         let hist = &snap.hists[0];
-        assert_eq!((hist.count, hist.total, hist.max, hist.min), (2, 300, 200, 100));
+        assert_eq!(
+            (hist.count, hist.total, hist.max, hist.min),
+            (2, 300, 200, 100)
+        );
         assert_eq!(hist.quantile(0.5), Some(100));
         // A zero-filled hist decodes as empty.
         assert!(snap.hists[1].is_empty());
@@ -528,7 +629,10 @@ mod tests {
         let idx: Vec<_> = snap.threads.iter().map(|t| (t.index, t.tid)).collect();
         assert_eq!(idx, vec![(0, 77), (1, 0), (5, 99)]);
         let t = snap.thread(77).expect("thread 77");
-        assert_eq!((t.depth, t.cur_site, t.last_exit, t.entered), (2, Some(1), None, 9));
+        assert_eq!(
+            (t.depth, t.cur_site, t.last_exit, t.entered),
+            (2, Some(1), None, 9)
+        );
         assert_eq!(t.frames, vec![0, 1]);
         assert_eq!(snap.threads[1].last_exit, Some(0));
         assert_eq!(snap.threads[1].cur_site, None);
@@ -548,47 +652,101 @@ mod tests {
             s[off as usize..off as usize + bytes.len()].copy_from_slice(bytes);
             Snapshot::parse(&s).expect_err("must fail")
         };
-        assert!(matches!(with(0, b"PANICSEH"), SegmentError::BadMagic { .. }));
-        assert!(matches!(with(abi::HDR_ABI_VERSION, &7u32.to_le_bytes()), SegmentError::AbiVersion { found: 7 }));
+        assert!(matches!(
+            with(0, b"PANICSEH"),
+            SegmentError::BadMagic { .. }
+        ));
+        assert!(matches!(
+            with(abi::HDR_ABI_VERSION, &7u32.to_le_bytes()),
+            SegmentError::AbiVersion { found: 7 }
+        ));
         assert!(matches!(
             with(abi::HDR_HIST_SIZE, &8u32.to_le_bytes()),
-            SegmentError::Layout { field: "hist_size", found: 8, .. }
+            SegmentError::Layout {
+                field: "hist_size",
+                found: 8,
+                ..
+            }
         ));
-        assert!(matches!(with(abi::HDR_STATE, &9u32.to_le_bytes()), SegmentError::BadState(9)));
-        assert!(matches!(with(abi::HDR_CLOCK_KIND, &9u32.to_le_bytes()), SegmentError::BadClock(9)));
-        assert!(matches!(with(abi::HDR_THREADS_USED, &300u32.to_le_bytes()), SegmentError::Bounds(_)));
-        assert!(matches!(with(abi::HDR_N_SITES, &u64::MAX.to_le_bytes()), SegmentError::Bounds(_)));
-        assert!(matches!(with(abi::HDR_N_HISTS, &1000u64.to_le_bytes()), SegmentError::Bounds(_)));
-        assert!(matches!(with(abi::HDR_OFF_COUNTERS, &100u64.to_le_bytes()), SegmentError::Bounds(_)));
         assert!(matches!(
-            with(abi::HDR_TOTAL_SIZE, &(good.len() as u64 + 4096).to_le_bytes()),
-            SegmentError::Truncated { what: "segment", .. }
+            with(abi::HDR_STATE, &9u32.to_le_bytes()),
+            SegmentError::BadState(9)
+        ));
+        assert!(matches!(
+            with(abi::HDR_CLOCK_KIND, &9u32.to_le_bytes()),
+            SegmentError::BadClock(9)
+        ));
+        assert!(matches!(
+            with(abi::HDR_THREADS_USED, &300u32.to_le_bytes()),
+            SegmentError::Bounds(_)
+        ));
+        assert!(matches!(
+            with(abi::HDR_N_SITES, &u64::MAX.to_le_bytes()),
+            SegmentError::Bounds(_)
+        ));
+        assert!(matches!(
+            with(abi::HDR_N_HISTS, &1000u64.to_le_bytes()),
+            SegmentError::Bounds(_)
+        ));
+        assert!(matches!(
+            with(abi::HDR_OFF_COUNTERS, &100u64.to_le_bytes()),
+            SegmentError::Bounds(_)
+        ));
+        assert!(matches!(
+            with(
+                abi::HDR_TOTAL_SIZE,
+                &(good.len() as u64 + 4096).to_le_bytes()
+            ),
+            SegmentError::Truncated {
+                what: "segment",
+                ..
+            }
         ));
         let e = Snapshot::parse(&good[..100]).expect_err("short");
-        assert!(matches!(e, SegmentError::Truncated { what: "header", needed: 4096, len: 100 }));
-        assert_eq!(e.to_string(), "segment truncated: header needs 4096 bytes, only 100 present");
+        assert!(matches!(
+            e,
+            SegmentError::Truncated {
+                what: "header",
+                needed: 4096,
+                len: 100
+            }
+        ));
+        assert_eq!(
+            e.to_string(),
+            "segment truncated: header needs 4096 bytes, only 100 present"
+        );
     }
 
     #[test]
     fn never_panics_on_garbage() {
         let good = segment(5, 2);
         // Every prefix length at a coarse stride, and the edges of each region.
-        for len in (0..good.len()).step_by(509).chain([0, 1, 8, 4095, 4096, 4097, good.len() - 1]) {
-            assert!(Snapshot::parse(&good[..len]).is_err(), "prefix {len} parsed");
+        for len in (0..good.len())
+            .step_by(509)
+            .chain([0, 1, 8, 4095, 4096, 4097, good.len() - 1])
+        {
+            assert!(
+                Snapshot::parse(&good[..len]).is_err(),
+                "prefix {len} parsed"
+            );
         }
         // Random corruption of the header and the first slot, seeded.
         let mut x = 0x1234_5678_9abc_def0_u64;
         for _ in 0..3000 {
             let mut s = good.clone();
             for _ in 0..4 {
-                x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
                 let off = (x >> 33) as usize % (abi::HEADER_SIZE as usize + 64).min(s.len());
                 s[off] = (x >> 17) as u8;
             }
             let _ = Snapshot::parse(&s);
         }
         // Pure noise.
-        let noise: Vec<u8> = (0..20_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let noise: Vec<u8> = (0..20_000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         assert!(Snapshot::parse(&noise).is_err());
     }
 

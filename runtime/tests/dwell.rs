@@ -8,12 +8,20 @@ use panic_runtime::hist::bucket_index;
 use panic_runtime::{ClockKind, Snapshot, State};
 
 /// Runs `exe` with a dump requested and returns the parsed dump.
-fn run_and_dump(h: &Harness, exe: &std::path::Path, env: &[(&str, &str)]) -> (std::process::Output, Snapshot) {
-    let dump = h.path(&format!("{}.dump", exe.file_name().and_then(|n| n.to_str()).unwrap_or("driver")));
+fn run_and_dump(
+    h: &Harness,
+    exe: &std::path::Path,
+    env: &[(&str, &str)],
+) -> (std::process::Output, Snapshot) {
+    let dump = h.path(&format!(
+        "{}.dump",
+        exe.file_name().and_then(|n| n.to_str()).unwrap_or("driver")
+    ));
     let mut cmd = h.command(exe);
     cmd.env("CARGO_PANIC_DUMP", &dump).envs(env.iter().copied());
     let out = run(&mut cmd);
-    let snap = Snapshot::read(&dump).unwrap_or_else(|e| panic!("dump unreadable: {e}\n{}", describe(&out)));
+    let snap = Snapshot::read(&dump)
+        .unwrap_or_else(|e| panic!("dump unreadable: {e}\n{}", describe(&out)));
     for hist in &snap.hists {
         check_hist(hist);
     }
@@ -30,13 +38,27 @@ fn counts_are_exact_across_eight_threads() {
     assert_eq!(snap.header.exit_code, 0);
     assert_eq!(snap.counters, vec![8_000_000]);
     assert_eq!(snap.hists[0].count, 8_000_000);
-    assert_eq!((snap.header.abandoned, snap.header.depth_over, snap.header.threads_over), (0, 0, 0));
+    assert_eq!(
+        (
+            snap.header.abandoned,
+            snap.header.depth_over,
+            snap.header.threads_over
+        ),
+        (0, 0, 0)
+    );
     // Eight workers, each entered 1,000,000 regions; they exited and gave their slots back.
-    assert!(snap.header.threads_used >= 8, "threads_used {}", snap.header.threads_used);
+    assert!(
+        snap.header.threads_used >= 8,
+        "threads_used {}",
+        snap.header.threads_used
+    );
     let workers: Vec<_> = snap.threads.iter().filter(|t| t.entered > 0).collect();
     assert_eq!(workers.len(), 8, "{:?}", snap.threads);
     for t in workers {
-        assert_eq!((t.tid, t.depth, t.entered, t.cur_site, t.last_exit), (0, 0, 1_000_000, None, Some(0)));
+        assert_eq!(
+            (t.tid, t.depth, t.entered, t.cur_site, t.last_exit),
+            (0, 0, 1_000_000, None, Some(0))
+        );
     }
 }
 
@@ -119,14 +141,19 @@ fn instrumented_code_before_the_constructor_is_kept() {
     let exe = h.build("early", 2, 1);
     for shared in [false, true] {
         let seg = h.path("early.seg");
-        let env: Vec<(&str, &str)> =
-            if shared { vec![("CARGO_PANIC_SHM", seg.to_str().expect("utf-8 path"))] } else { vec![] };
+        let env: Vec<(&str, &str)> = if shared {
+            vec![("CARGO_PANIC_SHM", seg.to_str().expect("utf-8 path"))]
+        } else {
+            vec![]
+        };
         let (out, snap) = run_and_dump(&h, &exe, &env);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         assert_eq!(snap.counters, vec![4, 2], "shared: {shared}");
         assert_eq!(snap.hists[0].count, 4, "shared: {shared}");
         if shared {
-            let live = panic_runtime::Live::open(&seg).and_then(|mut l| l.snapshot()).expect("segment");
+            let live = panic_runtime::Live::open(&seg)
+                .and_then(|mut l| l.snapshot())
+                .expect("segment");
             assert_eq!(live, snap);
         }
     }

@@ -14,7 +14,10 @@ use panic_runtime::{Live, SegmentError, Snapshot, State};
 fn printed_tid(stdout: &[u8], word: &str) -> u32 {
     let text = String::from_utf8_lossy(stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix(word).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(word)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("no `{word} <tid>` line in {text:?}"))
 }
 
@@ -24,11 +27,16 @@ fn crash(mode: &str) -> (std::process::Output, Snapshot) {
     let exe = h.build("crash", 4, 2);
     let dump = h.path("crash.dump");
     let out = run(h.command(&exe).arg(mode).env("CARGO_PANIC_DUMP", &dump));
-    let snap = Snapshot::read(&dump).unwrap_or_else(|e| panic!("dump unreadable: {e}\n{}", describe(&out)));
+    let snap = Snapshot::read(&dump)
+        .unwrap_or_else(|e| panic!("dump unreadable: {e}\n{}", describe(&out)));
     for hist in &snap.hists {
         check_hist(hist);
     }
-    assert!(!String::from_utf8_lossy(&out.stdout).contains("survived"), "{}", describe(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("survived"),
+        "{}",
+        describe(&out)
+    );
     // Everything before the crash is in the dump, and only the dump is left.
     assert_eq!(snap.counters[0], 5);
     assert_eq!(snap.counters[2], 1);
@@ -37,7 +45,10 @@ fn crash(mode: &str) -> (std::process::Output, Snapshot) {
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|n| n.contains(".tmp."))
         .collect();
-    assert!(leftovers.is_empty(), "temporary dump files left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "temporary dump files left: {leftovers:?}"
+    );
     (out, snap)
 }
 
@@ -45,7 +56,10 @@ fn crash(mode: &str) -> (std::process::Output, Snapshot) {
 fn assert_signaled(out: &std::process::Output, snap: &Snapshot, signal: i32, tid: u32) {
     assert_eq!(out.status.signal(), Some(signal), "{}", describe(out));
     let hdr = &snap.header;
-    assert_eq!((hdr.state, hdr.signal, hdr.signal_tid), (State::Signaled, signal, tid));
+    assert_eq!(
+        (hdr.state, hdr.signal, hdr.signal_tid),
+        (State::Signaled, signal, tid)
+    );
     assert!(hdr.end().is_some(), "no end point recorded");
     // The faulting thread's open region is visible.
     let t = snap.thread(tid).expect("the signaled thread's slot");
@@ -87,8 +101,16 @@ fn dump_on_stack_overflow_of_a_main_thread_without_a_slot() {
     // Only the constructor's alternate stack is there to run the handler on.
     let (out, snap) = crash("bare-overflow");
     let main = printed_tid(&out.stdout, "main");
-    assert_eq!(out.status.signal(), Some(libc::SIGSEGV), "{}", describe(&out));
-    assert_eq!((snap.header.state, snap.header.signal_tid), (State::Signaled, main));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGSEGV),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(
+        (snap.header.state, snap.header.signal_tid),
+        (State::Signaled, main)
+    );
     assert!(snap.thread(main).is_none());
 }
 
@@ -111,9 +133,14 @@ fn dump_on_exit_from_a_second_thread() {
     let out = run(h.command(&exe).env("CARGO_PANIC_DUMP", &dump));
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));
     let snap = Snapshot::read(&dump).expect("dump");
-    assert_eq!((snap.header.state, snap.header.exit_code), (State::Exited, 7));
+    assert_eq!(
+        (snap.header.state, snap.header.exit_code),
+        (State::Exited, 7)
+    );
     assert_eq!(snap.counters, vec![0, 1, 1]);
-    let worker = snap.thread(printed_tid(&out.stdout, "worker")).expect("worker slot");
+    let worker = snap
+        .thread(printed_tid(&out.stdout, "worker"))
+        .expect("worker slot");
     assert_eq!((worker.depth, worker.cur_site), (1, Some(2)));
     let main = snap.thread(snap.header.pid as u32).expect("main slot");
     assert_eq!((main.depth, main.cur_site), (1, Some(1)));
@@ -156,7 +183,12 @@ fn live_segment_is_readable_while_the_program_runs() {
     // No dump while running.
     assert!(!dump.exists());
 
-    child.stdin.take().expect("piped").write_all(b"go\n").expect("release the driver");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"go\n")
+        .expect("release the driver");
     let status = wait_limited(&mut child);
     assert_eq!(status.code(), Some(0));
 
@@ -176,7 +208,10 @@ fn an_unmappable_segment_falls_back_to_private_memory_with_one_line() {
     let exe = h.build("early", 2, 1);
     let seg = h.path("missing-dir/seg");
     let dump = h.path("fallback.dump");
-    let out = run(h.command(&exe).env("CARGO_PANIC_SHM", &seg).env("CARGO_PANIC_DUMP", &dump));
+    let out = run(h
+        .command(&exe)
+        .env("CARGO_PANIC_SHM", &seg)
+        .env("CARGO_PANIC_DUMP", &dump));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
@@ -196,11 +231,20 @@ fn a_forked_child_neither_counts_into_the_segment_nor_dumps() {
     let exe = h.build("fork", 3, 3);
     let seg = h.path("fork.seg");
     let dump = h.path("fork.dump");
-    let out = run(h.command(&exe).arg(&dump).env("CARGO_PANIC_SHM", &seg).env("CARGO_PANIC_DUMP", &dump));
+    let out = run(h
+        .command(&exe)
+        .arg(&dump)
+        .env("CARGO_PANIC_SHM", &seg)
+        .env("CARGO_PANIC_DUMP", &dump));
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let live = Live::open(&seg).and_then(|mut l| l.snapshot()).expect("segment");
+    let live = Live::open(&seg)
+        .and_then(|mut l| l.snapshot())
+        .expect("segment");
     assert_eq!(live.counters, vec![1, 0, 1]);
-    assert_eq!(live.hists.iter().map(|h| h.count).collect::<Vec<_>>(), vec![1, 0, 1]);
+    assert_eq!(
+        live.hists.iter().map(|h| h.count).collect::<Vec<_>>(),
+        vec![1, 0, 1]
+    );
     let snap = Snapshot::read(&dump).expect("dump");
     assert_eq!(snap, live);
     assert_eq!(snap.header.state, State::Exited);
@@ -211,6 +255,9 @@ fn a_segment_file_not_yet_set_up_is_not_ready() {
     let h = Harness::new();
     let seg = h.path("empty.seg");
     std::fs::File::create(&seg).expect("create");
-    let err = Live::open(&seg).expect("open").snapshot().expect_err("empty file");
+    let err = Live::open(&seg)
+        .expect("open")
+        .snapshot()
+        .expect_err("empty file");
     assert!(matches!(err, SegmentError::NotReady { .. }), "{err}");
 }

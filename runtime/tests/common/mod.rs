@@ -2,7 +2,10 @@
 //! runtime archive and a fake site table, runs them with a time limit, and
 //! checks what every histogram must satisfy.
 
-#![allow(dead_code, reason = "each test binary uses a different part of the harness")]
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
 
 use std::io::Read;
 use std::os::unix::process::ExitStatusExt;
@@ -24,8 +27,12 @@ pub struct Harness {
 impl Harness {
     pub fn new() -> Harness {
         require_gcc();
-        let dir = tempfile::Builder::new().prefix("panic-runtime-test").tempdir().expect("create a temp dir");
-        std::fs::write(dir.path().join(STATIC_LIB_FILE_NAME), STATIC_LIB).expect("write the archive");
+        let dir = tempfile::Builder::new()
+            .prefix("panic-runtime-test")
+            .tempdir()
+            .expect("create a temp dir");
+        std::fs::write(dir.path().join(STATIC_LIB_FILE_NAME), STATIC_LIB)
+            .expect("write the archive");
         std::fs::write(dir.path().join("panic_abi.h"), ABI_HEADER).expect("write the header");
         Harness { dir }
     }
@@ -42,22 +49,36 @@ impl Harness {
 
     /// Like [`Harness::build`]; without `link_runtime` the driver must bring
     /// the runtime itself (it includes its source).
-    pub fn build_with(&self, driver: &str, n_sites: u64, n_hists: u64, link_runtime: bool) -> PathBuf {
+    pub fn build_with(
+        &self,
+        driver: &str,
+        n_sites: u64,
+        n_hists: u64,
+        link_runtime: bool,
+    ) -> PathBuf {
         let table = self.path(&format!("{driver}_table.c"));
         std::fs::write(&table, site_table(n_sites, n_hists)).expect("write the site table");
         let exe = self.path(driver);
         let c_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
         let runtime_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
         let mut cmd = Command::new("gcc");
-        cmd.args(["-std=gnu11", "-O1", "-g", "-pthread", "-Wall", "-Werror", "-Wno-prio-ctor-dtor"])
-            .arg("-I")
-            .arg(self.dir.path())
-            .arg("-I")
-            .arg(&c_dir)
-            .arg("-I")
-            .arg(&runtime_src)
-            .arg(c_dir.join(format!("{driver}.c")))
-            .arg(&table);
+        cmd.args([
+            "-std=gnu11",
+            "-O1",
+            "-g",
+            "-pthread",
+            "-Wall",
+            "-Werror",
+            "-Wno-prio-ctor-dtor",
+        ])
+        .arg("-I")
+        .arg(self.dir.path())
+        .arg("-I")
+        .arg(&c_dir)
+        .arg("-I")
+        .arg(&runtime_src)
+        .arg(c_dir.join(format!("{driver}.c")))
+        .arg(&table);
         if link_runtime {
             cmd.arg(self.path(STATIC_LIB_FILE_NAME));
         }
@@ -86,7 +107,9 @@ impl Harness {
 fn require_gcc() {
     match Command::new("gcc").arg("--version").output() {
         Ok(out) if out.status.success() => {}
-        _ => panic!("these tests compile C drivers with gcc, which is not installed: apt-get install gcc"),
+        _ => panic!(
+            "these tests compile C drivers with gcc, which is not installed: apt-get install gcc"
+        ),
     }
 }
 
@@ -124,7 +147,12 @@ pub fn wait_limited(child: &mut Child) -> ExitStatus {
 
 /// Runs `cmd` to completion within [`RUN_LIMIT`], collecting its output.
 pub fn run(cmd: &mut Command) -> Output {
-    let mut child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
     // Drain both pipes on threads so a chatty driver cannot block on a full pipe.
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
@@ -157,15 +185,29 @@ pub fn describe(out: &Output) -> String {
 
 /// What every histogram must satisfy, live or final.
 pub fn check_hist(h: &Hist) {
-    assert_eq!(h.buckets.iter().sum::<u64>(), h.count, "bucket counts do not add up to count");
+    assert_eq!(
+        h.buckets.iter().sum::<u64>(),
+        h.count,
+        "bucket counts do not add up to count"
+    );
     if h.count == 0 {
-        assert_eq!((h.total, h.max, h.min), (0, 0, u64::MAX), "empty hist with data");
+        assert_eq!(
+            (h.total, h.max, h.min),
+            (0, 0, u64::MAX),
+            "empty hist with data"
+        );
         return;
     }
     assert!(h.min <= h.max);
     // The C runtime put min and max in the buckets the Rust index names.
-    assert!(h.buckets[bucket_index(h.min)] > 0, "no count in min's bucket");
-    assert!(h.buckets[bucket_index(h.max)] > 0, "no count in max's bucket");
+    assert!(
+        h.buckets[bucket_index(h.min)] > 0,
+        "no count in min's bucket"
+    );
+    assert!(
+        h.buckets[bucket_index(h.max)] > 0,
+        "no count in max's bucket"
+    );
     let total = u128::from(h.total);
     assert!(total >= u128::from(h.min) * u128::from(h.count));
     assert!(total <= u128::from(h.max) * u128::from(h.count));

@@ -40,15 +40,20 @@ fn format_of(head: &[u8]) -> Format {
 /// The format of a file, from its first bytes.
 pub fn sniff(path: &Path) -> Result<Format> {
     let mut head = [0u8; 8];
-    let mut f = std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
-    let n = f.read(&mut head).with_context(|| format!("failed to read {}", path.display()))?;
+    let mut f =
+        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let n = f
+        .read(&mut head)
+        .with_context(|| format!("failed to read {}", path.display()))?;
     Ok(format_of(&head[..n]))
 }
 
 fn map(path: &Path) -> Result<Arc<Mmap>> {
-    let f = std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
+    let f =
+        std::fs::File::open(path).with_context(|| format!("failed to open {}", path.display()))?;
     // SAFETY: the inputs are build artefacts nobody modifies during the link.
-    let m = unsafe { Mmap::map(&f) }.with_context(|| format!("failed to map {}", path.display()))?;
+    let m =
+        unsafe { Mmap::map(&f) }.with_context(|| format!("failed to map {}", path.display()))?;
     Ok(Arc::new(m))
 }
 
@@ -61,8 +66,14 @@ struct Member {
 
 enum Kind {
     Native(Format),
-    Bitcode { key: String },
-    Archive { data: Arc<Mmap>, members: Vec<Member>, has_bitcode: bool },
+    Bitcode {
+        key: String,
+    },
+    Archive {
+        data: Arc<Mmap>,
+        members: Vec<Member>,
+        has_bitcode: bool,
+    },
 }
 
 /// One file operand of the link line.
@@ -73,7 +84,10 @@ pub struct Loaded {
 }
 
 fn display_name(path: &Path) -> String {
-    path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned())
+    path.file_name().map_or_else(
+        || path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// Reads one file operand, queueing a job for every bitcode module in it.
@@ -84,13 +98,20 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
         Format::Bitcode => {
             let data = map(path)?;
             let len = data.len();
-            jobs.push(Job { key: name.clone(), data, range: 0..len });
+            jobs.push(Job {
+                key: name.clone(),
+                data,
+                range: 0..len,
+            });
             Kind::Bitcode { key: name.clone() }
         }
         Format::Archive => {
             let data = map(path)?;
             let archive = ArchiveFile::parse(&**data).with_context(|| {
-                format!("cannot read archive {}: not a valid `ar` file", path.display())
+                format!(
+                    "cannot read archive {}: not a valid `ar` file",
+                    path.display()
+                )
             })?;
             if archive.is_thin() {
                 // Members of a thin archive live in other files; none of rustc's inputs are thin.
@@ -100,7 +121,8 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
                 let mut seen = HashSet::new();
                 let mut has_bitcode = false;
                 for m in archive.members() {
-                    let m = m.with_context(|| format!("cannot read a member of {}", path.display()))?;
+                    let m =
+                        m.with_context(|| format!("cannot read a member of {}", path.display()))?;
                     let mname = String::from_utf8_lossy(m.name()).into_owned();
                     let (off, size) = m.file_range();
                     let range = off as usize..(off + size) as usize;
@@ -113,16 +135,33 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
                     }
                     if fmt == Format::Bitcode {
                         has_bitcode = true;
-                        jobs.push(Job { key: key.clone(), data: data.clone(), range: range.clone() });
+                        jobs.push(Job {
+                            key: key.clone(),
+                            data: data.clone(),
+                            range: range.clone(),
+                        });
                     }
-                    members.push(Member { name: mname, key, format: fmt, range });
+                    members.push(Member {
+                        name: mname,
+                        key,
+                        format: fmt,
+                        range,
+                    });
                 }
-                Kind::Archive { data, members, has_bitcode }
+                Kind::Archive {
+                    data,
+                    members,
+                    has_bitcode,
+                }
             }
         }
         other => Kind::Native(other),
     };
-    Ok(Loaded { path: path.to_path_buf(), name, kind })
+    Ok(Loaded {
+        path: path.to_path_buf(),
+        name,
+        kind,
+    })
 }
 
 impl Loaded {
@@ -136,10 +175,14 @@ impl Loaded {
             note: Some(note.to_string()),
         };
         match &self.kind {
-            Kind::Native(Format::Archive) => vec![native(&self.name, "native archive (not instrumented)")],
+            Kind::Native(Format::Archive) => {
+                vec![native(&self.name, "native archive (not instrumented)")]
+            }
             Kind::Native(_) => vec![native(&self.name, "native object (not instrumented)")],
             Kind::Bitcode { key } => vec![bitcode_input(key)],
-            Kind::Archive { has_bitcode: false, .. } => {
+            Kind::Archive {
+                has_bitcode: false, ..
+            } => {
                 vec![native(&self.name, "native archive (not instrumented)")]
             }
             Kind::Archive { members, .. } => members
@@ -155,7 +198,13 @@ impl Loaded {
 }
 
 fn bitcode_input(key: &str) -> Input {
-    Input { name: key.to_string(), format: "bitcode".into(), instrumented: true, sites: 0, note: None }
+    Input {
+        name: key.to_string(),
+        format: "bitcode".into(),
+        instrumented: true,
+        sites: 0,
+        note: None,
+    }
 }
 
 /// The path the real linker gets for this operand: the original for native input,
@@ -163,7 +212,10 @@ fn bitcode_input(key: &str) -> Input {
 /// that held bitcode (native members kept, metadata such as `lib.rmeta` dropped).
 pub fn materialise(l: &Loaded, objects: &BTreeMap<&str, &Path>, tmp: &Path) -> Result<PathBuf> {
     match &l.kind {
-        Kind::Native(_) | Kind::Archive { has_bitcode: false, .. } => Ok(l.path.clone()),
+        Kind::Native(_)
+        | Kind::Archive {
+            has_bitcode: false, ..
+        } => Ok(l.path.clone()),
         Kind::Bitcode { key } => Ok(objects
             .get(key.as_str())
             .with_context(|| format!("internal error: no object for {key}"))?
@@ -176,12 +228,17 @@ pub fn materialise(l: &Loaded, objects: &BTreeMap<&str, &Path>, tmp: &Path) -> R
                         let obj = objects
                             .get(m.key.as_str())
                             .with_context(|| format!("internal error: no object for {}", m.key))?;
-                        std::fs::read(obj).with_context(|| format!("failed to read {}", obj.display()))?
+                        std::fs::read(obj)
+                            .with_context(|| format!("failed to read {}", obj.display()))?
                     }
                     Format::Elf => data[m.range.clone()].to_vec(),
                     _ => continue,
                 };
-                new_members.push(NewArchiveMember::new(bytes, &DEFAULT_OBJECT_READER, m.name.clone()));
+                new_members.push(NewArchiveMember::new(
+                    bytes,
+                    &DEFAULT_OBJECT_READER,
+                    m.name.clone(),
+                ));
             }
             let dir = tmp.join("archives");
             std::fs::create_dir_all(&dir)?;
@@ -192,8 +249,14 @@ pub fn materialise(l: &Loaded, objects: &BTreeMap<&str, &Path>, tmp: &Path) -> R
                 out = dir.join(format!("{n}-{}", l.name));
             }
             let mut buf = std::io::Cursor::new(Vec::new());
-            ar_archive_writer::write_archive_to_stream(&mut buf, &new_members, ArchiveKind::Gnu, false, None)
-                .with_context(|| format!("failed to write the instrumented archive for {}", l.name))?;
+            ar_archive_writer::write_archive_to_stream(
+                &mut buf,
+                &new_members,
+                ArchiveKind::Gnu,
+                false,
+                None,
+            )
+            .with_context(|| format!("failed to write the instrumented archive for {}", l.name))?;
             std::fs::write(&out, buf.into_inner())
                 .with_context(|| format!("failed to write {}", out.display()))?;
             Ok(out)

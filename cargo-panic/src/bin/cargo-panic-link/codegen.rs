@@ -14,7 +14,9 @@ use inkwell::context::Context;
 use inkwell::memory_buffer::MemoryBuffer;
 use inkwell::module::Module;
 use inkwell::passes::PassBuilderOptions;
-use inkwell::targets::{CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple};
+use inkwell::targets::{
+    CodeModel, FileType, InitializationConfig, RelocMode, Target, TargetMachine, TargetTriple,
+};
 use memmap2::Mmap;
 use panic_passes::{CompiledRule, ModuleSites, Options};
 
@@ -63,28 +65,40 @@ pub fn init_llvm() {
     });
 }
 
+const WORKER_STACK: usize = 256 << 20;
+
 pub fn run_all(jobs: &[Job], settings: &Settings, threads: usize) -> Result<Vec<Done>> {
     init_llvm();
     // Largest first, so one big module does not start last and finish alone.
     let mut order: Vec<usize> = (0..jobs.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(jobs[i].range.len()));
     let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<Done>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<Result<Done>>>> =
+        Mutex::new((0..jobs.len()).map(|_| None).collect());
     std::thread::scope(|s| {
         for _ in 0..threads.clamp(1, jobs.len().max(1)) {
-            s.spawn(|| {
-                loop {
-                    let n = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(&i) = order.get(n) else { break };
-                    let r = compile(&jobs[i], settings);
-                    let failed = r.is_err();
-                    results.lock().expect("no worker panics while holding the lock")[i] = Some(r);
-                    if failed {
-                        // Stop handing out work; the error is reported below.
-                        next.store(order.len(), Ordering::Relaxed);
+            // LLVM's optimiser recurses deeply on big functions; std's default
+            // 2 MiB thread stack overflows on real crates (rustc uses more too).
+            let worker = std::thread::Builder::new()
+                .name("cargo-panic-codegen".into())
+                .stack_size(WORKER_STACK);
+            worker
+                .spawn_scoped(s, || {
+                    loop {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&i) = order.get(n) else { break };
+                        let r = compile(&jobs[i], settings);
+                        let failed = r.is_err();
+                        results
+                            .lock()
+                            .expect("no worker panics while holding the lock")[i] = Some(r);
+                        if failed {
+                            // Stop handing out work; the error is reported below.
+                            next.store(order.len(), Ordering::Relaxed);
+                        }
                     }
-                }
-            });
+                })
+                .expect("spawn a code generation worker");
         }
     });
     let results = results.into_inner().expect("workers finished");
@@ -93,7 +107,11 @@ pub fn run_all(jobs: &[Job], settings: &Settings, threads: usize) -> Result<Vec<
         out.push(r?);
     }
     if out.len() != jobs.len() {
-        return Err(anyhow!("internal error: {} of {} modules were compiled", out.len(), jobs.len()));
+        return Err(anyhow!(
+            "internal error: {} of {} modules were compiled",
+            out.len(),
+            jobs.len()
+        ));
     }
     Ok(out)
 }
@@ -125,25 +143,51 @@ fn compile(job: &Job, s: &Settings) -> Result<Done> {
     let sites_path = s.cache_dir.join(format!("{key}.sites.json"));
     if object.exists() && sites_path.exists() {
         if let Ok(sites) = fsutil::read_json::<ModuleSites>(&sites_path) {
-            return Ok(Done { sites, object, cache_hit: true });
+            return Ok(Done {
+                sites,
+                object,
+                cache_hit: true,
+            });
         }
     }
     let ctx = Context::create();
     let buf = MemoryBuffer::create_from_memory_range_copy(job.bytes(), &job.key);
-    let module = Module::parse_bitcode_from_buffer(&buf, &ctx)
-        .map_err(|e| anyhow!("cannot read the LLVM bitcode of {}: {}", job.key, e.to_string()))?;
+    let module = Module::parse_bitcode_from_buffer(&buf, &ctx).map_err(|e| {
+        anyhow!(
+            "cannot read the LLVM bitcode of {}: {}",
+            job.key,
+            e.to_string()
+        )
+    })?;
     let tm = target_machine(s)?;
     module
-        .run_passes(&format!("default<{}>", s.opt), &tm, PassBuilderOptions::create())
+        .run_passes(
+            &format!("default<{}>", s.opt),
+            &tm,
+            PassBuilderOptions::create(),
+        )
         .map_err(|e| anyhow!("optimising {} failed: {}", job.key, e.to_string()))?;
     let sites = if s.instrument {
-        panic_passes::instrument_module(&module, &Options { module_key: &job.key, rule: &s.rule })?
+        panic_passes::instrument_module(
+            &module,
+            &Options {
+                module_key: &job.key,
+                rule: &s.rule,
+            },
+        )?
     } else {
-        ModuleSites { key: job.key.clone(), suffix: String::new(), sites: Vec::new(), n_hists: 0 }
+        ModuleSites {
+            key: job.key.clone(),
+            suffix: String::new(),
+            sites: Vec::new(),
+            n_hists: 0,
+        }
     };
     if let Some(dir) = std::env::var_os(cargo_panic::env::DUMP_IR) {
         let path = Path::new(&dir).join(format!("{key}.ll"));
-        module.print_to_file(&path).map_err(|e| anyhow!("failed to dump IR to {}: {e}", path.display()))?;
+        module
+            .print_to_file(&path)
+            .map_err(|e| anyhow!("failed to dump IR to {}: {e}", path.display()))?;
     }
     let obj = tm
         .write_to_memory_buffer(&module, FileType::Object)
@@ -151,16 +195,22 @@ fn compile(job: &Job, s: &Settings) -> Result<Done> {
     // The object first, then its sites: a reader that finds the sites finds the object.
     write_cache(&object, obj.as_slice())?;
     fsutil::write_json_atomic(&sites_path, &sites)?;
-    Ok(Done { sites, object, cache_hit: false })
+    Ok(Done {
+        sites,
+        object,
+        cache_hit: false,
+    })
 }
 
 fn write_cache(path: &Path, bytes: &[u8]) -> Result<()> {
-    fsutil::write_atomic(path, bytes).with_context(|| format!("failed to write cache entry {}", path.display()))
+    fsutil::write_atomic(path, bytes)
+        .with_context(|| format!("failed to write cache entry {}", path.display()))
 }
 
 pub fn target_machine(s: &Settings) -> Result<TargetMachine> {
     let triple = TargetTriple::create(env!("CARGO_PANIC_BUILT_HOST"));
-    let target = Target::from_triple(&triple).map_err(|e| anyhow!("no LLVM target for the host: {e}"))?;
+    let target =
+        Target::from_triple(&triple).map_err(|e| anyhow!("no LLVM target for the host: {e}"))?;
     let level = match s.opt.as_str() {
         "O0" => OptimizationLevel::None,
         "O1" => OptimizationLevel::Less,
@@ -168,7 +218,14 @@ pub fn target_machine(s: &Settings) -> Result<TargetMachine> {
         _ => OptimizationLevel::Aggressive,
     };
     target
-        .create_target_machine(&triple, &s.cpu, &s.features, level, RelocMode::PIC, CodeModel::Default)
+        .create_target_machine(
+            &triple,
+            &s.cpu,
+            &s.features,
+            level,
+            RelocMode::PIC,
+            CodeModel::Default,
+        )
         .ok_or_else(|| anyhow!("LLVM could not create a target machine for cpu `{}`", s.cpu))
 }
 

@@ -66,9 +66,14 @@ fn run() -> Result<i32> {
     let argv = linkargs::expand_response_files(&raw, &mut |p| std::fs::read_to_string(p))
         .context("failed to read a linker response file")?;
     let line = linkargs::parse(&argv);
-    let output = line.output.clone().context("the link line has no `-o <output>`")?;
+    let output = line
+        .output
+        .clone()
+        .context("the link line has no `-o <output>`")?;
     let rule: DwellRule = match std::env::var(env::RULE) {
-        Ok(json) => serde_json::from_str(&json).with_context(|| format!("invalid {}", env::RULE))?,
+        Ok(json) => {
+            serde_json::from_str(&json).with_context(|| format!("invalid {}", env::RULE))?
+        }
         Err(_) => DwellRule::default(),
     };
     let compiled = rule.compile()?;
@@ -153,7 +158,12 @@ fn run() -> Result<i32> {
                 column: s.column,
                 object: m.key.clone(),
                 timed: s.timed,
-                reason: s.reason.map(|r| serde_json::to_value(r).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()),
+                reason: s.reason.map(|r| {
+                    serde_json::to_value(r)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                }),
                 callee: s.callee.clone(),
                 unwind: s.unwind,
                 hist: s.hist.map(|h| h + hist_base),
@@ -177,15 +187,21 @@ fn run() -> Result<i32> {
     }
 
     // 4. Replace every bitcode input by its native object(s).
-    let objects: BTreeMap<&str, &Path> =
-        done.iter().map(|d| (d.sites.key.as_str(), d.object.as_path())).collect();
+    let objects: BTreeMap<&str, &Path> = done
+        .iter()
+        .map(|d| (d.sites.key.as_str(), d.object.as_path()))
+        .collect();
     let mut final_args: Vec<String> = Vec::new();
     let mut loaded_iter = loaded.iter();
     for arg in &line.args {
         match arg {
             Arg::File(_) => {
                 let l = loaded_iter.next().expect("one Loaded per file operand");
-                final_args.push(archive::materialise(l, &objects, tmp.path())?.display().to_string());
+                final_args.push(
+                    archive::materialise(l, &objects, tmp.path())?
+                        .display()
+                        .to_string(),
+                );
             }
             Arg::Lib { spec, .. } => final_args.push(format!("-l{spec}")),
             Arg::Other(words) => final_args.extend(words.iter().cloned()),
@@ -193,7 +209,13 @@ fn run() -> Result<i32> {
     }
     if instrument {
         let table_obj = tmp.path().join("cargo_panic_site_table.o");
-        table::write(&table_obj, &bases, sites.len() as u64, hist_base as u64, &settings)?;
+        table::write(
+            &table_obj,
+            &bases,
+            sites.len() as u64,
+            hist_base as u64,
+            &settings,
+        )?;
         final_args.push(table_obj.display().to_string());
         final_args.push(runtime_archive(&panic_dir)?.display().to_string());
     }
@@ -237,19 +259,27 @@ fn run() -> Result<i32> {
     };
     let stats_dir = panic_dir.join("link-stats");
     std::fs::create_dir_all(&stats_dir)?;
-    fsutil::write_json_atomic(&stats_dir.join(format!("{}.json", file_name(&output))), &stats)?;
+    fsutil::write_json_atomic(
+        &stats_dir.join(format!("{}.json", file_name(&output))),
+        &stats,
+    )?;
     Ok(0)
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 /// The runtime archive, written once per content hash under `target/panic/runtime/`.
 fn runtime_archive(panic_dir: &Path) -> Result<PathBuf> {
     let dir = panic_dir.join("runtime");
     std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("libpanic_runtime-{}.a", panic_runtime::STATIC_LIB_HASH));
+    let path = dir.join(format!(
+        "libpanic_runtime-{}.a",
+        panic_runtime::STATIC_LIB_HASH
+    ));
     if !path.exists() {
         fsutil::write_atomic(&path, panic_runtime::STATIC_LIB)?;
     }
@@ -290,11 +320,15 @@ fn link(linker: &str, args: &[String], tmp: &Path) -> Result<std::process::ExitS
     let mut cmd = Command::new(linker);
     if total > 100_000 {
         let rsp = tmp.join("link.rsp");
-        let text: String = args.iter().map(|a| linkargs::escape_for_response_file(a) + "\n").collect();
+        let text: String = args
+            .iter()
+            .map(|a| linkargs::escape_for_response_file(a) + "\n")
+            .collect();
         std::fs::write(&rsp, text)?;
         cmd.arg(format!("@{}", rsp.display()));
     } else {
         cmd.args(args);
     }
-    cmd.status().with_context(|| format!("failed to run the real linker `{linker}`"))
+    cmd.status()
+        .with_context(|| format!("failed to run the real linker `{linker}`"))
 }

@@ -31,7 +31,13 @@ fn pad(bytes: u64) -> u64 {
     bytes.div_ceil(abi::PAGE).max(1) * abi::PAGE
 }
 
-pub fn write(path: &Path, modules: &[ModuleBase], n_sites: u64, n_hists: u64, s: &Settings) -> Result<()> {
+pub fn write(
+    path: &Path,
+    modules: &[ModuleBase],
+    n_sites: u64,
+    n_hists: u64,
+    s: &Settings,
+) -> Result<()> {
     let ctx = Context::create();
     let module = ctx.create_module("cargo_panic_site_table");
     let tm = target_machine(s)?;
@@ -56,19 +62,35 @@ pub fn write(path: &Path, modules: &[ModuleBase], n_sites: u64, n_hists: u64, s:
     }
     for m in modules {
         for (base, offset, name) in [
-            (counters, m.first_site * 8, panic_passes::counters_symbol(&m.suffix)),
-            (hists, m.first_hist * abi::HIST_SIZE, panic_passes::hists_symbol(&m.suffix)),
+            (
+                counters,
+                m.first_site * 8,
+                panic_passes::counters_symbol(&m.suffix),
+            ),
+            (
+                hists,
+                m.first_hist * abi::HIST_SIZE,
+                panic_passes::hists_symbol(&m.suffix),
+            ),
         ] {
             // SAFETY: a constant in-bounds byte offset into an array of at least that size.
             let target = unsafe {
-                base.as_pointer_value().const_in_bounds_gep(i8t, &[i64t.const_int(offset, false)])
+                base.as_pointer_value()
+                    .const_in_bounds_gep(i8t, &[i64t.const_int(offset, false)])
             };
             add_hidden_alias(&module, i8t.as_type_ref(), target.as_value_ref(), &name);
         }
     }
-    module.verify().map_err(|e| anyhow!("internal error: the site table does not verify: {e}"))?;
+    module
+        .verify()
+        .map_err(|e| anyhow!("internal error: the site table does not verify: {e}"))?;
     tm.write_to_file(&module, FileType::Object, path)
-        .map_err(|e| anyhow!("failed to write the site table object {}: {e}", path.display()))
+        .map_err(|e| {
+            anyhow!(
+                "failed to write the site table object {}: {e}",
+                path.display()
+            )
+        })
 }
 
 /// inkwell has no alias API; this is LLVM-C's `LLVMAddAlias2`.

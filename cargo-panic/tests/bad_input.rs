@@ -1,0 +1,219 @@
+//! Each kind of bad input gets one clear error that says what to do.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn cargo_panic() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cargo-panic"))
+}
+
+fn link_driver() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cargo-panic-link"))
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Runs and expects failure (exit 2 unless told otherwise) with `needle` in stderr.
+fn fails_with(out: Output, code: i32, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert!(err.contains(needle), "expected `{needle}` in: {err}");
+    err
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn not_a_cargo_project() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cargo_panic()
+        .arg("build")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    fails_with(out, 2, "not a cargo project");
+}
+
+#[test]
+fn a_non_host_target() {
+    let out = cargo_panic()
+        .args(["build", "--target", "aarch64-unknown-linux-gnu"])
+        .current_dir(repo().join("examples/loops"))
+        .output()
+        .unwrap();
+    fails_with(out, 2, "host builds only");
+}
+
+#[test]
+fn another_rustc_than_cargo_panic_was_built_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = script(
+        dir.path(),
+        "rustc",
+        "if [ \"$1\" = -vV ]; then printf 'rustc 1.99.0\\nbinary: rustc\\ncommit-hash: 0000000000000000000000000000000000000000\\nhost: x86_64-unknown-linux-gnu\\nrelease: 1.99.0\\nLLVM version: 23.0.0\\n'; else exec rustc \"$@\"; fi",
+    );
+    let out = cargo_panic()
+        .arg("build")
+        .env("RUSTC", &fake)
+        .current_dir(repo().join("examples/loops"))
+        .output()
+        .unwrap();
+    let err = fails_with(out, 2, "cargo-panic was built with rustc");
+    assert!(
+        err.contains("1.99.0") && err.contains("cargo install"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rustc_llvm_library_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("sysroot");
+    std::fs::create_dir_all(empty.join("lib")).unwrap();
+    let fake = script(
+        dir.path(),
+        "rustc",
+        &format!(
+            "if [ \"$1\" = --print ] && [ \"$2\" = sysroot ]; then echo {}; else exec rustc \"$@\"; fi",
+            empty.display()
+        ),
+    );
+    let out = cargo_panic()
+        .arg("build")
+        .env("RUSTC", &fake)
+        .current_dir(repo().join("examples/loops"))
+        .output()
+        .unwrap();
+    fails_with(out, 2, "is missing");
+}
+
+#[test]
+fn the_link_driver_is_not_run_by_hand() {
+    let out = link_driver().args(["-o", "x", "y.o"]).output().unwrap();
+    fails_with(out, 1, "not run by hand");
+}
+
+#[test]
+fn unreadable_bitcode_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.rcgu.o");
+    std::fs::write(&bad, b"BC\xC0\xDEthis is not bitcode at all").unwrap();
+    let out = link_driver()
+        .env("CARGO_PANIC_TARGET_DIR", dir.path())
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .arg(&bad)
+        .output()
+        .unwrap();
+    fails_with(out, 1, "cannot read the LLVM bitcode of bad.rcgu.o");
+    assert!(!dir.path().join("out").exists());
+}
+
+#[test]
+fn bitcode_the_driver_cannot_handle_is_never_linked_silently() {
+    // A static library found through -l whose member is bitcode.
+    let dir = tempfile::tempdir().unwrap();
+    let member = dir.path().join("m.o");
+    std::fs::write(&member, b"BC\xC0\xDEpretend bitcode").unwrap();
+    let st = Command::new("ar")
+        .arg("rc")
+        .arg(dir.path().join("libbc.a"))
+        .arg(&member)
+        .status()
+        .unwrap();
+    assert!(
+        st.success(),
+        "ar (binutils) is needed: apt-get install binutils"
+    );
+    let out = link_driver()
+        .env("CARGO_PANIC_TARGET_DIR", dir.path())
+        .arg("-o")
+        .arg(dir.path().join("out"))
+        .arg("-L")
+        .arg(dir.path())
+        .args(["-Wl,-Bstatic", "-lbc"])
+        .output()
+        .unwrap();
+    fails_with(out, 1, "contains LLVM bitcode (m.o)");
+}
+
+#[test]
+fn binaries_without_a_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("plain");
+    std::fs::copy("/bin/true", &bin).unwrap();
+    fails_with(
+        cargo_panic().arg("sites").arg(&bin).output().unwrap(),
+        2,
+        "has no site manifest",
+    );
+    fails_with(
+        cargo_panic()
+            .args(["run", "--"])
+            .arg(&bin)
+            .output()
+            .unwrap(),
+        2,
+        "cargo panic build",
+    );
+    fails_with(
+        cargo_panic()
+            .arg("sites")
+            .arg(dir.path().join("nope"))
+            .output()
+            .unwrap(),
+        2,
+        "no such file",
+    );
+}
+
+#[test]
+fn out_in_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("prog");
+    std::fs::copy("/bin/true", &bin).unwrap();
+    std::fs::write(dir.path().join("prog.panic.json"), "{}").unwrap();
+    let out = cargo_panic()
+        .arg("run")
+        .arg("--out")
+        .arg(dir.path().join("missing/p.json"))
+        .arg("--")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    // The manifest is read first: a broken one is reported with its file and line.
+    fails_with(out, 2, "prog.panic.json:1:");
+}
+
+#[test]
+fn out_directory_is_checked_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("prog");
+    std::fs::copy("/bin/true", &bin).unwrap();
+    let good = serde_json::json!({
+        "format": 1, "tool": "t", "pass_version": 1, "driver": "d", "abi_version": 1, "toolchain": "",
+        "output": "prog", "opt_level": "O3", "target_cpu": "x86-64", "dwell_rule": {},
+        "inputs": [], "n_hists": 0, "sites": []
+    });
+    std::fs::write(dir.path().join("prog.panic.json"), good.to_string()).unwrap();
+    let out = cargo_panic()
+        .arg("run")
+        .arg("--out")
+        .arg(dir.path().join("missing/p.json"))
+        .arg("--")
+        .arg(&bin)
+        .output()
+        .unwrap();
+    fails_with(out, 2, "does not exist");
+}
