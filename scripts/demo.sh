@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The main job end to end on a bundled example: install what is needed, build
+# cargo-panic, build examples/jsonparse instrumented, run it under
+# `cargo panic run`, and show the report and a few of its sites.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh
+cargo build --release --locked -p cargo-panic
+PANIC="$PWD/target/release/cargo-panic"
+TARGET="$PWD/target/demo"
+cd examples/jsonparse
+echo "== cargo panic build --release" >&2
+exe=$("$PANIC" build --release --locked --target-dir "$TARGET")
+echo "== cargo panic run -- $exe 2000 20" >&2
+"$PANIC" run --out "$TARGET/profile.json" -- "$exe" 2000 20
+echo "== cargo panic report (by count)" >&2
+"$PANIC" report "$TARGET/profile.json" --top 15
+echo "== cargo panic report (by dwell)" >&2
+"$PANIC" report "$TARGET/profile.json" --top 10 --by dwell
+echo "== cargo panic sites --kind blocking" >&2
+"$PANIC" sites "$exe" --kind blocking | head -8
