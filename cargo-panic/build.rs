@@ -25,10 +25,10 @@ fn main() {
         .flatten()
     {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so")) {
-            if stem.starts_with("LLVM-") {
-                link_name = Some(stem.to_string());
-            }
+        if let Some(stem) = name.strip_prefix("lib").and_then(|n| n.strip_suffix(".so"))
+            && stem.starts_with("LLVM-")
+        {
+            link_name = Some(stem.to_string());
         }
         if name.starts_with("libLLVM.so.") {
             real_file = Some(name);

@@ -16,6 +16,8 @@ Build the crate instrumented: cargo panic build [--time GLOB]... [--no-time GLOB
 
   --time GLOB      always time functions whose demangled name matches (e.g. 'my_crate::handle_*')
   --no-time GLOB   never time them (they are still counted); wins over --time
+  --dwell-from P   also stop timing functions that the profile P (from `cargo panic run`)
+                   measured as hot and short (mean region < 1 µs over >= 1000 calls)
   --link-jobs N    worker threads of the link driver (default: all cores)
 
 Every other argument goes to `cargo build` (--release, -p, --bin, --features, ...).
@@ -24,6 +26,7 @@ with <executable>.panic.json beside each, and their paths are printed on stdout.
 ";
 
 struct Own {
+    dwell_from: Option<PathBuf>,
     time: Vec<String>,
     no_time: Vec<String>,
     link_jobs: Option<String>,
@@ -32,6 +35,7 @@ struct Own {
 
 fn split_own_args(args: &[String]) -> Result<Own> {
     let mut own = Own {
+        dwell_from: None,
         time: Vec::new(),
         no_time: Vec::new(),
         link_jobs: None,
@@ -55,6 +59,8 @@ fn split_own_args(args: &[String]) -> Result<Own> {
             own.time.push(v);
         } else if let Some(v) = take("--no-time")? {
             own.no_time.push(v);
+        } else if let Some(v) = take("--dwell-from")? {
+            own.dwell_from = Some(PathBuf::from(v));
         } else if let Some(v) = take("--link-jobs")? {
             own.link_jobs = Some(v);
         } else if a == "--" {
@@ -148,7 +154,21 @@ pub fn build(args: &[String]) -> Result<i32> {
     let link_bin = link_driver()?;
     warn_config_rustflags(&project_dir);
 
-    let rule = serde_json::json!({ "time": own.time, "no_time": own.no_time });
+    let demoted = match &own.dwell_from {
+        Some(p) => {
+            let profile: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(p)
+                .with_context(|| {
+                    format!("--dwell-from {}: not a cargo-panic profile", p.display())
+                })?;
+            cargo_panic::profile::short_regions(
+                &profile,
+                cargo_panic::profile::MIN_MEAN_REGION_NS,
+                cargo_panic::profile::MIN_HOT_COUNT,
+            )
+        }
+        None => Vec::new(),
+    };
+    let rule = serde_json::json!({ "time": own.time, "no_time": own.no_time, "demoted": demoted });
     let mut flags: Vec<String> = [
         "-C",
         "linker-plugin-lto",
@@ -210,10 +230,10 @@ pub fn build(args: &[String]) -> Result<i32> {
             let Ok(msg) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
             };
-            if msg["reason"] == "compiler-artifact" {
-                if let Some(exe) = msg["executable"].as_str() {
-                    executables.push(PathBuf::from(exe));
-                }
+            if msg["reason"] == "compiler-artifact"
+                && let Some(exe) = msg["executable"].as_str()
+            {
+                executables.push(PathBuf::from(exe));
             }
         }
         let status = child.wait().context("failed to wait for cargo")?;
@@ -225,8 +245,9 @@ pub fn build(args: &[String]) -> Result<i32> {
         for exe in &executables {
             let (source, m) = find_manifest(exe)?;
             let current = m.is_some_and(|m| {
-                m.dwell_rule["time"] == rule["time"]
-                    && m.dwell_rule["no_time"] == rule["no_time"]
+                ["time", "no_time", "demoted"]
+                    .iter()
+                    .all(|k| m.dwell_rule[k] == rule[k])
                     && m.driver == driver
             });
             if !current {

@@ -304,6 +304,31 @@ fn truncate(s: &str, n: usize) -> String {
     format!("…{tail}")
 }
 
+/// Regions shorter than this on average are not worth a clock read at entry and
+/// exit (about 27 ns for the pair, measured): timing them would cost > 3%.
+pub const MIN_MEAN_REGION_NS: u64 = 1_000;
+/// Below this many activations the cost of timing a function does not matter.
+pub const MIN_HOT_COUNT: u64 = 1_000;
+
+/// Functions whose timed entry region an earlier run measured as hot and short
+/// (mean < `min_mean_ns` over at least `min_count` samples): the profile-guided
+/// part of the dwell rule. Sorted, without duplicates.
+pub fn short_regions(p: &Profile, min_mean_ns: u64, min_count: u64) -> Vec<String> {
+    let mut out: Vec<String> = p
+        .sites
+        .iter()
+        .filter(|s| s.kind == SiteKind::Entry && s.timed)
+        .filter_map(|s| {
+            let d = s.dwell_ns.as_ref()?;
+            (d.samples >= min_count && d.total / d.samples.max(1) < min_mean_ns)
+                .then(|| s.function.clone())
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Human duration: ns, µs, ms or s with three significant digits.
 pub fn fmt_ns(ns: u64) -> String {
     let f = ns as f64;
@@ -375,6 +400,68 @@ pub fn render_sites(m: &Manifest, kind: Option<SiteKind>, json: bool) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn site(function: &str, timed: bool, samples: u64, total: u64) -> ProfileSite {
+        ProfileSite {
+            index: 0,
+            id: String::new(),
+            kind: SiteKind::Entry,
+            function: function.into(),
+            file: None,
+            line: 0,
+            column: 0,
+            object: String::new(),
+            timed,
+            callee: None,
+            count: samples,
+            dwell_ns: (samples > 0).then_some(Dwell {
+                samples,
+                p50: 0,
+                p95: 0,
+                p99: 0,
+                p999: 0,
+                min: 0,
+                max: 0,
+                total,
+            }),
+        }
+    }
+
+    #[test]
+    fn short_hot_regions_are_demoted() {
+        let p = Profile {
+            version: VERSION,
+            binary: String::new(),
+            args: Vec::new(),
+            exit: Exit {
+                code: Some(0),
+                signal: None,
+            },
+            wall_ns: 0,
+            clock: "tsc".into(),
+            runtime: RuntimeStats {
+                state: "exited".into(),
+                fatal_signal: None,
+                fault_addr: None,
+                signal_tid: None,
+                threads_used: 1,
+                threads_over_capacity: 0,
+                depth_overflows: 0,
+                abandoned_regions: 0,
+            },
+            threads: Vec::new(),
+            sites: vec![
+                site("hot_short", true, 10_000, 10_000 * 50),
+                site("hot_long", true, 10_000, 10_000 * 5_000),
+                site("cold_short", true, 10, 10 * 50),
+                site("hot_short", true, 5_000, 5_000 * 20),
+            ],
+        };
+        assert_eq!(
+            short_regions(&p, MIN_MEAN_REGION_NS, MIN_HOT_COUNT),
+            vec!["hot_short".to_string()]
+        );
+    }
 
     #[test]
     fn durations_are_human() {

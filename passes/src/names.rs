@@ -6,12 +6,11 @@ pub fn demangle(symbol: &str) -> String {
     if let Ok(d) = rustc_demangle::try_demangle(symbol) {
         return format!("{d:#}");
     }
-    if symbol.starts_with("_Z") {
-        if let Ok(sym) = cpp_demangle::Symbol::new(symbol) {
-            if let Ok(s) = sym.demangle() {
-                return s;
-            }
-        }
+    if symbol.starts_with("_Z")
+        && let Ok(sym) = cpp_demangle::Symbol::new(symbol)
+        && let Ok(s) = sym.demangle()
+    {
+        return s;
     }
     symbol.to_string()
 }

@@ -22,6 +22,10 @@ pub struct DwellRule {
     pub time: Vec<String>,
     /// Globs on demangled names: never timed (still counted). Wins over `time`.
     pub no_time: Vec<String>,
+    /// Exact demangled names never timed because an earlier run measured their
+    /// regions as too short to pay for a clock read (`--dwell-from`). `time`
+    /// patterns win over this list: the user's word beats the measurement.
+    pub demoted: Vec<String>,
 }
 
 impl Default for DwellRule {
@@ -31,6 +35,7 @@ impl Default for DwellRule {
             min_insts: 400,
             time: Vec::new(),
             no_time: Vec::new(),
+            demoted: Vec::new(),
         }
     }
 }
@@ -50,6 +55,8 @@ pub enum Reason {
     Forced,
     /// Matched a `no_time` pattern.
     Excluded,
+    /// Measured too short by an earlier run (`demoted`).
+    Profiled,
     /// Has a loop and enough instructions.
     Loop,
     /// Large enough on its own.
@@ -71,6 +78,7 @@ pub struct CompiledRule {
     rule: DwellRule,
     time: GlobSet,
     no_time: GlobSet,
+    demoted: std::collections::HashSet<String>,
 }
 
 impl DwellRule {
@@ -79,6 +87,7 @@ impl DwellRule {
             rule: self.clone(),
             time: globs(&self.time)?,
             no_time: globs(&self.no_time)?,
+            demoted: self.demoted.iter().cloned().collect(),
         })
     }
 }
@@ -106,6 +115,9 @@ impl CompiledRule {
         }
         if self.time.is_match(name) {
             return (true, Reason::Forced);
+        }
+        if self.demoted.contains(name) {
+            return (false, Reason::Profiled);
         }
         if facts.has_loop && facts.insts >= self.rule.min_insts_with_loop {
             return (true, Reason::Loop);
@@ -168,6 +180,27 @@ mod tests {
             ),
             (false, Reason::Small)
         );
+    }
+
+    #[test]
+    fn measured_demotions_yield_to_forced_timing() {
+        let rule = DwellRule {
+            time: vec!["app::keep".into()],
+            demoted: vec!["app::short".into(), "app::keep".into()],
+            ..DwellRule::default()
+        }
+        .compile()
+        .unwrap();
+        let looping = FunctionFacts {
+            insts: 60,
+            has_loop: true,
+        };
+        assert_eq!(
+            rule.decide("app::short", looping),
+            (false, Reason::Profiled)
+        );
+        assert_eq!(rule.decide("app::keep", looping), (true, Reason::Forced));
+        assert_eq!(rule.decide("app::other", looping), (true, Reason::Loop));
     }
 
     #[test]

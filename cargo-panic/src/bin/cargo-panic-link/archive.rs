@@ -278,10 +278,10 @@ pub fn first_bitcode_member(path: &Path) -> Result<Option<String>> {
     };
     for m in archive.members() {
         let m = m?;
-        if let Ok(bytes) = m.data(&**data) {
-            if format_of(bytes) == Format::Bitcode {
-                return Ok(Some(String::from_utf8_lossy(m.name()).into_owned()));
-            }
+        if let Ok(bytes) = m.data(&**data)
+            && format_of(bytes) == Format::Bitcode
+        {
+            return Ok(Some(String::from_utf8_lossy(m.name()).into_owned()));
         }
     }
     Ok(None)

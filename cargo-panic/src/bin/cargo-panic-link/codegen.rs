@@ -141,14 +141,15 @@ fn compile(job: &Job, s: &Settings) -> Result<Done> {
     let key = cache_key(job, s);
     let object = s.cache_dir.join(format!("{key}.o"));
     let sites_path = s.cache_dir.join(format!("{key}.sites.json"));
-    if object.exists() && sites_path.exists() {
-        if let Ok(sites) = fsutil::read_json::<ModuleSites>(&sites_path) {
-            return Ok(Done {
-                sites,
-                object,
-                cache_hit: true,
-            });
-        }
+    if object.exists()
+        && sites_path.exists()
+        && let Ok(sites) = fsutil::read_json::<ModuleSites>(&sites_path)
+    {
+        return Ok(Done {
+            sites,
+            object,
+            cache_hit: true,
+        });
     }
     let ctx = Context::create();
     let buf = MemoryBuffer::create_from_memory_range_copy(job.bytes(), &job.key);

@@ -102,15 +102,15 @@ fn run() -> Result<i32> {
                 loaded.push(l);
             }
             Arg::Lib { spec, static_mode } => {
-                if let Some(p) = linkargs::resolve_lib(spec, *static_mode, &line.search_paths) {
-                    if let Some(member) = archive::first_bitcode_member(&p)? {
-                        bail!(
-                            "library `-l{spec}` ({}) contains LLVM bitcode ({member}) that cargo-panic \
+                if let Some(p) = linkargs::resolve_lib(spec, *static_mode, &line.search_paths)
+                    && let Some(member) = archive::first_bitcode_member(&p)?
+                {
+                    bail!(
+                        "library `-l{spec}` ({}) contains LLVM bitcode ({member}) that cargo-panic \
                              cannot instrument when it comes through `-l`; build that library as \
                              native code (without -flto), or link it by path",
-                            p.display()
-                        );
-                    }
+                        p.display()
+                    );
                 }
             }
             Arg::Other(_) => {}
