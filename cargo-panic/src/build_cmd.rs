@@ -364,6 +364,10 @@ fn warn_config_rustflags(dir: &Path) {
 /// identity (or content, for a copy) and reads it.
 fn find_manifest(exe: &Path) -> Result<(PathBuf, Option<manifest::Manifest>)> {
     let want = manifest::path_for(exe);
+    // Test and bench executables are the linker's own output (`deps/name-<hash>`).
+    if is_linker_output(exe) && want.is_file() {
+        return Ok((want.clone(), cargo_panic::fsutil::read_json(&want).ok()));
+    }
     let dir = exe.parent().unwrap_or(Path::new("."));
     let exe_meta =
         std::fs::metadata(exe).with_context(|| format!("failed to stat {}", exe.display()))?;
@@ -373,10 +377,9 @@ fn find_manifest(exe: &Path) -> Result<(PathBuf, Option<manifest::Manifest>)> {
         };
         for e in entries.flatten() {
             let path = e.path();
-            if !path.to_string_lossy().ends_with(".panic.json")
-                || (path == want && cand_dir != dir.join("deps"))
-            {
-                // The copy placed by an earlier build is never its own source.
+            // The copy placed beside an uplifted executable by an earlier build is
+            // never its own source.
+            if !path.to_string_lossy().ends_with(".panic.json") || path == want {
                 continue;
             }
             let bin = linked_file(&path);
@@ -397,6 +400,16 @@ fn find_manifest(exe: &Path) -> Result<(PathBuf, Option<manifest::Manifest>)> {
          (run `cargo clean` and build again with `cargo panic build`)",
         exe.display()
     )
+}
+
+/// Whether `exe` is named as rustc names a linker output: `<name>-<16 hex digits>`.
+fn is_linker_output(exe: &Path) -> bool {
+    let name = exe
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    name.rsplit_once('-')
+        .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// `x.panic.json` -> `x`

@@ -510,3 +510,34 @@ fn report_sorts_and_limits() {
         .unwrap();
     assert!(String::from_utf8_lossy(&table.stdout).contains("loops::main"));
 }
+
+#[test]
+fn test_executables_of_a_debug_build_get_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples").join("crashy"), dir.path());
+    let out = cargo_panic()
+        .args(["build", "--tests", "--locked", "--target-dir"])
+        .arg(dir.path().join("target"))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let exe = PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    );
+    assert!(
+        exe.to_string_lossy().contains("/debug/deps/crashy-"),
+        "{}",
+        exe.display()
+    );
+    let (out, p) = run_profiled(&exe, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        count_kind(&p, "entry") > 0,
+        "the test harness itself is instrumented"
+    );
+}
