@@ -178,42 +178,34 @@ fn binaries_without_a_manifest() {
     );
 }
 
-#[test]
-fn out_in_a_missing_directory() {
+/// `cargo panic run --out <missing dir>/p.json -- prog` where `prog.panic.json`
+/// holds `manifest`.
+fn run_into_missing_dir(manifest: &str) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let bin = dir.path().join("prog");
     std::fs::copy("/bin/true", &bin).unwrap();
-    std::fs::write(dir.path().join("prog.panic.json"), "{}").unwrap();
-    let out = cargo_panic()
+    std::fs::write(dir.path().join("prog.panic.json"), manifest).unwrap();
+    cargo_panic()
         .arg("run")
         .arg("--out")
         .arg(dir.path().join("missing/p.json"))
         .arg("--")
         .arg(&bin)
         .output()
-        .unwrap();
-    // The manifest is read first: a broken one is reported with its file and line.
-    fails_with(out, 2, "prog.panic.json:1:");
+        .unwrap()
+}
+
+#[test]
+fn a_broken_manifest_is_reported_with_file_and_line() {
+    fails_with(run_into_missing_dir("{}"), 2, "prog.panic.json:1:");
 }
 
 #[test]
 fn out_directory_is_checked_before_running() {
-    let dir = tempfile::tempdir().unwrap();
-    let bin = dir.path().join("prog");
-    std::fs::copy("/bin/true", &bin).unwrap();
     let good = serde_json::json!({
         "format": 1, "tool": "t", "pass_version": 1, "driver": "d", "abi_version": 1, "toolchain": "",
         "output": "prog", "opt_level": "O3", "target_cpu": "x86-64", "dwell_rule": {},
         "inputs": [], "n_hists": 0, "sites": []
     });
-    std::fs::write(dir.path().join("prog.panic.json"), good.to_string()).unwrap();
-    let out = cargo_panic()
-        .arg("run")
-        .arg("--out")
-        .arg(dir.path().join("missing/p.json"))
-        .arg("--")
-        .arg(&bin)
-        .output()
-        .unwrap();
-    fails_with(out, 2, "does not exist");
+    fails_with(run_into_missing_dir(&good.to_string()), 2, "does not exist");
 }
