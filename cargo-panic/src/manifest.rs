@@ -77,6 +77,10 @@ pub struct Site {
     pub callee: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub unwind: bool,
+    /// A timed entry the rule chose (not forced): the runtime may demote it when
+    /// its regions prove too short to time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adaptive: bool,
     /// Global histogram index of a timed site.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hist: Option<u32>,

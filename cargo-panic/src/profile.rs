@@ -78,6 +78,11 @@ pub struct ProfileSite {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callee: Option<String>,
     pub count: u64,
+    /// The runtime stopped timing this region during the run: after 1024
+    /// activations its mean was below 1 µs. `dwell_ns` then describes the
+    /// activations timed before that; `count` stays exact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub demoted: bool,
     /// Durations of the site's region, for timed sites that recorded any.
     pub dwell_ns: Option<Dwell>,
 }
@@ -168,6 +173,8 @@ impl Profile {
                     timed: s.timed,
                     callee: s.callee.clone(),
                     count: snap.counters[i],
+                    demoted: s.adaptive
+                        && s.hist.and_then(|hi| snap.hists.get(hi as usize)).is_some_and(|h| h.demoted),
                     dwell_ns: dwell,
                 }
             })
@@ -414,6 +421,7 @@ mod tests {
             timed,
             callee: None,
             count: samples,
+            demoted: false,
             dwell_ns: (samples > 0).then_some(Dwell {
                 samples,
                 p50: 0,

@@ -266,6 +266,15 @@ fn dependencies_are_counted_and_relinks_hit_the_cache() {
         "no counted site in regex"
     );
     assert!(count_kind(&p, "alloc") > 0 && count_kind(&p, "free") > 0);
+    // Hot, short regions the rule chose are demoted during the run; their counts stay exact.
+    let demoted: Vec<&Value> =
+        p["sites"].as_array().unwrap().iter().filter(|s| s["demoted"] == true).collect();
+    assert!(!demoted.is_empty(), "no region was demoted");
+    for s in &demoted {
+        assert_eq!(s["kind"], "entry");
+        assert!(s["count"].as_u64().unwrap() >= 1024, "{s}");
+        assert!(s["dwell_ns"]["samples"].as_u64().unwrap() < s["count"].as_u64().unwrap(), "{s}");
+    }
 
     // A copy of the crate, relinked after a touch and after an edit.
     let dir = tempfile::tempdir().unwrap();

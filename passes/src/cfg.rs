@@ -32,9 +32,40 @@ pub fn back_edges(successors: &[Vec<usize>]) -> Vec<(usize, usize)> {
     edges
 }
 
+/// The body of the natural loop of back-edge `latch -> header`: the header and
+/// every block that reaches the latch without passing through the header.
+pub fn loop_body(successors: &[Vec<usize>], latch: usize, header: usize) -> Vec<usize> {
+    let mut preds = vec![Vec::new(); successors.len()];
+    for (from, succs) in successors.iter().enumerate() {
+        for &to in succs {
+            preds[to].push(from);
+        }
+    }
+    let mut in_body = vec![false; successors.len()];
+    in_body[header] = true;
+    let mut stack = vec![latch];
+    while let Some(b) = stack.pop() {
+        if !in_body[b] {
+            in_body[b] = true;
+            stack.extend(preds[b].iter().copied());
+        }
+    }
+    (0..successors.len()).filter(|&b| in_body[b]).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loop_bodies() {
+        // 0 -> 1 -> 2 -> 3 -> 1, 2 -> 4 (exit), 3 -> 5 -> 3? no: 3 -> 1 only.
+        let cfg = vec![vec![1], vec![2], vec![3, 4], vec![1], vec![]];
+        assert_eq!(loop_body(&cfg, 3, 1), vec![1, 2, 3]);
+        // A self loop is its own body.
+        let cfg = vec![vec![1], vec![1, 2], vec![]];
+        assert_eq!(loop_body(&cfg, 1, 1), vec![1]);
+    }
 
     #[test]
     fn simple_loop() {

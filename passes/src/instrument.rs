@@ -13,7 +13,7 @@ use std::ffi::{CStr, CString, c_char, c_uint};
 
 use inkwell::llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic;
 use inkwell::llvm_sys::LLVMAtomicRMWBinOp::LLVMAtomicRMWBinOpAdd;
-use inkwell::llvm_sys::LLVMIntPredicate::LLVMIntEQ;
+use inkwell::llvm_sys::LLVMIntPredicate::{LLVMIntEQ, LLVMIntNE};
 use inkwell::llvm_sys::LLVMLinkage;
 use inkwell::llvm_sys::LLVMOpcode;
 use inkwell::llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail;
@@ -25,7 +25,7 @@ use inkwell::llvm_sys::prelude::*;
 use inkwell::module::Module;
 use serde::{Deserialize, Serialize};
 
-use crate::cfg::back_edges;
+use crate::cfg::{back_edges, loop_body};
 use crate::classify::{CallClass, SYS_FUTEX, classify_callee};
 use crate::names::{demangle, stable_id};
 use crate::rule::{CompiledRule, FunctionFacts, Reason};
@@ -67,6 +67,10 @@ pub struct SiteRecord {
     /// Exit sites reached by unwinding (`resume`).
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub unwind: bool,
+    /// Timed entry sites the rule chose (not forced): the runtime may demote them
+    /// when their regions prove too short, and the code then only counts.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub adaptive: bool,
     /// Timed sites: index of the duration histogram within the module.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub hist: Option<u32>,
@@ -217,6 +221,7 @@ unsafe fn has_fn_attr(f: LLVMValueRef, attr: &str) -> bool {
 enum Plan {
     Entry {
         timed: bool,
+        adaptive: bool,
     },
     Exit {
         at: LLVMValueRef,
@@ -235,6 +240,7 @@ enum Plan {
 
 struct ModuleCx {
     module: LLVMModuleRef,
+    ctx: LLVMContextRef,
     builder: LLVMBuilderRef,
     i1: LLVMTypeRef,
     i32: LLVMTypeRef,
@@ -273,6 +279,7 @@ impl ModuleCx {
             let exit_fn = runtime_fn(module, abi::SYM_DWELL_EXIT, exit_ty);
             ModuleCx {
                 module,
+                ctx,
                 builder: LLVMCreateBuilderInContext(ctx),
                 i1,
                 i32,
@@ -304,8 +311,11 @@ impl ModuleCx {
             let symbol = value_name(f);
             let function = demangle(&symbol);
             let blocks = blocks_of(f);
-            let index_of = |bb: LLVMBasicBlockRef| blocks.iter().position(|&b| b == bb);
+            let block_index: std::collections::HashMap<LLVMBasicBlockRef, usize> =
+                blocks.iter().enumerate().map(|(i, &b)| (b, i)).collect();
+            let index_of = |bb: LLVMBasicBlockRef| block_index.get(&bb).copied();
             let mut succs = Vec::with_capacity(blocks.len());
+            let mut calls_in_block = Vec::with_capacity(blocks.len());
             let mut insts = 0usize;
             for &bb in &blocks {
                 let term = LLVMGetBasicBlockTerminator(bb);
@@ -318,16 +328,25 @@ impl ModuleCx {
                     }
                 }
                 succs.push(s);
-                insts += instructions_of(bb).len();
+                let block_insts = instructions_of(bb);
+                calls_in_block.push(block_insts.iter().any(|&i| is_real_call(i)));
+                insts += block_insts.len();
             }
             let loops = back_edges(&succs);
+            let loop_calls = loops.iter().any(|&(latch, header)| {
+                loop_body(&succs, latch, header)
+                    .iter()
+                    .any(|&b| calls_in_block[b])
+            });
             let facts = FunctionFacts {
                 insts,
                 has_loop: !loops.is_empty(),
+                loop_calls,
             };
             let (timed, reason) = opts.rule.decide(&function, facts);
 
-            let mut plans = vec![(Plan::Entry { timed }, SiteKind::Entry, None, false)];
+            let adaptive = timed && matches!(reason, Reason::Loop | Reason::Size);
+            let mut plans = vec![(Plan::Entry { timed, adaptive }, SiteKind::Entry, None, false)];
             for (bi, &bb) in blocks.iter().enumerate() {
                 for inst in instructions_of(bb) {
                     match LLVMGetInstructionOpcode(inst) {
@@ -385,7 +404,7 @@ impl ModuleCx {
                     _ => entry_loc.clone().unwrap_or((None, 0, 0)),
                 };
                 let site_timed = match plan {
-                    Plan::Entry { timed } => *timed,
+                    Plan::Entry { timed, .. } => *timed,
                     Plan::Region { .. } => true,
                     _ => false,
                 };
@@ -413,19 +432,26 @@ impl ModuleCx {
                     reason: matches!(plan, Plan::Entry { .. }).then_some(reason),
                     callee: callee.clone(),
                     unwind: *unwind,
+                    adaptive: matches!(plan, Plan::Entry { adaptive: true, .. }),
                     hist,
                 });
             }
 
-            let entry_bb = blocks[0];
-            let entry_at = first_non_alloca(entry_bb);
+            let mut entry_at = first_non_alloca(blocks[0]);
+            let mut guarded = false;
             let mut token: Option<LLVMValueRef> = None;
             let mut region_slot: Option<LLVMValueRef> = None;
             for (ordinal, (plan, ..)) in plans.iter().enumerate() {
                 let site = first + ordinal as u32;
                 let rec_hist = self.sites[site as usize].hist;
                 match *plan {
-                    Plan::Entry { timed } => {
+                    Plan::Entry { timed: true, adaptive: true } => {
+                        let (tok, at) = self.adaptive_entry(f, blocks[0], site, rec_hist);
+                        token = Some(tok);
+                        entry_at = at;
+                        guarded = true;
+                    }
+                    Plan::Entry { timed, .. } => {
                         self.position_before(entry_at);
                         if timed {
                             token = Some(self.call_enter(site, rec_hist));
@@ -434,12 +460,17 @@ impl ModuleCx {
                         }
                     }
                     Plan::Exit { at } => {
-                        let at = before_musttail(at);
-                        self.position_before(at);
-                        if let Some(tok) = token {
-                            self.call_exit(tok);
-                        }
+                        let before = before_musttail(at);
+                        self.position_before(before);
                         self.count(site, LLVMConstInt(self.i64, 1, 0));
+                        match token {
+                            Some(tok) if guarded && before == at => self.guarded_exit(at, tok),
+                            Some(tok) => {
+                                self.position_before(before);
+                                self.call_exit(tok);
+                            }
+                            None => {}
+                        }
                     }
                     Plan::Count { at } => {
                         self.position_before(at);
@@ -492,6 +523,78 @@ impl ModuleCx {
                     }
                 }
             }
+        }
+    }
+
+    /// The entry of a function whose region the runtime may demote. A new entry
+    /// block takes the static allocas and reads the histogram's demoted flag: when
+    /// set, the site is only counted and the token is the no-op token; otherwise
+    /// the runtime opens the region (and counts). Returns the token (a phi at the
+    /// start of the old entry block) and the new entry's first non-alloca.
+    unsafe fn adaptive_entry(
+        &mut self,
+        f: LLVMValueRef,
+        old_entry: LLVMBasicBlockRef,
+        site: u32,
+        hist: Option<u32>,
+    ) -> (LLVMValueRef, LLVMValueRef) {
+        // SAFETY: builds blocks and instructions in `f`, whose entry is `old_entry`.
+        unsafe {
+            let new_entry = LLVMInsertBasicBlockInContext(self.ctx, old_entry, c"panic.entry".as_ptr());
+            LLVMPositionBuilderAtEnd(self.builder, new_entry);
+            let mut i = LLVMGetFirstInstruction(old_entry);
+            while LLVMGetInstructionOpcode(i) == LLVMOpcode::LLVMAlloca {
+                let next = LLVMGetNextInstruction(i);
+                move_to_builder(self.builder, i);
+                i = next;
+            }
+            LLVMSetCurrentDebugLocation2(self.builder, LLVMInstructionGetDebugLoc(i));
+            let off = hist.expect("timed sites have a histogram") as u64 * abi::HIST_SIZE + abi::HIST_FLAGS;
+            let mut idx = [LLVMConstInt(self.i64, off, 0)];
+            let flags_ptr = LLVMConstInBoundsGEP2(self.i8, self.hists, idx.as_mut_ptr(), 1);
+            let flags = LLVMBuildLoad2(self.builder, self.i64, flags_ptr, c"panic.flags".as_ptr());
+            LLVMSetOrdering(flags, LLVMAtomicOrderingMonotonic);
+            LLVMSetAlignment(flags, 8);
+            let bit = LLVMBuildAnd(self.builder, flags, LLVMConstInt(self.i64, abi::HIST_FLAG_DEMOTED, 0), c"".as_ptr());
+            let demoted = LLVMBuildICmp(self.builder, LLVMIntNE, bit, LLVMConstInt(self.i64, 0, 0), c"".as_ptr());
+            let counted = LLVMAppendBasicBlockInContext(self.ctx, f, c"panic.counted".as_ptr());
+            let timed = LLVMAppendBasicBlockInContext(self.ctx, f, c"panic.timed".as_ptr());
+            LLVMBuildCondBr(self.builder, demoted, counted, timed);
+            LLVMPositionBuilderAtEnd(self.builder, counted);
+            self.count(site, LLVMConstInt(self.i64, 1, 0));
+            LLVMBuildBr(self.builder, old_entry);
+            LLVMPositionBuilderAtEnd(self.builder, timed);
+            let tok = self.call_enter(site, hist);
+            LLVMBuildBr(self.builder, old_entry);
+            LLVMPositionBuilderBefore(self.builder, LLVMGetFirstInstruction(old_entry));
+            let phi = LLVMBuildPhi(self.builder, self.i32, c"panic.tok".as_ptr());
+            let mut values = [LLVMConstInt(self.i32, abi::NO_TOKEN, 0), tok];
+            let mut from = [counted, timed];
+            LLVMAddIncoming(phi, values.as_mut_ptr(), from.as_mut_ptr(), 2);
+            (phi, first_non_alloca(new_entry))
+        }
+    }
+
+    /// Closes a possibly demoted region before `term` (a `ret` or `resume`): the
+    /// runtime is called only when the entry opened a region.
+    unsafe fn guarded_exit(&mut self, term: LLVMValueRef, tok: LLVMValueRef) {
+        // SAFETY: moves `term` into a new block and branches to it; `term` has no
+        // successors, so no phi anywhere refers to its block as a predecessor.
+        unsafe {
+            let bb = LLVMGetInstructionParent(term);
+            let f = LLVMGetBasicBlockParent(bb);
+            let loc = LLVMInstructionGetDebugLoc(term);
+            let close = LLVMAppendBasicBlockInContext(self.ctx, f, c"panic.close".as_ptr());
+            let done = LLVMAppendBasicBlockInContext(self.ctx, f, c"panic.done".as_ptr());
+            LLVMPositionBuilderAtEnd(self.builder, done);
+            move_to_builder(self.builder, term);
+            LLVMPositionBuilderAtEnd(self.builder, bb);
+            LLVMSetCurrentDebugLocation2(self.builder, loc);
+            let open = LLVMBuildICmp(self.builder, LLVMIntNE, tok, LLVMConstInt(self.i32, abi::NO_TOKEN, 0), c"".as_ptr());
+            LLVMBuildCondBr(self.builder, open, close, done);
+            LLVMPositionBuilderAtEnd(self.builder, close);
+            self.call_exit(tok);
+            LLVMBuildBr(self.builder, done);
         }
     }
 
@@ -623,6 +726,18 @@ impl ModuleCx {
     }
 }
 
+/// Moves `inst` to the builder's position, keeping its own debug location
+/// (`LLVMInsertIntoBuilder` would stamp the builder's current one on it).
+unsafe fn move_to_builder(builder: LLVMBuilderRef, inst: LLVMValueRef) {
+    // SAFETY: `inst` and the builder's block belong to the same function.
+    unsafe {
+        let loc = LLVMInstructionGetDebugLoc(inst);
+        LLVMInstructionRemoveFromParent(inst);
+        LLVMSetCurrentDebugLocation2(builder, loc);
+        LLVMInsertIntoBuilder(builder, inst);
+    }
+}
+
 unsafe fn loop_increment_supported(term: LLVMValueRef) -> bool {
     // SAFETY: opcode query on a valid instruction.
     !term.is_null()
@@ -737,6 +852,24 @@ unsafe fn before_musttail(ret: LLVMValueRef) -> LLVMValueRef {
             return prev;
         }
         ret
+    }
+}
+
+/// A call that runs code: not an LLVM intrinsic (`llvm.*`) and not inline asm.
+unsafe fn is_real_call(inst: LLVMValueRef) -> bool {
+    // SAFETY: opcode and operand queries on a valid instruction.
+    unsafe {
+        if !matches!(
+            LLVMGetInstructionOpcode(inst),
+            LLVMOpcode::LLVMCall | LLVMOpcode::LLVMInvoke
+        ) {
+            return false;
+        }
+        let callee = LLVMGetCalledValue(inst);
+        if callee.is_null() || !LLVMIsAInlineAsm(callee).is_null() {
+            return false;
+        }
+        LLVMIsAFunction(callee).is_null() || !value_name(callee).starts_with("llvm.")
     }
 }
 

@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DwellRule {
-    /// A function with a loop and at least this many IR instructions is timed.
+    /// A function with a loop whose body calls a function, and at least this many
+    /// IR instructions, is timed.
     pub min_insts_with_loop: usize,
     /// A function with at least this many IR instructions is timed.
     pub min_insts: usize,
@@ -45,6 +46,9 @@ impl Default for DwellRule {
 pub struct FunctionFacts {
     pub insts: usize,
     pub has_loop: bool,
+    /// Some loop's body calls a function (not an intrinsic): a loop that drives
+    /// other code, rather than a tight scan that is usually short per call.
+    pub loop_calls: bool,
 }
 
 /// Why a function is timed or not; written into the manifest per entry site.
@@ -57,7 +61,7 @@ pub enum Reason {
     Excluded,
     /// Measured too short by an earlier run (`demoted`).
     Profiled,
-    /// Has a loop and enough instructions.
+    /// Has a loop that calls functions, and enough instructions.
     Loop,
     /// Large enough on its own.
     Size,
@@ -119,7 +123,7 @@ impl CompiledRule {
         if self.demoted.contains(name) {
             return (false, Reason::Profiled);
         }
-        if facts.has_loop && facts.insts >= self.rule.min_insts_with_loop {
+        if facts.loop_calls && facts.insts >= self.rule.min_insts_with_loop {
             return (true, Reason::Loop);
         }
         if facts.insts >= self.rule.min_insts {
@@ -149,18 +153,28 @@ mod tests {
         let small = FunctionFacts {
             insts: 5,
             has_loop: false,
+            loop_calls: false,
         };
         let looping = FunctionFacts {
             insts: 60,
             has_loop: true,
+            loop_calls: true,
         };
         let big = FunctionFacts {
             insts: 1000,
             has_loop: false,
+            loop_calls: false,
         };
         assert_eq!(rule.decide("app::f", small), (false, Reason::Small));
         assert_eq!(rule.decide("app::f", looping), (true, Reason::Loop));
         assert_eq!(rule.decide("app::f", big), (true, Reason::Size));
+        // A tight loop that calls nothing is usually short per call: not timed.
+        let scan = FunctionFacts {
+            insts: 60,
+            has_loop: true,
+            loop_calls: false,
+        };
+        assert_eq!(rule.decide("app::f", scan), (false, Reason::Small));
         assert_eq!(rule.decide("app::tiny", small), (true, Reason::Forced));
         assert_eq!(
             rule.decide("app::hot_loop", looping),
@@ -175,7 +189,8 @@ mod tests {
                 "app::f",
                 FunctionFacts {
                     insts: 10,
-                    has_loop: true
+                    has_loop: true,
+                    loop_calls: true
                 }
             ),
             (false, Reason::Small)
@@ -194,6 +209,7 @@ mod tests {
         let looping = FunctionFacts {
             insts: 60,
             has_loop: true,
+            loop_calls: true,
         };
         assert_eq!(
             rule.decide("app::short", looping),

@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 1
+#define PANIC_ABI_VERSION 2
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -145,8 +145,21 @@
  * stored 0 decodes to min = UINT64_MAX. Writers raise the stored value with a
  * CAS loop (max of ~v); readers decode it with ~stored. */
 #define PANIC_HIST_MIN 24      /* u64 ~(smallest duration in ticks); 0 when empty */
-#define PANIC_HIST_BUCKETS_OFF 32 /* u64[PANIC_HIST_BUCKETS] */
-#define PANIC_HIST_SIZE 22048  /* 32 + BUCKETS * 8 */
+#define PANIC_HIST_FLAGS 32    /* u64, PANIC_HIST_FLAG_* bits (atomic) */
+#define PANIC_HIST_BUCKETS_OFF 40 /* u64[PANIC_HIST_BUCKETS] */
+#define PANIC_HIST_SIZE 22056  /* 40 + BUCKETS * 8 */
+
+/* Adaptive timing. After PANIC_DEMOTE_AFTER recorded durations, a region whose
+ * mean is below PANIC_DEMOTE_BELOW_NS is demoted: the runtime sets
+ * PANIC_HIST_FLAG_DEMOTED, and instrumented code that checks the flag (function
+ * regions the rule chose, not forced ones, not blocking or lock calls) stops
+ * calling the runtime for it: the site is then only counted. A clock read costs
+ * more than a few percent of such a region. CARGO_PANIC_ADAPTIVE=0 turns this off
+ * for a run. */
+#define PANIC_HIST_FLAG_DEMOTED 1
+#define PANIC_DEMOTE_AFTER 1024
+#define PANIC_DEMOTE_BELOW_NS 1000
+#define PANIC_ENV_ADAPTIVE "CARGO_PANIC_ADAPTIVE"
 
 #ifndef PANIC_ABI_NO_TYPES
 #include <stddef.h>
@@ -190,6 +203,7 @@ struct panic_hist {
     uint64_t total;
     uint64_t max;
     uint64_t min; /* stored as ~min: see PANIC_HIST_MIN */
+    uint64_t flags; /* PANIC_HIST_FLAG_* */
     uint64_t buckets[PANIC_HIST_BUCKETS];
 };
 
@@ -257,6 +271,7 @@ PANIC_CHECK_OFF(panic_hist, count, PANIC_HIST_COUNT);
 PANIC_CHECK_OFF(panic_hist, total, PANIC_HIST_TOTAL);
 PANIC_CHECK_OFF(panic_hist, max, PANIC_HIST_MAX);
 PANIC_CHECK_OFF(panic_hist, min, PANIC_HIST_MIN);
+PANIC_CHECK_OFF(panic_hist, flags, PANIC_HIST_FLAGS);
 PANIC_CHECK_OFF(panic_hist, buckets, PANIC_HIST_BUCKETS_OFF);
 _Static_assert(sizeof(struct panic_hist) == PANIC_HIST_SIZE, "PANIC_HIST_SIZE is wrong");
 _Static_assert(PANIC_HIST_BUCKETS == (PANIC_HIST_MAX_EXP - PANIC_HIST_SUB_BITS + 2) << PANIC_HIST_SUB_BITS,

@@ -280,16 +280,44 @@ static COLD void hist_extremes(struct panic_hist *h, uint64_t v) {
     raise_to(&h->min, ~v);
 }
 
+/* Whether regions may be demoted (PANIC_ENV_ADAPTIVE). */
+static int adaptive = 1;
+
+/* Called by the thread that records a histogram's 2^k-th duration: from
+ * PANIC_DEMOTE_AFTER on, demotes the region when its mean is below
+ * PANIC_DEMOTE_BELOW_NS. The clock must have been calibrated over at least 1 ms;
+ * until then the decision waits for the next power of two. */
+static COLD void consider_demotion(struct panic_hist *h, uint64_t count) {
+    if (!adaptive || count < PANIC_DEMOTE_AFTER ||
+        (__atomic_load_n(&h->flags, RELAXED) & PANIC_HIST_FLAG_DEMOTED))
+        return;
+    uint64_t total = __atomic_load_n(&h->total, RELAXED);
+    double ticks_per_ns = 1.0;
+    if (__atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC) {
+        uint64_t t, ns;
+        clock_pair(&t, &ns);
+        uint64_t dns = ns - HDR->ns0, dt = t - HDR->tsc0;
+        if (HDR->ns0 == 0 || dns < 1000000u || dt == 0)
+            return;
+        ticks_per_ns = (double)dt / (double)dns;
+    }
+    double mean_ns = (double)total / (double)count / ticks_per_ns;
+    if (mean_ns < (double)PANIC_DEMOTE_BELOW_NS)
+        __atomic_fetch_or(&h->flags, PANIC_HIST_FLAG_DEMOTED, RELAXED);
+}
+
 /* Records one duration. `min` is stored complemented (see PANIC_HIST_MIN), so
  * both extremes are "raise to" updates and zeroed memory is an empty hist. */
 static inline __attribute__((always_inline)) void hist_record(struct panic_hist *h, uint64_t v) {
     /* Keeps the compiler from re-deriving h for every field (saves two multiplies). */
     __asm__("" : "+r"(h));
-    __atomic_fetch_add(&h->count, 1, RELAXED);
+    uint64_t c = __atomic_add_fetch(&h->count, 1, RELAXED);
     __atomic_fetch_add(&h->total, v, RELAXED);
     __atomic_fetch_add(&h->buckets[hist_index(v)], 1, RELAXED);
     if (UNLIKELY(v > __atomic_load_n(&h->max, RELAXED) || ~v > __atomic_load_n(&h->min, RELAXED)))
         hist_extremes(h, v);
+    if (UNLIKELY((c & (c - 1)) == 0))
+        consider_demotion(h, c);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -718,6 +746,8 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
 
     const char *clock_env = getenv(PANIC_ENV_CLOCK);
     clock_decide(clock_env && strcmp(clock_env, "ns") == 0);
+    const char *adaptive_env = getenv(PANIC_ENV_ADAPTIVE);
+    adaptive = !(adaptive_env && strcmp(adaptive_env, "0") == 0);
 
     uint64_t n_sites = __panic_n_sites;
     uint64_t n_hists = __panic_n_hists;
@@ -760,6 +790,7 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     unsetenv(PANIC_ENV_SHM);
     unsetenv(PANIC_ENV_DUMP);
     unsetenv(PANIC_ENV_CLOCK);
+    unsetenv(PANIC_ENV_ADAPTIVE);
 
     install_signal_handlers();
     on_exit(on_exit_cb, NULL);

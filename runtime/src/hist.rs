@@ -76,6 +76,9 @@ pub struct Hist {
     pub min: u64,
     /// Counts per bucket, [`BUCKETS`] of them.
     pub buckets: Vec<u64>,
+    /// The runtime demoted the region after `PANIC_DEMOTE_AFTER` durations whose
+    /// mean was below `PANIC_DEMOTE_BELOW_NS` (see `panic_abi.h`).
+    pub demoted: bool,
 }
 
 impl Default for Hist {
@@ -93,6 +96,7 @@ impl Hist {
             max: 0,
             min: u64::MAX,
             buckets: vec![0; BUCKETS],
+            demoted: false,
         }
     }
 

@@ -383,6 +383,7 @@ impl Snapshot {
                     buckets: (0..abi::HIST_BUCKETS)
                         .map(|k| b.u64(base + abi::HIST_BUCKETS_OFF + k * 8))
                         .collect::<Result<_, _>>()?,
+                    demoted: b.u64(base + abi::HIST_FLAGS)? & abi::HIST_FLAG_DEMOTED != 0,
                 })
             })
             .collect::<Result<_, SegmentError>>()?;

@@ -77,7 +77,21 @@ fn sleep_p50(env: &[(&str, &str)]) -> Snapshot {
     assert!((20.0..=30.0).contains(&p50), "p50 {p50} ms");
     assert!(ms(hist.min) >= 20.0, "min {} ms", ms(hist.min));
     assert!(ms(hist.max) < 1000.0, "max {} ms", ms(hist.max));
+    assert!(!hist.demoted, "long regions are never demoted");
     snap
+}
+
+#[test]
+fn hot_short_regions_are_demoted_unless_adaptive_timing_is_off() {
+    let h = Harness::new();
+    let exe = h.build("counts", 1, 1);
+    let (_, snap) = run_and_dump(&h, &exe, &[]);
+    // 8,000,000 regions of a few ns: far below PANIC_DEMOTE_BELOW_NS.
+    assert!(snap.hists[0].demoted, "a hot region of a few ns is demoted");
+    // The runtime only flags: code that calls it anyway is still timed and counted.
+    assert_eq!(snap.hists[0].count, 8_000_000);
+    let (_, snap) = run_and_dump(&h, &exe, &[("CARGO_PANIC_ADAPTIVE", "0")]);
+    assert!(!snap.hists[0].demoted, "CARGO_PANIC_ADAPTIVE=0 keeps every region timed");
 }
 
 #[test]

@@ -166,6 +166,7 @@ fn run() -> Result<i32> {
                 }),
                 callee: s.callee.clone(),
                 unwind: s.unwind,
+                adaptive: s.adaptive,
                 hist: s.hist.map(|h| h + hist_base),
                 symbol: s.symbol.clone(),
             });
