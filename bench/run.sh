@@ -7,7 +7,8 @@
 # to a scratch directory (bench/.work, git-ignored) and measures, against
 # baselines measured in the same run:
 #   a. run time of `jsonparse 4000 100`: plain, SanitizerCoverage reference,
-#      instrumented (default dwell rule), counting only, every function timed
+#      instrumented (default dwell rule, and with adaptive timing off), counting
+#      only, every function timed, profile-guided
 #   b. instructions per counting probe and per dwell region (callgrind, loops)
 #   c. clean build time of jsonparse, plain vs instrumented
 #   d. rebuild time after `touch src/main.rs` and after a one-line edit
@@ -191,6 +192,7 @@ LABEL[plain]="plain cargo build --release"
 LABEL[sancov]="SanCov inline-8bit-counters (reference floor)"
 LABEL[panic]="cargo panic build (default dwell rule)"
 LABEL[direct]="  same binary run directly (no cargo-panic run)"
+LABEL[static]="  same binary, CARGO_PANIC_ADAPTIVE=0 (static rule only)"
 LABEL[count]="cargo panic build --no-time '*' (counting only)"
 LABEL[timeall]="cargo panic build --time '*' (every function timed)"
 LABEL[pgo]="cargo panic build --dwell-from (profile of jsonparse 1000 20)"
@@ -214,7 +216,7 @@ else
 fi
 
 if ((INST_OK)); then
-  VARIANTS+=(panic direct)
+  VARIANTS+=(panic direct static)
   note "a. relinking: --no-time '*'"
   if exe=$(panic_build "$JP" "$LOG/panic-count.log" --release --locked --target-dir "$TI" --no-time '*'); then
     keep_instrumented "$exe" jsonparse-count
@@ -242,6 +244,7 @@ for v in "${VARIANTS[@]}"; do
   case $v in
     plain | sancov) CMD[$v]="$EXE/jsonparse-$v" ;;
     direct) CMD[$v]="$EXE/jsonparse-panic" ;;
+    static) CMD[$v]="env CARGO_PANIC_ADAPTIVE=0 $BIN/cargo-panic run --out $OUT/profile-$v.json -- $EXE/jsonparse-panic" ;;
     *) CMD[$v]="$BIN/cargo-panic run --out $OUT/profile-$v.json -- $EXE/jsonparse-$v" ;;
   esac
 done
