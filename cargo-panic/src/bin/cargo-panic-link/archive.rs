@@ -187,7 +187,8 @@ impl Loaded {
             }
             Kind::Archive { members, .. } => members
                 .iter()
-                .filter(|m| m.format != Format::Other)
+                // rustc's metadata member is an ELF wrapper, not code.
+                .filter(|m| m.format != Format::Other && m.name != "lib.rmeta")
                 .map(|m| match m.format {
                     Format::Bitcode => bitcode_input(&m.key),
                     _ => native(&m.key, "native archive member (not instrumented)"),
