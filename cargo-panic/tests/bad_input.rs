@@ -34,6 +34,16 @@ fn script(dir: &Path, name: &str, body: &str) -> PathBuf {
     p
 }
 
+/// `cargo panic build` in examples/loops with `RUSTC` set to `rustc`.
+fn build_loops_with_rustc(rustc: &Path) -> Output {
+    cargo_panic()
+        .arg("build")
+        .env("RUSTC", rustc)
+        .current_dir(repo().join("examples/loops"))
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn not_a_cargo_project() {
     let dir = tempfile::tempdir().unwrap();
@@ -63,12 +73,7 @@ fn another_rustc_than_cargo_panic_was_built_with() {
         "rustc",
         "if [ \"$1\" = -vV ]; then printf 'rustc 1.99.0\\nbinary: rustc\\ncommit-hash: 0000000000000000000000000000000000000000\\nhost: x86_64-unknown-linux-gnu\\nrelease: 1.99.0\\nLLVM version: 23.0.0\\n'; else exec rustc \"$@\"; fi",
     );
-    let out = cargo_panic()
-        .arg("build")
-        .env("RUSTC", &fake)
-        .current_dir(repo().join("examples/loops"))
-        .output()
-        .unwrap();
+    let out = build_loops_with_rustc(&fake);
     let err = fails_with(out, 2, "cargo-panic was built with rustc");
     assert!(
         err.contains("1.99.0") && err.contains("cargo install"),
@@ -89,12 +94,7 @@ fn rustc_llvm_library_missing() {
             empty.display()
         ),
     );
-    let out = cargo_panic()
-        .arg("build")
-        .env("RUSTC", &fake)
-        .current_dir(repo().join("examples/loops"))
-        .output()
-        .unwrap();
+    let out = build_loops_with_rustc(&fake);
     fails_with(out, 2, "is missing");
 }
 

@@ -92,18 +92,22 @@ fn built(example: &str) -> PathBuf {
 /// `cargo panic run` with a fresh profile path; returns (output, profile).
 fn run_profiled(exe: &Path, args: &[&str]) -> (Output, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("p.json");
+    run_profiled_to(exe, args, &dir.path().join("p.json"))
+}
+
+/// `cargo panic run --out <profile>`; returns (output, profile).
+fn run_profiled_to(exe: &Path, args: &[&str], profile: &Path) -> (Output, Value) {
     let out = cargo_panic()
         .arg("run")
         .arg("--out")
-        .arg(&profile)
+        .arg(profile)
         .arg("--")
         .arg(exe)
         .args(args)
         .output()
         .unwrap();
     assert!(profile.is_file(), "no profile written:\n{}", show(&out));
-    let v: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
     (out, v)
 }
 
@@ -267,13 +271,20 @@ fn dependencies_are_counted_and_relinks_hit_the_cache() {
     );
     assert!(count_kind(&p, "alloc") > 0 && count_kind(&p, "free") > 0);
     // Hot, short regions the rule chose are demoted during the run; their counts stay exact.
-    let demoted: Vec<&Value> =
-        p["sites"].as_array().unwrap().iter().filter(|s| s["demoted"] == true).collect();
+    let demoted: Vec<&Value> = p["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["demoted"] == true)
+        .collect();
     assert!(!demoted.is_empty(), "no region was demoted");
     for s in &demoted {
         assert_eq!(s["kind"], "entry");
         assert!(s["count"].as_u64().unwrap() >= 1024, "{s}");
-        assert!(s["dwell_ns"]["samples"].as_u64().unwrap() < s["count"].as_u64().unwrap(), "{s}");
+        assert!(
+            s["dwell_ns"]["samples"].as_u64().unwrap() < s["count"].as_u64().unwrap(),
+            "{s}"
+        );
     }
 
     // A copy of the crate, relinked after a touch and after an edit.
@@ -482,19 +493,10 @@ fn both_command_forms_parse_the_same() {
 #[test]
 fn report_sorts_and_limits() {
     let exe = built("loops");
-    let (_, _) = run_profiled(&exe, &["calls", "10"]);
     let dir = tempfile::tempdir().unwrap();
     let profile = dir.path().join("p.json");
-    let out = cargo_panic()
-        .arg("run")
-        .arg("--out")
-        .arg(&profile)
-        .arg("--")
-        .arg(&exe)
-        .args(["calls", "77"])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let (out, _) = run_profiled_to(&exe, &["calls", "77"], &profile);
+    assert!(out.status.success(), "{}", show(&out));
     let rep = cargo_panic()
         .arg("report")
         .arg(&profile)
