@@ -174,7 +174,9 @@ impl Profile {
                     callee: s.callee.clone(),
                     count: snap.counters[i],
                     demoted: s.adaptive
-                        && s.hist.and_then(|hi| snap.hists.get(hi as usize)).is_some_and(|h| h.demoted),
+                        && s.hist
+                            .and_then(|hi| snap.hists.get(hi as usize))
+                            .is_some_and(|h| h.demoted),
                     dwell_ns: dwell,
                 }
             })

@@ -346,7 +346,12 @@ impl ModuleCx {
             let (timed, reason) = opts.rule.decide(&function, facts);
 
             let adaptive = timed && matches!(reason, Reason::Loop | Reason::Size);
-            let mut plans = vec![(Plan::Entry { timed, adaptive }, SiteKind::Entry, None, false)];
+            let mut plans = vec![(
+                Plan::Entry { timed, adaptive },
+                SiteKind::Entry,
+                None,
+                false,
+            )];
             for (bi, &bb) in blocks.iter().enumerate() {
                 for inst in instructions_of(bb) {
                     match LLVMGetInstructionOpcode(inst) {
@@ -445,7 +450,10 @@ impl ModuleCx {
                 let site = first + ordinal as u32;
                 let rec_hist = self.sites[site as usize].hist;
                 match *plan {
-                    Plan::Entry { timed: true, adaptive: true } => {
+                    Plan::Entry {
+                        timed: true,
+                        adaptive: true,
+                    } => {
                         let (tok, at) = self.adaptive_entry(f, blocks[0], site, rec_hist);
                         token = Some(tok);
                         entry_at = at;
@@ -540,7 +548,8 @@ impl ModuleCx {
     ) -> (LLVMValueRef, LLVMValueRef) {
         // SAFETY: builds blocks and instructions in `f`, whose entry is `old_entry`.
         unsafe {
-            let new_entry = LLVMInsertBasicBlockInContext(self.ctx, old_entry, c"panic.entry".as_ptr());
+            let new_entry =
+                LLVMInsertBasicBlockInContext(self.ctx, old_entry, c"panic.entry".as_ptr());
             LLVMPositionBuilderAtEnd(self.builder, new_entry);
             let mut i = LLVMGetFirstInstruction(old_entry);
             while LLVMGetInstructionOpcode(i) == LLVMOpcode::LLVMAlloca {
@@ -549,14 +558,26 @@ impl ModuleCx {
                 i = next;
             }
             LLVMSetCurrentDebugLocation2(self.builder, LLVMInstructionGetDebugLoc(i));
-            let off = hist.expect("timed sites have a histogram") as u64 * abi::HIST_SIZE + abi::HIST_FLAGS;
+            let off = hist.expect("timed sites have a histogram") as u64 * abi::HIST_SIZE
+                + abi::HIST_FLAGS;
             let mut idx = [LLVMConstInt(self.i64, off, 0)];
             let flags_ptr = LLVMConstInBoundsGEP2(self.i8, self.hists, idx.as_mut_ptr(), 1);
             let flags = LLVMBuildLoad2(self.builder, self.i64, flags_ptr, c"panic.flags".as_ptr());
             LLVMSetOrdering(flags, LLVMAtomicOrderingMonotonic);
             LLVMSetAlignment(flags, 8);
-            let bit = LLVMBuildAnd(self.builder, flags, LLVMConstInt(self.i64, abi::HIST_FLAG_DEMOTED, 0), c"".as_ptr());
-            let demoted = LLVMBuildICmp(self.builder, LLVMIntNE, bit, LLVMConstInt(self.i64, 0, 0), c"".as_ptr());
+            let bit = LLVMBuildAnd(
+                self.builder,
+                flags,
+                LLVMConstInt(self.i64, abi::HIST_FLAG_DEMOTED, 0),
+                c"".as_ptr(),
+            );
+            let demoted = LLVMBuildICmp(
+                self.builder,
+                LLVMIntNE,
+                bit,
+                LLVMConstInt(self.i64, 0, 0),
+                c"".as_ptr(),
+            );
             let counted = LLVMAppendBasicBlockInContext(self.ctx, f, c"panic.counted".as_ptr());
             let timed = LLVMAppendBasicBlockInContext(self.ctx, f, c"panic.timed".as_ptr());
             LLVMBuildCondBr(self.builder, demoted, counted, timed);
@@ -590,7 +611,13 @@ impl ModuleCx {
             move_to_builder(self.builder, term);
             LLVMPositionBuilderAtEnd(self.builder, bb);
             LLVMSetCurrentDebugLocation2(self.builder, loc);
-            let open = LLVMBuildICmp(self.builder, LLVMIntNE, tok, LLVMConstInt(self.i32, abi::NO_TOKEN, 0), c"".as_ptr());
+            let open = LLVMBuildICmp(
+                self.builder,
+                LLVMIntNE,
+                tok,
+                LLVMConstInt(self.i32, abi::NO_TOKEN, 0),
+                c"".as_ptr(),
+            );
             LLVMBuildCondBr(self.builder, open, close, done);
             LLVMPositionBuilderAtEnd(self.builder, close);
             self.call_exit(tok);

@@ -91,7 +91,10 @@ fn hot_short_regions_are_demoted_unless_adaptive_timing_is_off() {
     // The runtime only flags: code that calls it anyway is still timed and counted.
     assert_eq!(snap.hists[0].count, 8_000_000);
     let (_, snap) = run_and_dump(&h, &exe, &[("CARGO_PANIC_ADAPTIVE", "0")]);
-    assert!(!snap.hists[0].demoted, "CARGO_PANIC_ADAPTIVE=0 keeps every region timed");
+    assert!(
+        !snap.hists[0].demoted,
+        "CARGO_PANIC_ADAPTIVE=0 keeps every region timed"
+    );
 }
 
 #[test]
