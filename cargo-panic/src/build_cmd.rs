@@ -244,12 +244,8 @@ pub fn build(args: &[String]) -> Result<i32> {
         let mut placed = Vec::new();
         for exe in &executables {
             let (source, m) = find_manifest(exe)?;
-            let current = m.is_some_and(|m| {
-                ["time", "no_time", "demoted"]
-                    .iter()
-                    .all(|k| m.dwell_rule[k] == rule[k])
-                    && m.driver == driver
-            });
+            let current =
+                m.is_some_and(|m| rule_in_force(&m.dwell_rule, &rule) && m.driver == driver);
             if !current {
                 stale.push((exe.clone(), source));
             } else {
@@ -412,6 +408,14 @@ fn is_linker_output(exe: &Path) -> bool {
         .is_some_and(|(_, h)| h.len() == 16 && h.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
+/// Whether a manifest's dwell rule (complete, with defaults) is the one this
+/// build asks for: every field the CLI sets, whatever fields it has.
+fn rule_in_force(manifest_rule: &serde_json::Value, wanted: &serde_json::Value) -> bool {
+    wanted
+        .as_object()
+        .is_some_and(|w| w.iter().all(|(k, v)| manifest_rule.get(k) == Some(v)))
+}
+
 /// `x.panic.json` -> `x`
 fn linked_file(manifest: &Path) -> PathBuf {
     PathBuf::from(manifest.to_string_lossy().trim_end_matches(".panic.json"))
@@ -442,5 +446,33 @@ fn report_links(target_dir: &Path, since: SystemTime) {
             s["cache_hits"],
             s["elapsed_ms"]
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_rule_is_in_force_only_when_every_requested_field_matches() {
+        let manifest = json!({"min_insts": 400, "time": ["a::*"], "no_time": [], "demoted": ["b"]});
+        assert!(rule_in_force(
+            &manifest,
+            &json!({"time": ["a::*"], "no_time": [], "demoted": ["b"]})
+        ));
+        assert!(!rule_in_force(
+            &manifest,
+            &json!({"time": [], "no_time": [], "demoted": ["b"]})
+        ));
+        assert!(!rule_in_force(
+            &manifest,
+            &json!({"time": ["a::*"], "no_time": [], "demoted": []})
+        ));
+        // A field the manifest does not have (written by an older cargo-panic) is a change.
+        assert!(!rule_in_force(
+            &manifest,
+            &json!({"time": ["a::*"], "sample": 3})
+        ));
     }
 }

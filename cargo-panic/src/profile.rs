@@ -144,23 +144,20 @@ impl Profile {
             .iter()
             .enumerate()
             .map(|(i, s)| {
-                let dwell = s
-                    .hist
-                    .and_then(|hi| snap.hists.get(hi as usize))
-                    .filter(|hist| hist.count > 0)
-                    .map(|hist| {
-                        let q = |p: f64| ns(hist.quantile(p).unwrap_or(0));
-                        Dwell {
-                            samples: hist.count,
-                            p50: q(0.50),
-                            p95: q(0.95),
-                            p99: q(0.99),
-                            p999: q(0.999),
-                            min: ns(hist.min),
-                            max: ns(hist.max),
-                            total: ns(hist.total),
-                        }
-                    });
+                let hist = s.hist.and_then(|hi| snap.hists.get(hi as usize));
+                let dwell = hist.filter(|hist| hist.count > 0).map(|hist| {
+                    let q = |p: f64| ns(hist.quantile(p).unwrap_or(0));
+                    Dwell {
+                        samples: hist.count,
+                        p50: q(0.50),
+                        p95: q(0.95),
+                        p99: q(0.99),
+                        p999: q(0.999),
+                        min: ns(hist.min),
+                        max: ns(hist.max),
+                        total: ns(hist.total),
+                    }
+                });
                 ProfileSite {
                     index: i as u32,
                     id: s.id.clone(),
@@ -173,10 +170,7 @@ impl Profile {
                     timed: s.timed,
                     callee: s.callee.clone(),
                     count: snap.counters[i],
-                    demoted: s.adaptive
-                        && s.hist
-                            .and_then(|hi| snap.hists.get(hi as usize))
-                            .is_some_and(|h| h.demoted),
+                    demoted: s.adaptive && hist.is_some_and(|h| h.demoted),
                     dwell_ns: dwell,
                 }
             })

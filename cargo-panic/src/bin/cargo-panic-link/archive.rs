@@ -267,11 +267,10 @@ pub fn materialise(l: &Loaded, objects: &BTreeMap<&str, &Path>, tmp: &Path) -> R
 
 /// The first bitcode member of an archive, if any.
 pub fn first_bitcode_member(path: &Path) -> Result<Option<String>> {
-    if sniff(path)? != Format::Archive {
-        if sniff(path)? == Format::Bitcode {
-            return Ok(Some(display_name(path)));
-        }
-        return Ok(None);
+    match sniff(path)? {
+        Format::Archive => {}
+        Format::Bitcode => return Ok(Some(display_name(path))),
+        _ => return Ok(None),
     }
     let data = map(path)?;
     let Ok(archive) = ArchiveFile::parse(&**data) else {
