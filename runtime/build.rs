@@ -53,6 +53,8 @@ fn build_archive(out_dir: &Path) {
     for flag in [
         "-ftls-model=initial-exec",
         "-fno-stack-protector",
+        // Hidden: every instrumented executable or library links its own copy.
+        "-fvisibility=hidden",
         "-Wall",
         "-Wextra",
         "-Werror",

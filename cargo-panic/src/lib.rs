@@ -4,6 +4,7 @@
 pub mod env;
 pub mod fsutil;
 pub mod linkargs;
+pub mod linked;
 pub mod manifest;
 pub mod profile;
 pub mod toolchain;

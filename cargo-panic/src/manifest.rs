@@ -13,7 +13,7 @@ use panic_runtime::SiteKind;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on incompatible changes; fields may be added without a bump.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -33,7 +33,10 @@ pub struct Manifest {
     /// The dwell rule in force (see `panic_passes::DwellRule`).
     pub dwell_rule: serde_json::Value,
     pub inputs: Vec<Input>,
-    pub n_hists: u32,
+    /// Counter slots the runtime reports: the sites, then padding up to a page.
+    pub counter_slots: u64,
+    /// Histogram slots the runtime reports.
+    pub hist_slots: u64,
     pub sites: Vec<Site>,
 }
 
@@ -87,6 +90,33 @@ pub struct Site {
     pub symbol: String,
 }
 
+/// The manifest's sites for a linked file: every module's sites in counter order,
+/// with global histogram indexes.
+pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
+    let mut sites = Vec::with_capacity(linked.n_sites());
+    for m in &linked.modules {
+        for s in &m.sites.sites {
+            sites.push(Site {
+                id: s.id.clone(),
+                kind: s.kind,
+                function: s.function.clone(),
+                file: s.file.clone(),
+                line: s.line,
+                column: s.column,
+                object: m.sites.key.clone(),
+                timed: s.timed,
+                reason: s.reason.map(|r| r.name().to_string()),
+                callee: s.callee.clone(),
+                unwind: s.unwind,
+                adaptive: s.adaptive,
+                hist: s.hist.map(|h| h + m.first_hist as u32),
+                symbol: s.symbol.clone(),
+            });
+        }
+    }
+    sites
+}
+
 /// `<binary>.panic.json`
 pub fn path_for(binary: &Path) -> PathBuf {
     let mut s = binary.as_os_str().to_owned();
@@ -109,16 +139,22 @@ impl Manifest {
                 path.display()
             );
         }
-        let m: Manifest = crate::fsutil::read_json(&path)?;
-        if m.format != FORMAT {
+        // The format first, so an older manifest gets this message, not a
+        // missing field.
+        #[derive(Deserialize)]
+        struct Format {
+            format: u32,
+        }
+        let f: Format = crate::fsutil::read_json(&path)?;
+        if f.format != FORMAT {
             bail!(
                 "{}: manifest format {} is not supported by this cargo-panic (expects {FORMAT}); \
                  rebuild the binary with this cargo-panic",
                 path.display(),
-                m.format
+                f.format
             );
         }
-        Ok(m)
+        crate::fsutil::read_json(&path)
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

@@ -119,16 +119,16 @@ impl Profile {
         exit: Exit,
         wall_ns: u64,
     ) -> Result<Profile> {
-        if snap.counters.len() != manifest.sites.len()
-            || snap.hists.len() != manifest.n_hists as usize
+        if snap.counters.len() as u64 != manifest.counter_slots
+            || snap.hists.len() as u64 != manifest.hist_slots
         {
             bail!(
                 "the binary's segment has {} sites and {} histograms but its manifest lists {} and {}: \
                  the manifest belongs to another build; rebuild with `cargo panic build`",
                 snap.counters.len(),
                 snap.hists.len(),
-                manifest.sites.len(),
-                manifest.n_hists
+                manifest.counter_slots,
+                manifest.hist_slots
             );
         }
         let h = &snap.header;

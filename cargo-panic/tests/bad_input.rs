@@ -203,9 +203,9 @@ fn a_broken_manifest_is_reported_with_file_and_line() {
 #[test]
 fn out_directory_is_checked_before_running() {
     let good = serde_json::json!({
-        "format": 1, "tool": "t", "pass_version": 1, "driver": "d", "abi_version": 1, "toolchain": "",
+        "format": 2, "tool": "t", "pass_version": 1, "driver": "d", "abi_version": 1, "toolchain": "",
         "output": "prog", "opt_level": "O3", "target_cpu": "x86-64", "dwell_rule": {},
-        "inputs": [], "n_hists": 0, "sites": []
+        "inputs": [], "counter_slots": 0, "hist_slots": 0, "sites": []
     });
     fails_with(run_into_missing_dir(&good.to_string()), 2, "does not exist");
 }

@@ -104,6 +104,10 @@ pub fn module_suffix(key: &str) -> String {
 pub enum InstrumentError {
     #[error("instrumented module `{key}` does not verify: {message}")]
     Verify { key: String, message: String },
+    #[error(
+        "module `{key}` is already instrumented (it defines `{symbol}`); instrumenting it twice would count everything twice"
+    )]
+    AlreadyInstrumented { key: String, symbol: String },
 }
 
 pub struct Options<'a> {
@@ -118,6 +122,14 @@ pub fn instrument_module(
     opts: &Options<'_>,
 ) -> Result<ModuleSites, InstrumentError> {
     let suffix = module_suffix(opts.module_key);
+    let ctr = CString::new(counters_symbol(&suffix)).expect("symbol names have no NUL");
+    // SAFETY: a lookup in a valid module.
+    if unsafe { !LLVMGetNamedGlobal(module.as_mut_ptr(), ctr.as_ptr()).is_null() } {
+        return Err(InstrumentError::AlreadyInstrumented {
+            key: opts.module_key.to_string(),
+            symbol: counters_symbol(&suffix),
+        });
+    }
     // SAFETY: the module and its context outlive this call; every LLVM handle used
     // below is derived from them and not retained afterwards.
     let sites = unsafe {
@@ -133,17 +145,19 @@ pub fn instrument_module(
                 cx.function(f, opts);
             }
         }
+        let n_hists = cx.n_hists;
+        let sites = ModuleSites {
+            key: opts.module_key.to_string(),
+            suffix,
+            sites: std::mem::take(&mut cx.sites),
+            n_hists,
+        };
+        cx.define_storage(&sites);
         cx.finish();
         verify(cx.module, opts.module_key)?;
-        cx.sites
+        sites
     };
-    let n_hists = sites.iter().filter(|s| s.hist.is_some()).count() as u32;
-    Ok(ModuleSites {
-        key: opts.module_key.to_string(),
-        suffix,
-        sites,
-        n_hists,
-    })
+    Ok(sites)
 }
 
 unsafe fn verify(module: LLVMModuleRef, key: &str) -> Result<(), InstrumentError> {
@@ -268,8 +282,10 @@ impl ModuleCx {
             let i64 = LLVMInt64TypeInContext(ctx);
             let ptr = LLVMPointerTypeInContext(ctx, 0);
             let counters_ty = LLVMArrayType2(i64, 0);
-            let counters = extern_hidden_global(module, counters_ty, &counters_symbol(suffix));
-            let hists = extern_hidden_global(module, LLVMArrayType2(i8, 0), &hists_symbol(suffix));
+            // Placeholders until the site count is known; `define_storage`
+            // replaces them with the module's own arrays.
+            let counters = placeholder_global(module, counters_ty, &counters_symbol(suffix));
+            let hists = placeholder_global(module, LLVMArrayType2(i8, 0), &hists_symbol(suffix));
             let mut enter_params = [ptr, ptr];
             let enter_ty = LLVMFunctionType(i32, enter_params.as_mut_ptr(), 2, 0);
             let enter_fn = runtime_fn(module, abi::SYM_DWELL_ENTER, enter_ty);
@@ -295,6 +311,67 @@ impl ModuleCx {
                 sites: Vec::new(),
                 n_hists: 0,
             }
+        }
+    }
+
+    /// Defines the module's counter and histogram arrays in the runtime's data
+    /// sections and appends the module's record (its sites as JSON, and where
+    /// its arrays are) to the non-allocated sites section; see `panic_abi.h`.
+    unsafe fn define_storage(&mut self, sites: &ModuleSites) {
+        // SAFETY: the placeholders belong to this module; every value created
+        // here lives in the module's context.
+        unsafe {
+            let n_sites = sites.sites.len() as u64;
+            let n_hist_bytes = u64::from(sites.n_hists) * abi::HIST_SIZE;
+            let counters =
+                self.replace_placeholder(self.counters, self.i64, n_sites, abi::SECTION_COUNTERS);
+            let hists =
+                self.replace_placeholder(self.hists, self.i8, n_hist_bytes, abi::SECTION_HISTS);
+            let (Some(counters), hists) = (counters, hists) else {
+                return;
+            };
+            let mut used = vec![counters];
+            used.extend(hists);
+            append_compiler_used(self.module, &used);
+            let json = serde_json::to_string(sites).expect("sites serialise");
+            let asm = record_asm(
+                &value_name(counters),
+                hists.map(|h| value_name(h)).as_deref(),
+                json.as_bytes(),
+            );
+            LLVMAppendModuleInlineAsm(self.module, asm.as_ptr() as *const c_char, asm.len());
+        }
+    }
+
+    /// Replaces a placeholder by a zeroed internal array of `n` elements in
+    /// `section`, under the placeholder's name; with `n == 0` the placeholder
+    /// (then unused) is deleted and `None` returned.
+    unsafe fn replace_placeholder(
+        &self,
+        placeholder: LLVMValueRef,
+        elem: LLVMTypeRef,
+        n: u64,
+        section: &str,
+    ) -> Option<LLVMValueRef> {
+        // SAFETY: `placeholder` is a global of this module.
+        unsafe {
+            let name = value_name(placeholder);
+            if n == 0 {
+                debug_assert!(LLVMGetFirstUse(placeholder).is_null());
+                LLVMDeleteGlobal(placeholder);
+                return None;
+            }
+            let ty = LLVMArrayType2(elem, n);
+            let g = LLVMAddGlobal(self.module, ty, c"".as_ptr());
+            LLVMSetInitializer(g, LLVMConstNull(ty));
+            LLVMSetLinkage(g, LLVMLinkage::LLVMInternalLinkage);
+            let section = CString::new(section).expect("section names have no NUL");
+            LLVMSetSection(g, section.as_ptr());
+            LLVMSetAlignment(g, 8);
+            LLVMReplaceAllUsesWith(placeholder, g);
+            LLVMDeleteGlobal(placeholder);
+            LLVMSetValueName2(g, name.as_ptr() as *const c_char, name.len());
+            Some(g)
         }
     }
 
@@ -774,21 +851,76 @@ unsafe fn loop_increment_supported(term: LLVMValueRef) -> bool {
         )
 }
 
-unsafe fn extern_hidden_global(module: LLVMModuleRef, ty: LLVMTypeRef, name: &str) -> LLVMValueRef {
+unsafe fn placeholder_global(module: LLVMModuleRef, ty: LLVMTypeRef, name: &str) -> LLVMValueRef {
     let cname = CString::new(name).expect("symbol names have no NUL");
-    // SAFETY: declares (or finds) a global in a valid module.
+    // SAFETY: declares a global in a valid module.
     unsafe {
-        let existing = LLVMGetNamedGlobal(module, cname.as_ptr());
-        if !existing.is_null() {
-            return existing;
-        }
         let g = LLVMAddGlobal(module, ty, cname.as_ptr());
         LLVMSetLinkage(g, LLVMLinkage::LLVMExternalLinkage);
-        // Hidden: the table object is linked into the same executable, so the
-        // counters are addressed directly (RIP-relative), never through the GOT.
-        LLVMSetVisibility(g, LLVMHiddenVisibility);
         g
     }
+}
+
+/// Adds `values` to `llvm.compiler.used`, so the arrays the module's record
+/// refers to are kept (and keep their names) whatever the optimiser removes.
+unsafe fn append_compiler_used(module: LLVMModuleRef, values: &[LLVMValueRef]) {
+    // SAFETY: `llvm.compiler.used` is an appending array of pointers by LLVM's
+    // definition; the new array replaces the old one in the same module.
+    unsafe {
+        let name = c"llvm.compiler.used";
+        let ctx = LLVMGetModuleContext(module);
+        let ptr = LLVMPointerTypeInContext(ctx, 0);
+        let mut elems: Vec<LLVMValueRef> = Vec::new();
+        let old = LLVMGetNamedGlobal(module, name.as_ptr());
+        if !old.is_null() {
+            let init = LLVMGetInitializer(old);
+            if !init.is_null() {
+                let n = LLVMGetNumOperands(init);
+                for i in 0..n {
+                    elems.push(LLVMGetOperand(init, i as c_uint));
+                }
+            }
+            LLVMDeleteGlobal(old);
+        }
+        elems.extend_from_slice(values);
+        let init = LLVMConstArray2(ptr, elems.as_mut_ptr(), elems.len() as u64);
+        let g = LLVMAddGlobal(module, LLVMTypeOf(init), name.as_ptr());
+        LLVMSetInitializer(g, init);
+        LLVMSetLinkage(g, LLVMLinkage::LLVMAppendingLinkage);
+        LLVMSetSection(g, c"llvm.metadata".as_ptr());
+    }
+}
+
+/// The module's record in the sites section, as module-level assembly (the
+/// only way to emit a non-allocated section from IR).
+fn record_asm(counters: &str, hists: Option<&str>, json: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut asm = String::with_capacity(json.len() + json.len() / 8 + 256);
+    let _ = write!(
+        asm,
+        ".pushsection {},\"\",@progbits\n.p2align 3\n.ascii \"{}\"\n.quad {}\n.quad {counters}\n.quad {}\n.quad {}\n",
+        abi::SECTION_SITES,
+        abi::RECORD_MAGIC,
+        abi::ABI_VERSION,
+        hists.unwrap_or("0"),
+        json.len()
+    );
+    for chunk in json.chunks(4096) {
+        asm.push_str(".ascii \"");
+        for &b in chunk {
+            match b {
+                b'"' => asm.push_str("\\\""),
+                b'\\' => asm.push_str("\\\\"),
+                0x20..=0x7e => asm.push(b as char),
+                _ => {
+                    let _ = write!(asm, "\\{b:03o}");
+                }
+            }
+        }
+        asm.push_str("\"\n");
+    }
+    asm.push_str(".popsection\n");
+    asm
 }
 
 unsafe fn runtime_fn(module: LLVMModuleRef, name: &str, ty: LLVMTypeRef) -> LLVMValueRef {

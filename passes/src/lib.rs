@@ -25,4 +25,4 @@ pub use rule::{CompiledRule, DwellRule, Reason};
 
 /// Bumped whenever the instrumentation of a given input can change; part of every
 /// object cache key.
-pub const PASS_VERSION: u32 = 1;
+pub const PASS_VERSION: u32 = 2;

@@ -69,6 +69,20 @@ pub enum Reason {
     Small,
 }
 
+impl Reason {
+    /// The name the manifest uses (the serde name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Reason::Forced => "forced",
+            Reason::Excluded => "excluded",
+            Reason::Profiled => "profiled",
+            Reason::Loop => "loop",
+            Reason::Size => "size",
+            Reason::Small => "small",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("invalid dwell pattern `{pattern}`: {source}")]
 pub struct PatternError {
@@ -140,6 +154,23 @@ impl CompiledRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reason_names_are_the_serde_names() {
+        for r in [
+            Reason::Forced,
+            Reason::Excluded,
+            Reason::Profiled,
+            Reason::Loop,
+            Reason::Size,
+            Reason::Small,
+        ] {
+            assert_eq!(
+                serde_json::to_value(r).expect("serialises"),
+                serde_json::Value::String(r.name().into())
+            );
+        }
+    }
 
     #[test]
     fn rule_and_overrides() {

@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 2
+#define PANIC_ABI_VERSION 3
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -25,16 +25,30 @@
 #define PANIC_KIND_LOCK 7
 #define PANIC_KIND_PANIC 8
 
-/* ---- symbols the pass emits references to ----
- * Per instrumented module M (key hash H, 16 hex digits):
- *   __panic_ctr_H   : alias into __panic_counters, one u64 per site of M
- *   __panic_hist_H  : alias into __panic_hists, one struct panic_hist per timed site of M
- * The link driver generates both arrays and the aliases (the "site table object"),
- * together with __panic_n_sites and __panic_n_hists (u64 constants). */
-#define PANIC_SYM_COUNTERS "__panic_counters"
-#define PANIC_SYM_HISTS "__panic_hists"
-#define PANIC_SYM_N_SITES "__panic_n_sites"
-#define PANIC_SYM_N_HISTS "__panic_n_hists"
+/* ---- where instrumented modules keep their data ----
+ * Every instrumented module M (key hash H, 16 hex digits) defines, with internal
+ * linkage:
+ *   __panic_ctr_H   : one u64 counter per site of M, in section PANIC_SECTION_COUNTERS
+ *   __panic_hist_H  : one struct panic_hist per timed site of M, in PANIC_SECTION_HISTS
+ * and appends one record to the non-allocated section PANIC_SECTION_SITES:
+ *   [8-byte aligned] "PANICMOD" | u64 ABI version | u64 &__panic_ctr_H |
+ *   u64 &__panic_hist_H (0 when M has no timed site) | u64 len | len bytes of JSON
+ *   (M's sites, `panic_passes::ModuleSites`)
+ * The addresses are absolute relocations the linker resolves to link-time
+ * addresses, so reading the linked file's sections tells where each module's
+ * counters landed: the manifest is derived from the linked output itself.
+ * The linker concatenates the two data sections (their names are C identifiers,
+ * so it defines __start_/__stop_ symbols for them). The runtime, linked after
+ * every instrumented object, adds one page-aligned trailer page to each: the
+ * sections therefore start and end on page boundaries, and the runtime can map
+ * its shared segment over them. Counter slots = (trailer - start) / 8, histogram
+ * slots = (trailer - start) / PANIC_HIST_SIZE (rounded down: the padding before
+ * the trailer is smaller than one histogram). */
+#define PANIC_SECTION_COUNTERS "panic_counters"
+#define PANIC_SECTION_HISTS "panic_hists"
+#define PANIC_SECTION_SITES ".panic_sites"
+#define PANIC_RECORD_MAGIC "PANICMOD"
+#define PANIC_RECORD_HEADER 40 /* bytes before the JSON */
 #define PANIC_SYM_CTR_PREFIX "__panic_ctr_"
 #define PANIC_SYM_HIST_PREFIX "__panic_hist_"
 /* uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist):
@@ -44,8 +58,7 @@
  * `token` (regions abandoned by unwinding are closed too, and counted). */
 #define PANIC_SYM_DWELL_EXIT "__panic_dwell_exit"
 
-/* Both arrays are page aligned and padded to whole pages, so the runtime can map
- * the shared segment over them (MAP_FIXED) and probes stay a single instruction. */
+/* Page size the data sections are aligned and padded to. */
 #define PANIC_PAGE 4096
 
 /* ---- environment ---- */
@@ -279,11 +292,12 @@ _Static_assert(PANIC_HIST_BUCKETS == (PANIC_HIST_MAX_EXP - PANIC_HIST_SUB_BITS +
 #undef PANIC_CHECK_OFF
 #endif
 
-/* Provided by the link driver's site table object. */
-extern uint64_t __panic_counters[];
-extern struct panic_hist __panic_hists[];
-extern const uint64_t __panic_n_sites;
-extern const uint64_t __panic_n_hists;
+/* Defined by the linker around the data sections (see above). Hidden: in a shared
+ * library they name the library's own sections, never the executable's. */
+extern uint64_t __start_panic_counters[] __attribute__((visibility("hidden")));
+extern uint64_t __stop_panic_counters[] __attribute__((visibility("hidden")));
+extern struct panic_hist __start_panic_hists[] __attribute__((visibility("hidden")));
+extern struct panic_hist __stop_panic_hists[] __attribute__((visibility("hidden")));
 
 uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist);
 void __panic_dwell_exit(uint32_t token);

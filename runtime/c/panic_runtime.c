@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include "panic_abi.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,6 +30,7 @@
 #include <stdio.h> /* rename(2) only: nothing here uses FILE or printf */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -80,6 +82,16 @@ _Static_assert(sizeof(struct segment_head) == OFF_COUNTERS,
                "header and slots must fill whole pages");
 
 static struct segment_head seg;
+
+/* The trailer pages (see panic_abi.h): linked after every instrumented object,
+ * they end the data sections on a page boundary. */
+static uint64_t ctr_trailer[PANIC_PAGE / 8]
+    __attribute__((section(PANIC_SECTION_COUNTERS), aligned(PANIC_PAGE), used, retain));
+static unsigned char hist_trailer[PANIC_PAGE]
+    __attribute__((section(PANIC_SECTION_HISTS), aligned(PANIC_PAGE), used, retain));
+/* Link-time constants: the counter and histogram slots of this executable. */
+#define N_SITES (((uint64_t)(uintptr_t)ctr_trailer - (uint64_t)(uintptr_t)__start_panic_counters) / 8)
+#define N_HISTS (((uint64_t)(uintptr_t)hist_trailer - (uint64_t)(uintptr_t)__start_panic_hists) / PANIC_HIST_SIZE)
 #define HDR (&seg.hdr.h)
 
 static char main_altstack[MAIN_ALTSTACK_SIZE] __attribute__((aligned(16)));
@@ -411,9 +423,9 @@ static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_th
                                                                  struct panic_hist *hist, uint64_t t) {
     if (LIKELY(d < PANIC_MAX_DEPTH)) {
         struct panic_frame *f = &s->stack[d];
-        uint32_t site = (uint32_t)(site_counter - __panic_counters);
+        uint32_t site = (uint32_t)(site_counter - __start_panic_counters);
         __atomic_store_n(&f->site, site, RELAXED);
-        __atomic_store_n(&f->hist, (uint32_t)(hist - __panic_hists), RELAXED);
+        __atomic_store_n(&f->hist, (uint32_t)(hist - __start_panic_hists), RELAXED);
         __atomic_store_n(&f->t, t, RELAXED);
         __atomic_store_n(&s->cur_site, site, RELAXED);
     } else {
@@ -465,8 +477,8 @@ static inline __attribute__((always_inline)) void close_frame(struct panic_threa
                      RELAXED);
     __atomic_store_n(&s->depth, token, RELAXED);
     /* The bound check keeps a bad hist pointer from writing anywhere. */
-    if (LIKELY(hi < __panic_n_hists))
-        hist_record(&__panic_hists[hi], v);
+    if (LIKELY(hi < N_HISTS))
+        hist_record(&__start_panic_hists[hi], v);
 }
 
 /* The general exit: any clock, stale tokens, and outer tokens whose inner
@@ -525,9 +537,9 @@ static void write_dump(void) {
     if (!err)
         err = pwrite_all(fd, &seg, sizeof seg, 0);
     if (!err)
-        err = pwrite_all(fd, __panic_counters, h->n_sites * 8, h->off_counters);
+        err = pwrite_all(fd, __start_panic_counters, h->n_sites * 8, h->off_counters);
     if (!err)
-        err = pwrite_all(fd, __panic_hists, h->n_hists * PANIC_HIST_SIZE, h->off_hists);
+        err = pwrite_all(fd, __start_panic_hists, h->n_hists * PANIC_HIST_SIZE, h->off_hists);
     if (close(fd) != 0 && !err && errno != EINTR)
         err = errno;
     if (!err && rename(tmp, dump_path) != 0)
@@ -653,13 +665,37 @@ struct region {
 static int segment_regions(struct region r[3]) {
     const struct panic_header *h = HDR;
     r[0] = (struct region){&seg, sizeof seg, 0};
-    r[1] = (struct region){__panic_counters, PAD(h->n_sites * 8), h->off_counters};
-    r[2] = (struct region){__panic_hists, PAD(h->n_hists * PANIC_HIST_SIZE), h->off_hists};
+    r[1] = (struct region){__start_panic_counters, PAD(h->n_sites * 8), h->off_counters};
+    r[2] = (struct region){__start_panic_hists, PAD(h->n_hists * PANIC_HIST_SIZE), h->off_hists};
     return 3;
+}
+
+/* Whether the data sections are laid out as panic_abi.h says: page aligned, with
+ * this runtime's trailers last. Otherwise (the runtime was linked before some
+ * instrumented object) mapping the segment over them would cover other data. */
+static uintptr_t addr_of(const void *p) {
+    uintptr_t a = (uintptr_t)p;
+    /* Hide where the address came from: the compiler may otherwise fold the
+     * comparison of two distinct objects' addresses to false. */
+    __asm__("" : "+r"(a));
+    return a;
+}
+
+static int layout_ok(void) {
+    return addr_of(__start_panic_counters) % PANIC_PAGE == 0 &&
+           addr_of(ctr_trailer) + PANIC_PAGE == addr_of(__stop_panic_counters) &&
+           addr_of(__start_panic_hists) % PANIC_PAGE == 0 &&
+           addr_of(hist_trailer) + PANIC_PAGE == addr_of(__stop_panic_hists);
 }
 
 static void shm_setup(const char *path) {
     const struct panic_header *h = HDR;
+    if (!layout_ok()) {
+        say("cannot map shared segment", path, EINVAL,
+            ": the cargo-panic runtime was linked before an instrumented object; "
+            "put the runtime last on the link line");
+        return;
+    }
     struct region r[3];
     int n = segment_regions(r);
     int err = 0;
@@ -741,6 +777,13 @@ static void atfork_child(void) {
 /* Constructor                                                               */
 /* ------------------------------------------------------------------------- */
 
+/* The ELF header of the module this copy of the runtime is linked into. */
+extern const Elf64_Ehdr __ehdr_start __attribute__((visibility("hidden")));
+
+static int in_main_executable(void) {
+    return getauxval(AT_PHDR) == (uintptr_t)&__ehdr_start + __ehdr_start.e_phoff;
+}
+
 __attribute__((constructor(101))) static void panic_runtime_init(void) {
     struct panic_header *h = HDR;
 
@@ -749,8 +792,8 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     const char *adaptive_env = getenv(PANIC_ENV_ADAPTIVE);
     adaptive = !(adaptive_env && strcmp(adaptive_env, "0") == 0);
 
-    uint64_t n_sites = __panic_n_sites;
-    uint64_t n_hists = __panic_n_hists;
+    uint64_t n_sites = N_SITES;
+    uint64_t n_hists = N_HISTS;
     h->abi_version = PANIC_ABI_VERSION;
     h->n_sites = n_sites;
     h->n_hists = n_hists;
@@ -771,6 +814,11 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     __atomic_store_n(&h->magic, (uint64_t)PANIC_SEGMENT_MAGIC, __ATOMIC_RELEASE);
 
     pthread_once(&key_once, make_key);
+    /* A copy of the runtime linked into a shared library counts into that
+     * library's own sections but leaves the process-wide duties (the segment,
+     * the dump, the environment, signals) to the executable's copy. */
+    if (!in_main_executable())
+        return;
     give_altstack(main_altstack, sizeof main_altstack);
 
     const char *dump = getenv(PANIC_ENV_DUMP);

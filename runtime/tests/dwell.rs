@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, check_hist, describe, run};
+use common::{Harness, check_hist, describe, run, sites};
 use panic_runtime::hist::bucket_index;
 use panic_runtime::{ClockKind, Snapshot, State};
 
@@ -36,7 +36,7 @@ fn counts_are_exact_across_eight_threads() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert_eq!(snap.header.state, State::Exited);
     assert_eq!(snap.header.exit_code, 0);
-    assert_eq!(snap.counters, vec![8_000_000]);
+    assert_eq!(sites(&snap, 1), vec![8_000_000]);
     assert_eq!(snap.hists[0].count, 8_000_000);
     assert_eq!(
         (
@@ -68,7 +68,7 @@ fn sleep_p50(env: &[(&str, &str)]) -> Snapshot {
     let exe = h.build("sleep", 2, 2);
     let (out, snap) = run_and_dump(&h, &exe, env);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(snap.counters, vec![0, 10]);
+    assert_eq!(sites(&snap, 2), vec![0, 10]);
     let hist = &snap.hists[1];
     assert_eq!(hist.count, 10);
     assert!(snap.hists[0].is_empty());
@@ -121,7 +121,7 @@ fn nesting_abandoning_and_depth_overflow() {
     let hdr = &snap.header;
     assert_eq!((hdr.state, hdr.exit_code), (State::Exited, 3));
     // Site 0: nested pair, outer exit, final open region. Site 3: 70 levels.
-    assert_eq!(snap.counters, vec![3, 3, 2, 70]);
+    assert_eq!(sites(&snap, 4), vec![3, 3, 2, 70]);
     // Timed: each proper exit once; the abandoned inner regions never; of the
     // 70 levels only the outermost; regions still open at exit not at all.
     let counts: Vec<_> = snap.hists.iter().map(|h| h.count).collect();
@@ -143,7 +143,7 @@ fn threads_without_a_slot_are_counted_not_timed_and_slots_are_reused() {
     let exe = h.build("many_threads", 1, 1);
     let (out, snap) = run_and_dump(&h, &exe, &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(snap.counters, vec![270]);
+    assert_eq!(sites(&snap, 1), vec![270]);
     assert_eq!(snap.header.threads_used, 256);
     assert_eq!(snap.header.threads_over, 4);
     // 256 timed in the first wave, all 10 of the second wave found a freed slot.
@@ -165,7 +165,7 @@ fn instrumented_code_before_the_constructor_is_kept() {
         };
         let (out, snap) = run_and_dump(&h, &exe, &env);
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        assert_eq!(snap.counters, vec![4, 2], "shared: {shared}");
+        assert_eq!(sites(&snap, 2), vec![4, 2], "shared: {shared}");
         assert_eq!(snap.hists[0].count, 4, "shared: {shared}");
         if shared {
             let live = panic_runtime::Live::open(&seg)

@@ -14,11 +14,11 @@
 #include <unistd.h>
 
 /* Opens a timed region of site `site` recorded into hist `hist`. */
-#define ENTER(site, hist) __panic_dwell_enter(&__panic_counters[(site)], &__panic_hists[(hist)])
+#define ENTER(site, hist) __panic_dwell_enter(&__start_panic_counters[(site)], &__start_panic_hists[(hist)])
 /* Closes every region from `token` up. */
 #define EXIT(token) __panic_dwell_exit(token)
 /* A counting probe: what the pass emits for an untimed site (one locked add). */
-#define COUNT(site) __atomic_fetch_add(&__panic_counters[(site)], 1, __ATOMIC_RELAXED)
+#define COUNT(site) __atomic_fetch_add(&__start_panic_counters[(site)], 1, __ATOMIC_RELAXED)
 
 static inline unsigned tid(void) { return (unsigned)syscall(SYS_gettid); }
 

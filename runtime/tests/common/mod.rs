@@ -113,18 +113,15 @@ fn require_gcc() {
     }
 }
 
-/// A C site table like the link driver's: page-aligned arrays padded to whole
-/// pages, and the two counts.
+/// The data an instrumented module would define: counters and histograms in the
+/// runtime's sections (linked before the runtime archive, as the pass's objects are).
 fn site_table(n_sites: u64, n_hists: u64) -> String {
     format!(
         r#"#define PANIC_ABI_NO_TYPES
 #include "panic_abi.h"
 #include <stdint.h>
-#define PAD(n) ((((n) + PANIC_PAGE - 1) / PANIC_PAGE) * PANIC_PAGE)
-__attribute__((aligned(PANIC_PAGE))) uint64_t __panic_counters[PAD({n_sites} * 8) / 8];
-__attribute__((aligned(PANIC_PAGE))) unsigned char __panic_hists[PAD({n_hists} * (uint64_t)PANIC_HIST_SIZE)];
-const uint64_t __panic_n_sites = {n_sites};
-const uint64_t __panic_n_hists = {n_hists};
+__attribute__((section(PANIC_SECTION_COUNTERS), aligned(8), used)) uint64_t test_counters[{n_sites} + 1];
+__attribute__((section(PANIC_SECTION_HISTS), aligned(8), used)) unsigned char test_hists[{n_hists} * (uint64_t)PANIC_HIST_SIZE + 8];
 "#
     )
 }
@@ -211,4 +208,23 @@ pub fn check_hist(h: &Hist) {
     let total = u128::from(h.total);
     assert!(total >= u128::from(h.min) * u128::from(h.count));
     assert!(total <= u128::from(h.max) * u128::from(h.count));
+}
+
+/// The first `n` counters of `snap` (the sites a test driver defined), after
+/// checking that the slots past them (the padding up to the runtime's trailer
+/// page) are whole pages' worth and never counted.
+pub fn sites(snap: &panic_runtime::Snapshot, n: usize) -> Vec<u64> {
+    let slots = snap.counters.len();
+    assert_eq!(
+        (slots * 8) % 4096,
+        0,
+        "counter slots end where the trailer page starts"
+    );
+    assert!(slots >= n, "{slots} slots, fewer than the {n} sites");
+    assert!(
+        snap.counters[n..].iter().all(|&c| c == 0),
+        "padding slots were counted: {:?}",
+        &snap.counters[n..]
+    );
+    snap.counters[..n].to_vec()
 }

@@ -62,10 +62,17 @@ struct Member {
     key: String,
     format: Format,
     range: Range<usize>,
+    /// A native object instrumented already (C compiled with the clang plugin).
+    instrumented: bool,
 }
 
 enum Kind {
-    Native(Format),
+    /// A native operand; `instrumented` when it is an object compiled with the
+    /// clang plugin.
+    Native {
+        format: Format,
+        instrumented: bool,
+    },
     Bitcode {
         key: String,
     },
@@ -115,7 +122,10 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
             })?;
             if archive.is_thin() {
                 // Members of a thin archive live in other files; none of rustc's inputs are thin.
-                Kind::Native(Format::Archive)
+                Kind::Native {
+                    format: Format::Archive,
+                    instrumented: false,
+                }
             } else {
                 let mut members = Vec::new();
                 let mut seen = HashSet::new();
@@ -141,11 +151,14 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
                             range: range.clone(),
                         });
                     }
+                    let instrumented = fmt == Format::Elf
+                        && cargo_panic::linked::input_is_instrumented(&data[range.clone()]);
                     members.push(Member {
                         name: mname,
                         key,
                         format: fmt,
                         range,
+                        instrumented,
                     });
                 }
                 Kind::Archive {
@@ -155,7 +168,14 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
                 }
             }
         }
-        other => Kind::Native(other),
+        Format::Elf => Kind::Native {
+            format: Format::Elf,
+            instrumented: cargo_panic::linked::input_is_instrumented(&map(path)?),
+        },
+        other => Kind::Native {
+            format: other,
+            instrumented: false,
+        },
     };
     Ok(Loaded {
         path: path.to_path_buf(),
@@ -167,23 +187,28 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
 impl Loaded {
     /// The manifest's view of this operand.
     pub fn inputs(&self) -> Vec<Input> {
-        let native = |name: &str, note: &str| Input {
+        let native = |name: &str, instrumented: bool, what: &str| Input {
             name: name.to_string(),
             format: "native".into(),
-            instrumented: false,
+            instrumented,
             sites: 0,
-            note: Some(note.to_string()),
+            note: (!instrumented).then(|| format!("{what} (not instrumented)")),
         };
         match &self.kind {
-            Kind::Native(Format::Archive) => {
-                vec![native(&self.name, "native archive (not instrumented)")]
+            Kind::Native {
+                format: Format::Archive,
+                ..
+            } => vec![native(&self.name, false, "native archive")],
+            Kind::Native { instrumented, .. } => {
+                vec![native(&self.name, *instrumented, "native object")]
             }
-            Kind::Native(_) => vec![native(&self.name, "native object (not instrumented)")],
             Kind::Bitcode { key } => vec![bitcode_input(key)],
             Kind::Archive {
-                has_bitcode: false, ..
-            } => {
-                vec![native(&self.name, "native archive (not instrumented)")]
+                has_bitcode: false,
+                members,
+                ..
+            } if !members.iter().any(|m| m.instrumented) => {
+                vec![native(&self.name, false, "native archive")]
             }
             Kind::Archive { members, .. } => members
                 .iter()
@@ -191,7 +216,7 @@ impl Loaded {
                 .filter(|m| m.format != Format::Other && m.name != "lib.rmeta")
                 .map(|m| match m.format {
                     Format::Bitcode => bitcode_input(&m.key),
-                    _ => native(&m.key, "native archive member (not instrumented)"),
+                    _ => native(&m.key, m.instrumented, "native archive member"),
                 })
                 .collect(),
         }
@@ -213,7 +238,7 @@ fn bitcode_input(key: &str) -> Input {
 /// that held bitcode (native members kept, metadata such as `lib.rmeta` dropped).
 pub fn materialise(l: &Loaded, objects: &BTreeMap<&str, &Path>, tmp: &Path) -> Result<PathBuf> {
     match &l.kind {
-        Kind::Native(_)
+        Kind::Native { .. }
         | Kind::Archive {
             has_bitcode: false, ..
         } => Ok(l.path.clone()),

@@ -3,9 +3,9 @@
 //! rustc (with `-C linker-plugin-lto`) hands it LLVM bitcode: loose `*.rcgu.o`
 //! files and rlibs whose members are bitcode. It instruments every bitcode module,
 //! optimises it at the profile's level, emits native objects in parallel (cached by
-//! content), generates the site table, and links the result with the runtime and
-//! the native inputs (std, C from build scripts) through the real linker. It then
-//! writes `<output>.panic.json`.
+//! content), and links the result with the runtime (last) and the native inputs
+//! (std, C from build scripts) through the real linker. It then reads the linked
+//! file's sites section and writes `<output>.panic.json`.
 //!
 //! Invariants:
 //! - No bitcode reaches the real linker: every final input is checked, and a bitcode
@@ -15,7 +15,6 @@
 
 mod archive;
 mod codegen;
-mod table;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -24,7 +23,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cargo_panic::linkargs::{self, Arg};
-use cargo_panic::manifest::{self, Input, Manifest, Site};
+use cargo_panic::manifest::{self, Input, Manifest};
 use cargo_panic::{env, fsutil};
 use panic_passes::DwellRule;
 
@@ -135,44 +134,6 @@ fn run() -> Result<i32> {
     let done = codegen::run_all(&jobs, &settings, jobs_n)?;
     let hits = done.iter().filter(|d| d.cache_hit).count();
 
-    // 3. Global site order: modules sorted by key, sites in module order.
-    let mut order: Vec<usize> = (0..done.len()).collect();
-    order.sort_by(|&a, &b| done[a].sites.key.cmp(&done[b].sites.key));
-    let mut sites: Vec<Site> = Vec::new();
-    let mut bases = Vec::new();
-    let mut hist_base = 0u32;
-    for &i in &order {
-        let m = &done[i].sites;
-        bases.push(table::ModuleBase {
-            suffix: m.suffix.clone(),
-            first_site: sites.len() as u64,
-            first_hist: hist_base as u64,
-        });
-        for s in &m.sites {
-            sites.push(Site {
-                id: s.id.clone(),
-                kind: s.kind,
-                function: s.function.clone(),
-                file: s.file.clone(),
-                line: s.line,
-                column: s.column,
-                object: m.key.clone(),
-                timed: s.timed,
-                reason: s.reason.map(|r| {
-                    serde_json::to_value(r)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
-                }),
-                callee: s.callee.clone(),
-                unwind: s.unwind,
-                adaptive: s.adaptive,
-                hist: s.hist.map(|h| h + hist_base),
-                symbol: s.symbol.clone(),
-            });
-        }
-        hist_base += m.n_hists;
-    }
     let mut counts_by_key: BTreeMap<&str, u32> = BTreeMap::new();
     for d in &done {
         counts_by_key.insert(&d.sites.key, d.sites.sites.len() as u32);
@@ -208,16 +169,8 @@ fn run() -> Result<i32> {
             Arg::Other(words) => final_args.extend(words.iter().cloned()),
         }
     }
+    // The runtime goes last: its trailer pages must end the data sections.
     if instrument {
-        let table_obj = tmp.path().join("cargo_panic_site_table.o");
-        table::write(
-            &table_obj,
-            &bases,
-            sites.len() as u64,
-            hist_base as u64,
-            &settings,
-        )?;
-        final_args.push(table_obj.display().to_string());
         final_args.push(runtime_archive(&panic_dir)?.display().to_string());
     }
 
@@ -231,7 +184,9 @@ fn run() -> Result<i32> {
         return Ok(status.code().unwrap_or(1));
     }
 
-    // 6. Manifest and stats, only for a successful link.
+    // 6. Manifest and stats, only for a successful link: the sites come from
+    // the linked file itself (Rust modules and any instrumented C alike).
+    let linked = cargo_panic::linked::read(&output)?;
     let manifest = Manifest {
         format: manifest::FORMAT,
         tool: format!("cargo-panic {}", env!("CARGO_PKG_VERSION")),
@@ -244,8 +199,9 @@ fn run() -> Result<i32> {
         target_cpu: settings.cpu.clone(),
         dwell_rule: serde_json::to_value(&rule)?,
         inputs,
-        n_hists: hist_base,
-        sites,
+        counter_slots: linked.counter_slots,
+        hist_slots: linked.hist_slots,
+        sites: manifest::sites_from_linked(&linked),
     };
     manifest.write(&manifest::path_for(&output))?;
     let stats = Stats {

@@ -1,0 +1,222 @@
+//! Reads what an instrumented link produced, from the linked file itself: every
+//! instrumented module's record in the sites section, and where the linker put
+//! its counters and histograms (see `runtime/c/panic_abi.h`). Pure over the file's
+//! bytes; the manifest is derived from this, whatever built the objects (the Rust
+//! link driver, the clang plugin, a `cc`-crate build script, LTO).
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use object::{Object, ObjectSection};
+use panic_passes::ModuleSites;
+use panic_runtime::abi;
+
+/// One instrumented module as linked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkedModule {
+    pub sites: ModuleSites,
+    /// Index of the module's first counter slot in the counters section.
+    pub first_site: u64,
+    /// Index of its first histogram slot (meaningless without timed sites).
+    pub first_hist: u64,
+}
+
+/// Every instrumented module of a linked file, in counter order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Linked {
+    pub modules: Vec<LinkedModule>,
+    /// Counter slots the runtime will report (up to its trailer page).
+    pub counter_slots: u64,
+    /// Histogram slots the runtime will report.
+    pub hist_slots: u64,
+    /// Whether the runtime (its trailer pages) is in the file.
+    pub has_runtime: bool,
+}
+
+impl Linked {
+    pub fn n_sites(&self) -> usize {
+        self.modules.iter().map(|m| m.sites.sites.len()).sum()
+    }
+}
+
+/// Reads the linked executable or shared library at `path`.
+pub fn read(path: &Path) -> Result<Linked> {
+    let data = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+    parse(&data).with_context(|| format!("{}: cannot read its instrumentation", path.display()))
+}
+
+/// Parses a linked ELF file's instrumentation sections.
+pub fn parse(data: &[u8]) -> Result<Linked> {
+    let file = object::File::parse(data).context("not an object file the reader understands")?;
+    let section = |name: &str| file.section_by_name(name);
+    let Some(records) = section(abi::SECTION_SITES) else {
+        return Ok(Linked {
+            has_runtime: section(abi::SECTION_COUNTERS).is_some(),
+            ..Linked::default()
+        });
+    };
+    let (ctr_addr, ctr_size) = match section(abi::SECTION_COUNTERS) {
+        Some(s) => (s.address(), s.size()),
+        None => bail!(
+            "it has instrumented modules but no `{}` section: it was not linked with the cargo-panic runtime",
+            abi::SECTION_COUNTERS
+        ),
+    };
+    let (hist_addr, hist_size) =
+        section(abi::SECTION_HISTS).map_or((0, 0), |s| (s.address(), s.size()));
+    let trailer = |size: u64, what: &str| -> Result<u64> {
+        if size < abi::PAGE {
+            bail!(
+                "its `{what}` section has no runtime trailer page: link the cargo-panic runtime \
+                 (`cargo panic ldflags`) after every instrumented object"
+            );
+        }
+        Ok(size - abi::PAGE)
+    };
+    let ctr_bytes = trailer(ctr_size, abi::SECTION_COUNTERS)?;
+    let hist_bytes = trailer(hist_size, abi::SECTION_HISTS)?;
+    let bytes = records
+        .uncompressed_data()
+        .context("cannot read the sites section")?;
+    let mut modules = parse_records(&bytes)?
+        .into_iter()
+        .filter_map(|r| {
+            // A module whose counters the linker discarded (section GC) ran no code.
+            if r.counters < ctr_addr || r.counters >= ctr_addr + ctr_bytes {
+                return None;
+            }
+            Some((r, ctr_addr, hist_addr))
+        })
+        .map(|(r, ctr_addr, hist_addr)| -> Result<LinkedModule> {
+            let off = r.counters - ctr_addr;
+            if off % 8 != 0 {
+                bail!(
+                    "module `{}`: counters at a misaligned offset {off}",
+                    r.sites.key
+                );
+            }
+            let first_hist = if r.sites.n_hists == 0 {
+                0
+            } else {
+                let h = r
+                    .hists
+                    .checked_sub(hist_addr)
+                    .filter(|h| h % abi::HIST_SIZE == 0);
+                match h {
+                    Some(h) if h + u64::from(r.sites.n_hists) * abi::HIST_SIZE <= hist_bytes => {
+                        h / abi::HIST_SIZE
+                    }
+                    _ => bail!(
+                        "module `{}`: its histograms are not where the runtime expects them",
+                        r.sites.key
+                    ),
+                }
+            };
+            Ok(LinkedModule {
+                first_site: off / 8,
+                first_hist,
+                sites: r.sites,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    modules.sort_by_key(|m| m.first_site);
+    // Counters are laid out back to back: each module starts where the last ended.
+    let mut next = 0u64;
+    for m in &modules {
+        if m.first_site != next {
+            bail!(
+                "module `{}`: its counters start at slot {} but the previous module ends at {next}; \
+                 the counters section holds data cargo-panic did not put there",
+                m.sites.key,
+                m.first_site
+            );
+        }
+        next += m.sites.sites.len() as u64;
+    }
+    if next * 8 > ctr_bytes {
+        bail!("the counters section is smaller than its modules' sites");
+    }
+    Ok(Linked {
+        modules,
+        counter_slots: ctr_bytes / 8,
+        hist_slots: hist_bytes / abi::HIST_SIZE,
+        has_runtime: true,
+    })
+}
+
+struct Record {
+    counters: u64,
+    hists: u64,
+    sites: ModuleSites,
+}
+
+const MAGIC: &[u8] = abi::RECORD_MAGIC.as_bytes();
+
+/// Splits the concatenated records (each 8-byte aligned; the linker pads between
+/// input sections with zeros).
+fn parse_records(b: &[u8]) -> Result<Vec<Record>> {
+    let header = abi::RECORD_HEADER as usize;
+    let u64_at = |o: usize| u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes"));
+    let mut out = Vec::new();
+    let mut off = 0usize;
+    while off + 8 <= b.len() {
+        if b[off..off + 8] != *MAGIC {
+            if b[off..off + 8].iter().all(|&x| x == 0) {
+                off += 8;
+                continue;
+            }
+            bail!("corrupt sites section: no record at offset {off}");
+        }
+        if off + header > b.len() {
+            bail!("corrupt sites section: truncated record at offset {off}");
+        }
+        let version = u64_at(off + 8);
+        if version != abi::ABI_VERSION {
+            bail!(
+                "an object was instrumented for runtime ABI {version}, this cargo-panic uses {}: \
+                 rebuild it (clean the build) with this cargo-panic",
+                abi::ABI_VERSION
+            );
+        }
+        let len = u64_at(off + 32) as usize;
+        let start = off + header;
+        let Some(json) = b.get(start..start + len) else {
+            bail!("corrupt sites section: record at offset {off} runs past the end");
+        };
+        let sites: ModuleSites = serde_json::from_slice(json)
+            .with_context(|| format!("corrupt sites record at offset {off}"))?;
+        out.push(Record {
+            counters: u64_at(off + 16),
+            hists: u64_at(off + 24),
+            sites,
+        });
+        off = (start + len).next_multiple_of(8);
+    }
+    Ok(out)
+}
+
+/// Whether an input object (or bitcode file, or archive member) carries
+/// instrumentation: a native object has the sites section; bitcode names a
+/// `__panic_ctr_` array in its string table.
+pub fn input_is_instrumented(data: &[u8]) -> bool {
+    if data.starts_with(b"BC\xc0\xde") {
+        let needle = abi::SYM_CTR_PREFIX.as_bytes();
+        return data.windows(needle.len()).any(|w| w == needle);
+    }
+    object::File::parse(data)
+        .map(|f| f.section_by_name(abi::SECTION_SITES).is_some())
+        .unwrap_or(false)
+}
+
+/// Whether an input object has code at all (an object without code needs no probes).
+pub fn input_has_code(data: &[u8]) -> bool {
+    if data.starts_with(b"BC\xc0\xde") {
+        return true;
+    }
+    object::File::parse(data)
+        .map(|f| {
+            f.sections()
+                .any(|s| s.kind() == object::SectionKind::Text && s.size() > 0)
+        })
+        .unwrap_or(false)
+}
