@@ -61,6 +61,7 @@ fn main() {
     );
     println!("cargo::rustc-env=CARGO_PANIC_BUILT_HOST={}", field("host:"));
     println!("cargo::rustc-env=CARGO_PANIC_LLVM_LIB={real_file}");
+    plugin_source_hash();
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-env-changed=RUSTC");
 }
@@ -69,4 +70,60 @@ fn run(cmd: &str, args: &[&str]) -> String {
     let out = Command::new(cmd).args(args).output().expect("run rustc");
     assert!(out.status.success(), "{cmd} {args:?} failed");
     String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+/// A hash of everything the clang plugin is built from, so `cargo panic` knows
+/// whether the plugin it built earlier is still current without running cargo.
+fn plugin_source_hash() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut files = Vec::new();
+    for dir in [
+        "passes/src",
+        "passes/clang-plugin/src",
+        "passes/clang-plugin/cpp",
+        "runtime/c",
+    ] {
+        let dir = root.join(dir);
+        println!("cargo::rerun-if-changed={}", dir.display());
+        for e in std::fs::read_dir(&dir)
+            .expect("plugin source dir")
+            .flatten()
+        {
+            files.push(e.path());
+        }
+    }
+    for f in [
+        "passes/Cargo.toml",
+        "passes/clang-plugin/Cargo.toml",
+        "passes/clang-plugin/Cargo.lock",
+        "passes/clang-plugin/build.rs",
+        "runtime/Cargo.toml",
+        "runtime/build.rs",
+    ] {
+        let f = root.join(f);
+        println!("cargo::rerun-if-changed={}", f.display());
+        files.push(f);
+    }
+    files.sort();
+    let mut h: u64 = 0xcbf29ce484222325;
+    for f in &files {
+        let bytes = std::fs::read(f).unwrap_or_default();
+        let name = f
+            .strip_prefix(&root)
+            .unwrap_or(f)
+            .to_string_lossy()
+            .into_owned();
+        for b in name.bytes().chain([0u8]).chain(bytes).chain([0u8]) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    println!("cargo::rustc-env=CARGO_PANIC_PLUGIN_SOURCE_HASH={h:016x}");
+    println!(
+        "cargo::rustc-env=CARGO_PANIC_PLUGIN_SOURCE_DIR={}",
+        root.join("passes/clang-plugin")
+            .canonicalize()
+            .expect("plugin dir")
+            .display()
+    );
 }

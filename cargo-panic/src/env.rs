@@ -14,3 +14,17 @@ pub const TOOLCHAIN: &str = "CARGO_PANIC_TOOLCHAIN";
 /// A directory where the link driver writes every module it instruments as
 /// textual IR (`<cache key>.ll`), after instrumentation. For debugging.
 pub const DUMP_IR: &str = "CARGO_PANIC_DUMP_IR";
+/// cargo-panic's own directory (built clang plugin, runtime archive, compiler
+/// wrappers). Default `$XDG_CACHE_HOME/cargo-panic` or `~/.cache/cargo-panic`.
+pub const HOME: &str = "CARGO_PANIC_HOME";
+/// The compilers the `cargo panic cc` wrappers delegate to.
+pub const REAL_CC: &str = "CARGO_PANIC_REAL_CC";
+pub const REAL_CXX: &str = "CARGO_PANIC_REAL_CXX";
+/// The plugin and runtime archive the wrappers use (resolved once by `cargo panic cc`).
+pub const PLUGIN: &str = "CARGO_PANIC_PLUGIN";
+pub const RUNTIME: &str = "CARGO_PANIC_RUNTIME";
+/// A directory where each wrapped link writes a record of what it linked.
+pub const CC_LOG: &str = "CARGO_PANIC_CC_LOG";
+/// Set by `cargo panic build` for the `cc` crate: instrument only compiles for
+/// the target (build scripts whose rustflags carry cargo-panic's linker).
+pub const CC_FROM_CARGO: &str = "CARGO_PANIC_CC_FROM_CARGO";

@@ -4,6 +4,7 @@
 //! itself failed (bad input, missing toolchain).
 
 mod build_cmd;
+mod cc_cmd;
 mod run_cmd;
 
 use std::path::PathBuf;
@@ -34,6 +35,35 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<String>,
     },
+    /// Build C/C++ instrumented: runs any build command with CC/CXX set to
+    /// wrappers that compile through the clang-19 plugin and link the runtime
+    ///
+    /// Every linked executable and shared library gets `<file>.panic.json`. The
+    /// exit status is the build command's.
+    Cc {
+        /// Also copy every manifest here, with `links.json` listing the links
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// When instrumenting a file fails, warn and compile it without probes
+        /// (default: the compile fails with the reason)
+        #[arg(long)]
+        uninstrumented_on_error: bool,
+        /// Always time functions whose demangled name matches (repeatable)
+        #[arg(long = "time", value_name = "GLOB")]
+        time: Vec<String>,
+        /// Never time functions whose demangled name matches (repeatable)
+        #[arg(long = "no-time", value_name = "GLOB")]
+        no_time: Vec<String>,
+        /// The build command (`make -j2`, `cmake --build build`, ...)
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<String>,
+    },
+    /// Print the clang-19 pass plugin's path (built on first use)
+    PluginPath,
+    /// Print the compile flags for a hand-written build (before your own flags)
+    Cflags,
+    /// Print the link flags for a hand-written build (after every object)
+    Ldflags,
     /// Run an instrumented binary and write its profile
     Run {
         /// Where to write the profile (JSON)
@@ -77,6 +107,18 @@ enum SortBy {
 fn main() {
     // Cargo runs `cargo-panic panic <args>`; a person may run `cargo-panic <args>`.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // Under the names `cargo-panic-cc` / `cargo-panic-c++` this is a compiler wrapper.
+    if let Some(cxx) = args
+        .first()
+        .and_then(|a| a.to_str())
+        .and_then(cc_cmd::wrapper_kind)
+    {
+        let rest = args[1..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(cc_cmd::wrapper(cxx, rest));
+    }
     if args.get(1).is_some_and(|a| a == "panic") {
         args.remove(1);
     }
@@ -94,6 +136,31 @@ fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Build { args } => build_cmd::build(&args),
         Command::Run { out, command } => run_cmd::run(&out, &command),
+        Command::Cc {
+            out,
+            uninstrumented_on_error,
+            time,
+            no_time,
+            command,
+        } => {
+            let rule = panic_passes::DwellRule {
+                time,
+                no_time,
+                ..Default::default()
+            };
+            rule.compile()?;
+            cc_cmd::cc(
+                &cc_cmd::CcOptions {
+                    out,
+                    uninstrumented_on_error,
+                    rule_json: serde_json::to_string(&rule)?,
+                },
+                &command,
+            )
+        }
+        Command::PluginPath => cc_cmd::plugin_path(),
+        Command::Cflags => cc_cmd::cflags(),
+        Command::Ldflags => cc_cmd::ldflags(),
         Command::Report {
             profile,
             top,

@@ -664,7 +664,11 @@ impl ModuleCx {
             LLVMPositionBuilderAtEnd(self.builder, timed);
             let tok = self.call_enter(site, hist);
             LLVMBuildBr(self.builder, old_entry);
-            LLVMPositionBuilderBefore(self.builder, LLVMGetFirstInstruction(old_entry));
+            // Before any debug records too: a phi must carry none.
+            LLVMPositionBuilderBeforeInstrAndDbgRecords(
+                self.builder,
+                LLVMGetFirstInstruction(old_entry),
+            );
             let phi = LLVMBuildPhi(self.builder, self.i32, c"panic.tok".as_ptr());
             let mut values = [LLVMConstInt(self.i32, abi::NO_TOKEN, 0), tok];
             let mut from = [counted, timed];
@@ -802,12 +806,13 @@ impl ModuleCx {
                 LLVMOpcode::LLVMSwitch => {
                     // `LLVMGetCondition` is for `br` only; a switch's condition is operand 0.
                     let cond = LLVMGetOperand(term, 0);
-                    // Successor 0 is the default; successor i >= 1 is a case, whose
-                    // value LLVM-C gives by successor index.
+                    // Successor 0 is the default; successor i >= 1 is a case. A
+                    // switch's operands are [cond, default, value 1, dest 1, ...], so
+                    // case i's value is operand 2i (LLVM 19's C API has no accessor).
                     let mut any_case_to_header = LLVMConstInt(self.i1, 0, 0);
                     let mut any_case_elsewhere = LLVMConstInt(self.i1, 0, 0);
                     for i in 1..n {
-                        let v = LLVMGetSwitchCaseValue(term, i);
+                        let v = LLVMGetOperand(term, 2 * i);
                         let eq = LLVMBuildICmp(self.builder, LLVMIntEQ, cond, v, c"".as_ptr());
                         if to_header[i as usize] {
                             any_case_to_header =

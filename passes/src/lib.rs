@@ -23,6 +23,20 @@ pub use instrument::{
 };
 pub use rule::{CompiledRule, DwellRule, Reason};
 
+/// Environment variables the clang plugin reads; `cargo panic cc`'s compiler
+/// wrappers and `cargo panic build` set them. Defined once here, for both sides.
+pub mod plugin_env {
+    /// The dwell rule, as JSON (`DwellRule`); the link driver reads the same one.
+    pub const RULE: &str = "CARGO_PANIC_RULE";
+    /// The object file a compile writes, added to the module key so the same
+    /// source compiled into two objects gets distinct sites.
+    pub const OBJECT: &str = "CARGO_PANIC_OBJECT";
+    /// `uninstrumented`: when instrumentation fails, warn and compile the file
+    /// without probes instead of failing the compile.
+    pub const ON_ERROR: &str = "CARGO_PANIC_ON_ERROR";
+    pub const ON_ERROR_UNINSTRUMENTED: &str = "uninstrumented";
+}
+
 /// Bumped whenever the instrumentation of a given input can change; part of every
 /// object cache key.
 pub const PASS_VERSION: u32 = 2;

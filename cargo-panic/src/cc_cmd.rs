@@ -1,0 +1,417 @@
+//! C and C++: `cargo panic cc -- <build command>`, the compiler wrappers it
+//! installs as `CC`/`CXX`, and `plugin-path` / `cflags` / `ldflags` for builds
+//! integrated by hand.
+//!
+//! The wrappers are this binary under the names `cargo-panic-cc` and
+//! `cargo-panic-c++` (symlinks in cargo-panic's home, so a build system that
+//! caches the compiler path, like CMake, keeps a path that stays valid). A compile
+//! gets the plugin; a link gets the runtime archive last and, once it succeeded,
+//! `<output>.panic.json` derived from the linked file.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use cargo_panic::ccargs::{self, CcLine};
+use cargo_panic::clang;
+use cargo_panic::manifest::{self, Input, Manifest};
+use cargo_panic::{env, fsutil, linked};
+use object::Object;
+use panic_passes::plugin_env;
+
+pub const WRAPPER_CC: &str = "cargo-panic-cc";
+pub const WRAPPER_CXX: &str = "cargo-panic-c++";
+
+/// `cargo panic plugin-path`
+pub fn plugin_path() -> Result<i32> {
+    let clang = clang::check_compiler(&clang::default_compiler(false), "clang")?;
+    println!("{}", clang::ensure_plugin(&clang, false)?.display());
+    Ok(0)
+}
+
+/// `cargo panic cflags`: what a compile needs (put it before your own flags).
+pub fn cflags() -> Result<i32> {
+    let clang = clang::check_compiler(&clang::default_compiler(false), "clang")?;
+    println!(
+        "-fpass-plugin={}",
+        clang::ensure_plugin(&clang, false)?.display()
+    );
+    Ok(0)
+}
+
+/// `cargo panic ldflags`: what a link needs (put it after every object).
+pub fn ldflags() -> Result<i32> {
+    println!(
+        "{}",
+        clang::runtime_archive(&clang::home()?.join("runtime"))?.display()
+    );
+    Ok(0)
+}
+
+/// What one wrapped link reports to `cargo panic cc`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct LinkRecord {
+    pub output: PathBuf,
+    pub manifest: PathBuf,
+    pub sites: usize,
+    pub shared: bool,
+    /// Inputs with code that were not compiled through the plugin.
+    pub uninstrumented: Vec<String>,
+}
+
+pub struct CcOptions {
+    pub out: Option<PathBuf>,
+    pub uninstrumented_on_error: bool,
+    pub rule_json: String,
+}
+
+/// `cargo panic cc [--out DIR] -- <command...>`
+pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
+    let (cc_path, cxx_path) = real_compilers()?;
+    let clang = clang::check_compiler(&cc_path, "CC")?;
+    let clangxx = clang::check_compiler(&cxx_path, "CXX")?;
+    if clangxx.version != clang.version {
+        bail!(
+            "CC is clang {} but CXX is clang {}: use the same clang {} for both",
+            clang.version,
+            clangxx.version,
+            clang::CLANG_MAJOR
+        );
+    }
+    let plugin = clang::ensure_plugin(&clang, false)?;
+    let home = clang::home()?;
+    let runtime = clang::runtime_archive(&home.join("runtime"))?;
+    let (wcc, wcxx) = install_wrappers(&home)?;
+    if let Some(out) = &opts.out {
+        std::fs::create_dir_all(out)
+            .with_context(|| format!("cannot create the --out directory {}", out.display()))?;
+    }
+    let log = tempfile::Builder::new()
+        .prefix("cargo-panic-cc-")
+        .tempdir()
+        .context("failed to create a temporary directory")?;
+
+    let mut cmd = Command::new(&command[0]);
+    cmd.args(&command[1..])
+        .env("CC", &wcc)
+        .env("CXX", &wcxx)
+        .env(env::REAL_CC, &clang.path)
+        .env(env::REAL_CXX, &clangxx.path)
+        .env(env::PLUGIN, &plugin)
+        .env(env::RUNTIME, &runtime)
+        .env(env::CC_LOG, log.path())
+        .env(plugin_env::RULE, &opts.rule_json);
+    if opts.uninstrumented_on_error {
+        cmd.env(plugin_env::ON_ERROR, plugin_env::ON_ERROR_UNINSTRUMENTED);
+    }
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to run the build command `{}`", command[0]))?;
+
+    let mut records: Vec<LinkRecord> = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(log.path())?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for e in entries {
+        if let Ok(r) = fsutil::read_json::<LinkRecord>(&e) {
+            records.push(r);
+        }
+    }
+    for r in &records {
+        eprintln!(
+            "cargo-panic: {} {} ({} sites, manifest {})",
+            if r.shared {
+                "shared library"
+            } else {
+                "executable"
+            },
+            r.output.display(),
+            r.sites,
+            r.manifest.display()
+        );
+    }
+    if let Some(out) = &opts.out {
+        for r in &records {
+            if let Some(name) = r.manifest.file_name()
+                && let Ok(bytes) = std::fs::read(&r.manifest)
+            {
+                fsutil::write_atomic(&out.join(name), &bytes)?;
+            }
+        }
+        fsutil::write_json_atomic(&out.join("links.json"), &records)?;
+    }
+    let code = exit_code(status);
+    if code != 0 {
+        eprintln!("cargo-panic: the build command failed ({status})");
+    } else if records.is_empty() {
+        eprintln!(
+            "cargo-panic: warning: the build linked nothing through the wrappers (was it up to date, \
+             or does it ignore CC/CXX?); run its clean step first"
+        );
+    }
+    Ok(code)
+}
+
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
+}
+
+/// The compilers a build should use: the user's CC/CXX when set, else clang-19.
+fn real_compilers() -> Result<(PathBuf, PathBuf)> {
+    let pick = |var: &str, cxx: bool| -> PathBuf {
+        match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => {
+                let first = v.split_whitespace().next().unwrap_or_default().to_string();
+                clang::which(&first).unwrap_or_else(|| PathBuf::from(first))
+            }
+            _ => clang::default_compiler(cxx),
+        }
+    };
+    Ok((pick("CC", false), pick("CXX", true)))
+}
+
+/// Symlinks `cargo-panic-cc` / `cargo-panic-c++` in `<home>/bin` to this binary.
+pub fn install_wrappers(home: &Path) -> Result<(PathBuf, PathBuf)> {
+    let bin = home.join("bin");
+    std::fs::create_dir_all(&bin).with_context(|| format!("failed to create {}", bin.display()))?;
+    let me = std::env::current_exe().context("cannot find the cargo-panic executable")?;
+    let mut out = Vec::new();
+    for name in [WRAPPER_CC, WRAPPER_CXX] {
+        let link = bin.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(me.as_path()) {
+            let tmp = bin.join(format!(".{name}.{}", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(&me, &tmp)?;
+            std::fs::rename(&tmp, &link)?;
+        }
+        out.push(link);
+    }
+    Ok((out[0].clone(), out[1].clone()))
+}
+
+/// The wrapper: argv[0] is `cargo-panic-cc` or `cargo-panic-c++`.
+pub fn wrapper(cxx: bool, args: Vec<String>) -> i32 {
+    match wrap(cxx, args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("cargo-panic: error: {e:#}");
+            1
+        }
+    }
+}
+
+fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
+    let real = match std::env::var_os(if cxx { env::REAL_CXX } else { env::REAL_CC }) {
+        Some(p) => PathBuf::from(p),
+        None => clang::default_compiler(cxx),
+    };
+    let line = ccargs::parse(&args);
+    let mut cmd = Command::new(&real);
+    if !instrumenting() {
+        cmd.args(&args);
+        return run(cmd);
+    }
+    let mut argv: Vec<String> = Vec::with_capacity(args.len() + 3);
+    if line.compiles() {
+        let plugin = match std::env::var_os(env::PLUGIN) {
+            Some(p) => PathBuf::from(p),
+            None => clang::ensure_plugin(&clang::check_compiler(&real, "the compiler")?, true)?,
+        };
+        argv.push(format!("-fpass-plugin={}", plugin.display()));
+        // Before the user's flags, so their own -g level wins.
+        argv.push("-gline-tables-only".into());
+        if let Some(obj) = line.single_object() {
+            cmd.env(plugin_env::OBJECT, absolute(Path::new(&obj)));
+        }
+    }
+    argv.extend(args.iter().cloned());
+    if !line.links() {
+        cmd.args(&argv);
+        return run(cmd);
+    }
+    let runtime = match std::env::var_os(env::RUNTIME) {
+        Some(p) => PathBuf::from(p),
+        None => clang::runtime_archive(&clang::home()?.join("runtime"))?,
+    };
+    // Last: its trailer pages must end the data sections.
+    argv.push(runtime.display().to_string());
+    cmd.args(&argv);
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to run {}", real.display()))?;
+    if !status.success() {
+        return Ok(exit_code(status));
+    }
+    let clang_version = clang::check_compiler(&real, "the compiler")
+        .map(|c| c.version)
+        .unwrap_or_default();
+    write_manifest(&line, &clang_version)?;
+    Ok(0)
+}
+
+/// Whether this compile or link is instrumented. Under `cargo panic build` the
+/// wrapper serves the `cc` crate of every build script; only those building for
+/// the instrumented target (whose rustflags name cargo-panic's linker) get the
+/// plugin, so host tools and proc-macros link as usual.
+fn instrumenting() -> bool {
+    if std::env::var_os(env::CC_FROM_CARGO).is_none() {
+        return true;
+    }
+    std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("cargo-panic-link"))
+}
+
+fn run(mut cmd: Command) -> Result<i32> {
+    use std::os::unix::process::CommandExt;
+    let err = cmd.exec();
+    Err(err).context("failed to run the compiler")
+}
+
+fn absolute(p: &Path) -> String {
+    if p.is_absolute() {
+        p.display().to_string()
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(p))
+            .unwrap_or_else(|_| p.to_path_buf())
+            .display()
+            .to_string()
+    }
+}
+
+fn write_manifest(line: &CcLine, clang_version: &str) -> Result<()> {
+    let output = PathBuf::from(line.link_output());
+    let linked = linked::read(&output)?;
+    let mut inputs: Vec<Input> = line
+        .sources
+        .iter()
+        .map(|s| Input {
+            name: s.clone(),
+            format: "source".into(),
+            instrumented: true,
+            sites: 0,
+            note: None,
+        })
+        .collect();
+    for i in &line.link_inputs {
+        inputs.extend(describe_input(Path::new(i)));
+    }
+    let uninstrumented: Vec<String> = inputs
+        .iter()
+        .filter(|i| !i.instrumented && i.format != "shared")
+        .map(|i| i.name.clone())
+        .collect();
+    for u in &uninstrumented {
+        eprintln!(
+            "cargo-panic: warning: {u} was not compiled through cargo-panic's plugin (it bypassed the \
+             CC/CXX wrapper): its code in {} is not instrumented",
+            output.display()
+        );
+    }
+    let rule: serde_json::Value = std::env::var(plugin_env::RULE)
+        .ok()
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .unwrap_or_else(|| serde_json::to_value(panic_passes::DwellRule::default()).expect("rule"));
+    let m = Manifest {
+        format: manifest::FORMAT,
+        tool: format!("cargo-panic {}", env!("CARGO_PKG_VERSION")),
+        pass_version: panic_passes::PASS_VERSION,
+        driver: clang::PLUGIN_SOURCE_HASH.into(),
+        abi_version: panic_runtime::abi::ABI_VERSION as u32,
+        toolchain: format!("clang {clang_version}"),
+        output: output
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        opt_level: String::new(),
+        target_cpu: String::new(),
+        dwell_rule: rule,
+        inputs,
+        counter_slots: linked.counter_slots,
+        hist_slots: linked.hist_slots,
+        sites: manifest::sites_from_linked(&linked),
+    };
+    let mpath = manifest::path_for(&output);
+    m.write(&mpath)?;
+    if let Some(log) = std::env::var_os(env::CC_LOG) {
+        let record = LinkRecord {
+            output: PathBuf::from(absolute(&output)),
+            manifest: PathBuf::from(absolute(&mpath)),
+            sites: m.sites.len(),
+            shared: line.shared,
+            uninstrumented,
+        };
+        let name = format!(
+            "{}-{}.json",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        fsutil::write_json_atomic(&Path::new(&log).join(name), &record)?;
+    }
+    Ok(())
+}
+
+/// The manifest's view of one link operand: objects and archive members are
+/// instrumented when they carry the sites section (or, as LTO bitcode, the
+/// counters); code without it bypassed the plugin.
+fn describe_input(path: &Path) -> Vec<Input> {
+    let name = path.display().to_string();
+    let Ok(data) = std::fs::read(path) else {
+        return vec![];
+    };
+    let one = |name: String, data: &[u8]| -> Option<Input> {
+        if !linked::input_has_code(data) {
+            return None;
+        }
+        let bitcode = data.starts_with(b"BC\xc0\xde");
+        let instrumented = linked::input_is_instrumented(data);
+        Some(Input {
+            name,
+            format: if bitcode { "bitcode" } else { "native" }.into(),
+            instrumented,
+            sites: 0,
+            note: (!instrumented).then(|| "compiled without cargo-panic's plugin".to_string()),
+        })
+    };
+    if data.starts_with(b"!<arch>\n") {
+        let Ok(archive) = object::read::archive::ArchiveFile::parse(&*data) else {
+            return vec![];
+        };
+        return archive
+            .members()
+            .flatten()
+            .filter_map(|m| {
+                let member = String::from_utf8_lossy(m.name()).into_owned();
+                one(format!("{name}({member})"), m.data(&*data).ok()?)
+            })
+            .collect();
+    }
+    if let Ok(f) = object::File::parse(&*data)
+        && f.kind() == object::ObjectKind::Dynamic
+    {
+        return vec![Input {
+            name,
+            format: "shared".into(),
+            instrumented: linked::parse(&data).is_ok_and(|l| l.n_sites() > 0),
+            sites: 0,
+            note: Some("shared library: its sites are in its own manifest".into()),
+        }];
+    }
+    one(name, &data).into_iter().collect()
+}
+
+/// Whether argv[0] names a wrapper, and which.
+pub fn wrapper_kind(argv0: &str) -> Option<bool> {
+    match Path::new(argv0).file_name()?.to_str()? {
+        WRAPPER_CC => Some(false),
+        WRAPPER_CXX => Some(true),
+        _ => None,
+    }
+}
