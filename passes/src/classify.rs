@@ -1,11 +1,12 @@
 //! Which calls are sites: allocation, free, blocking I/O, lock acquisition and panic
 //! paths, decided from the callee's symbol alone. Pure: no LLVM, no IO.
 //!
-//! Rust symbols are matched on their demangled path without hashes, C and C++
-//! symbols on their raw or demangled names. The tables are the whole policy; a
-//! callee that matches none of them is an ordinary call and gets no site.
+//! Rust symbols are matched on their demangled path without hashes, C symbols on
+//! their raw names, and C++ symbols on their demangled path without return type,
+//! template arguments or parameters (`std::mutex::lock`). The tables are the whole
+//! policy; a callee that matches none of them is an ordinary call and gets no site.
 
-use crate::names::demangle;
+use crate::names::{demangle, demangle_cxx_parts};
 
 /// What a classified call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -31,6 +32,10 @@ const ALLOC: &[&str] = &[
     "memalign",
     "valloc",
     "pvalloc",
+    "strdup",
+    "strndup",
+    "__strdup",
+    "__strndup",
 ];
 const FREE: &[&str] = &["__rust_dealloc", "free", "cfree"];
 const BLOCKING: &[&str] = &[
@@ -87,7 +92,19 @@ const BLOCKING: &[&str] = &[
     "msgsnd",
     "splice",
     "sendfile",
+    // C stdio that reads or writes the stream's file (once its buffer is empty or
+    // full) and can sleep on it. Formatted output (`printf`, `puts`, `fprintf`) is
+    // left out: it is called far too often, and mostly only fills the buffer.
+    "fread",
+    "fwrite",
+    "fgets",
+    "getline",
+    "getdelim",
+    "fflush",
 ];
+/// Acquisitions and waits on a lock or on another thread's signal: mutexes, rwlocks,
+/// spinlocks, semaphores, condition variables and barriers. `pthread_join` waits
+/// for a thread to end, not for a lock, and is `BLOCKING`.
 const LOCK: &[&str] = &[
     "pthread_mutex_lock",
     "pthread_mutex_timedlock",
@@ -112,10 +129,111 @@ const PANIC: &[&str] = &[
     "__rust_start_panic",
     "abort",
     "__assert_fail",
+    "__assert_perror_fail",
+    "__stack_chk_fail",
+    "exit",
+    "_exit",
+    "_Exit",
+    "quick_exit",
+    // C++ throws and the runtime's own terminate paths. `_Unwind_Resume` is not
+    // here: it only carries an unwind already under way on to the next frame.
     "__cxa_throw",
     "__cxa_rethrow",
-    "_ZSt9terminatev",
+    "__cxa_pure_virtual",
+    "__cxa_deleted_virtual",
+    "__cxa_bad_cast",
+    "__cxa_bad_typeid",
+    "__cxa_throw_bad_array_new_length",
+    "__clang_call_terminate",
+    // `__builtin_trap()` and UBSan's trap mode. The instrumenter drops `llvm.*`
+    // callees before it asks (`classify_call` in instrument.rs), so these count
+    // only once it lets the trap intrinsics through.
+    "llvm.trap",
+    "llvm.ubsantrap",
 ];
+
+/// C++ paths as `cxx_path` gives them (no return type, template arguments or
+/// parameters; no inline namespace), matched exactly. At -O0 clang calls the
+/// inline wrappers too (`std::unique_lock::lock` -> `std::mutex::lock` ->
+/// `__gthread_mutex_lock` -> `pthread_mutex_lock`), so each layer is listed.
+const CXX_ALLOC: &[&str] = &["operator new", "operator new[]"];
+const CXX_FREE: &[&str] = &["operator delete", "operator delete[]"];
+const CXX_LOCK: &[&str] = &[
+    "std::mutex::lock",
+    "std::recursive_mutex::lock",
+    "std::timed_mutex::lock",
+    "std::timed_mutex::try_lock_for",
+    "std::timed_mutex::try_lock_until",
+    "std::recursive_timed_mutex::lock",
+    "std::recursive_timed_mutex::try_lock_for",
+    "std::recursive_timed_mutex::try_lock_until",
+    "std::shared_mutex::lock",
+    "std::shared_mutex::lock_shared",
+    "std::shared_timed_mutex::lock",
+    "std::shared_timed_mutex::lock_shared",
+    "std::shared_timed_mutex::try_lock_for",
+    "std::shared_timed_mutex::try_lock_until",
+    "std::shared_timed_mutex::try_lock_shared_for",
+    "std::shared_timed_mutex::try_lock_shared_until",
+    "std::unique_lock::lock",
+    "std::unique_lock::try_lock_for",
+    "std::unique_lock::try_lock_until",
+    "std::shared_lock::lock",
+    "std::shared_lock::try_lock_for",
+    "std::shared_lock::try_lock_until",
+    "std::lock",
+    "std::condition_variable::wait",
+    "std::condition_variable::wait_for",
+    "std::condition_variable::wait_until",
+    "std::condition_variable_any::wait",
+    "std::condition_variable_any::wait_for",
+    "std::condition_variable_any::wait_until",
+    // libstdc++'s inline layers over pthreads.
+    "std::__condvar::wait",
+    "std::__condvar::wait_until",
+    "std::__shared_mutex_pthread::lock",
+    "std::__shared_mutex_pthread::lock_shared",
+    "std::__shared_mutex_cv::lock",
+    "std::__shared_mutex_cv::lock_shared",
+    "std::__glibcxx_rwlock_rdlock",
+    "std::__glibcxx_rwlock_wrlock",
+    "std::__glibcxx_rwlock_timedrdlock",
+    "std::__glibcxx_rwlock_timedwrlock",
+    "__gthread_mutex_lock",
+    "__gthread_mutex_timedlock",
+    "__gthread_recursive_mutex_lock",
+    "__gthread_recursive_mutex_timedlock",
+    "__gthread_cond_wait",
+    "__gthread_cond_timedwait",
+];
+/// RAII guards whose constructor acquires, unless given a tag that says the lock is
+/// already held, deferred or only tried (or moved from another guard).
+const CXX_LOCK_GUARDS: &[&str] = &[
+    "std::lock_guard",
+    "std::scoped_lock",
+    "std::unique_lock",
+    "std::shared_lock",
+];
+const CXX_LOCK_TAGS: &[&str] = &[
+    "std::adopt_lock_t",
+    "std::defer_lock_t",
+    "std::try_to_lock_t",
+];
+const CXX_BLOCKING: &[&str] = &[
+    "std::thread::join",
+    "std::this_thread::sleep_for",
+    "std::this_thread::sleep_until",
+];
+const CXX_PANIC: &[&str] = &[
+    "std::terminate",
+    "std::rethrow_exception",
+    "std::__glibcxx_assert_fail",
+];
+/// libstdc++'s `std::__throw_length_error` and kin, libc++'s `std::__throw_bad_alloc`.
+const CXX_PANIC_PREFIXES: &[&str] = &["std::__throw_"];
+/// Inline namespaces of libc++ (`__1`), libstdc++'s new ABI (`__cxx11`,
+/// `_V2`) and its versioned build (`__8`), dropped from paths.
+const CXX_INLINE_NAMESPACES: &[&str] = &["__1::", "__cxx11::", "_V2::", "__8::"];
 
 /// Rust paths (demangled, hash-free) whose calls are panic paths, by prefix.
 const RUST_PANIC_PREFIXES: &[&str] = &[
@@ -222,8 +340,8 @@ pub fn classify_callee(symbol: &str) -> Option<CallClass> {
             return Some(class);
         }
     }
-    if let Some(class) = classify_cxx(symbol) {
-        return Some(class);
+    if let Some((name, params)) = demangle_cxx_parts(symbol) {
+        return classify_cxx(&cxx_path(&name), &params);
     }
     let path = rust_path_without_generics(&name);
     if RUST_PANIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
@@ -275,35 +393,83 @@ fn rust_path_without_generics(name: &str) -> String {
     out
 }
 
-/// Itanium-mangled `operator new`/`operator delete` (every variant) and the
-/// `std::mutex`/`std::shared_mutex` lock paths.
-fn classify_cxx(symbol: &str) -> Option<CallClass> {
-    if symbol.starts_with("_Znw") || symbol.starts_with("_Zna") {
-        return Some(CallClass::Alloc);
+/// A C++ callee by its path and parameter list (`demangle_cxx_parts`).
+fn classify_cxx(path: &str, params: &str) -> Option<CallClass> {
+    // Placement new and delete (`operator new(unsigned long, void*)`) only hand
+    // back the pointer they are given.
+    let placement = params.ends_with(", void*)");
+    if CXX_ALLOC.contains(&path) {
+        return (!placement).then_some(CallClass::Alloc);
     }
-    if symbol.starts_with("_Zdl") || symbol.starts_with("_Zda") {
-        return Some(CallClass::Free);
+    if CXX_FREE.contains(&path) {
+        return (!placement).then_some(CallClass::Free);
     }
-    if !symbol.starts_with("_Z") {
-        return None;
-    }
-    let name = demangle(symbol);
-    let lock_paths = [
-        "std::mutex::lock",
-        "std::timed_mutex::lock",
-        "std::recursive_mutex::lock",
-        "std::shared_mutex::lock",
-        "std::shared_mutex::lock_shared",
-        "std::condition_variable::wait",
-        "std::__1::mutex::lock",
-    ];
-    if lock_paths.iter().any(|p| name.starts_with(p)) {
+    if CXX_LOCK.contains(&path) || is_acquiring_guard(path, params) {
         return Some(CallClass::Lock);
     }
-    if name.starts_with("std::this_thread::sleep_for") || name.starts_with("std::thread::join") {
+    if CXX_BLOCKING.contains(&path) {
         return Some(CallClass::Blocking);
     }
+    if CXX_PANIC.contains(&path) || CXX_PANIC_PREFIXES.iter().any(|p| path.starts_with(p)) {
+        return Some(CallClass::Panic);
+    }
     None
+}
+
+/// `std::lock_guard<M>::lock_guard(M&)` and the like: a guard's constructor whose
+/// first parameter is the lockable (`&`, not a moved-from guard's `&&`) and that
+/// has no tag parameter.
+fn is_acquiring_guard(path: &str, params: &str) -> bool {
+    let Some((class, ctor)) = path.rsplit_once("::") else {
+        return false;
+    };
+    let first = first_param(params);
+    CXX_LOCK_GUARDS.contains(&class)
+        && class.rsplit("::").next() == Some(ctor)
+        && first.ends_with('&')
+        && !first.ends_with("&&")
+        && !CXX_LOCK_TAGS.iter().any(|t| params.contains(t))
+}
+
+/// The first parameter of `(A<B, C>&, D)`: `A<B, C>&`.
+fn first_param(params: &str) -> &str {
+    let inner = params.strip_prefix('(').unwrap_or(params);
+    let mut depth = 0usize;
+    for (i, c) in inner.char_indices() {
+        match c {
+            '<' | '(' => depth += 1,
+            '>' => depth = depth.saturating_sub(1),
+            ')' if depth == 0 => return &inner[..i],
+            ')' => depth -= 1,
+            ',' if depth == 0 => return &inner[..i],
+            _ => {}
+        }
+    }
+    inner
+}
+
+/// A demangled C++ name without template arguments or inline namespaces:
+/// `std::__1::unique_lock<std::__1::mutex>::lock` -> `std::unique_lock::lock`. A
+/// name with a `<` or `>` operator in it is kept whole; no table lists one.
+fn cxx_path(name: &str) -> String {
+    let mut path = String::with_capacity(name.len());
+    if name.contains("operator<") || name.contains("operator>") || name.contains("operator-") {
+        path.push_str(name);
+    } else {
+        let mut depth = 0usize;
+        for c in name.chars() {
+            match c {
+                '<' => depth += 1,
+                '>' => depth = depth.saturating_sub(1),
+                _ if depth == 0 => path.push(c),
+                _ => {}
+            }
+        }
+    }
+    for ns in CXX_INLINE_NAMESPACES {
+        path = path.replace(&format!("std::{ns}"), "std::");
+    }
+    path
 }
 
 #[cfg(test)]
@@ -407,5 +573,258 @@ mod tests {
         assert_eq!(c("_ZdaPv"), Some(CallClass::Free));
         assert_eq!(c("__cxa_throw"), Some(CallClass::Panic));
         assert_eq!(c("_ZNSt5mutex4lockEv"), Some(CallClass::Lock));
+    }
+
+    /// Every `operator new`/`delete` variant clang-19 emits (from `-O0 -emit-llvm`
+    /// of `new`, `new[]`, `new (std::nothrow)` and over-aligned types), and the ones
+    /// it emits without sized deallocation.
+    #[test]
+    fn cxx_global_operators_every_variant() {
+        for sym in [
+            "_Znwm",
+            "_ZnwmRKSt9nothrow_t",
+            "_ZnwmSt11align_val_t",
+            "_ZnwmSt11align_val_tRKSt9nothrow_t",
+            "_Znam",
+            "_ZnamRKSt9nothrow_t",
+            "_ZnamSt11align_val_t",
+            "_ZnamSt11align_val_tRKSt9nothrow_t",
+            // 32-bit targets: `unsigned int`.
+            "_Znwj",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Alloc), "{sym}");
+        }
+        for sym in [
+            "_ZdlPv",
+            "_ZdlPvm",
+            "_ZdlPvSt11align_val_t",
+            "_ZdlPvmSt11align_val_t",
+            "_ZdlPvRKSt9nothrow_t",
+            "_ZdlPvSt11align_val_tRKSt9nothrow_t",
+            "_ZdaPv",
+            "_ZdaPvm",
+            "_ZdaPvSt11align_val_t",
+            "_ZdaPvmSt11align_val_t",
+            "_ZdaPvRKSt9nothrow_t",
+            "_ZdaPvSt11align_val_tRKSt9nothrow_t",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Free), "{sym}");
+        }
+        // Placement forms only pass the pointer through.
+        assert_eq!(c("_ZnwmPv"), None);
+        assert_eq!(c("_ZnamPv"), None);
+        assert_eq!(c("_ZdlPvS_"), None);
+        assert_eq!(c("_ZdaPvS_"), None);
+        // A class's own `Foo::operator new` is an ordinary call.
+        assert_eq!(c("_ZN3FoonwEm"), None);
+    }
+
+    #[test]
+    fn c_allocation_and_stdio() {
+        assert_eq!(c("strdup"), Some(CallClass::Alloc));
+        assert_eq!(c("strndup"), Some(CallClass::Alloc));
+        for sym in [
+            "fread", "fwrite", "fgets", "getline", "getdelim", "fflush", "fsync",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Blocking), "{sym}");
+        }
+        // Buffered formatted output is too hot to be a site.
+        for sym in [
+            "printf", "puts", "fprintf", "fputs", "putchar", "fopen", "fclose",
+        ] {
+            assert_eq!(c(sym), None, "{sym}");
+        }
+    }
+
+    #[test]
+    fn pthread_and_semaphore_waits() {
+        for sym in [
+            "pthread_mutex_lock",
+            "pthread_mutex_timedlock",
+            "pthread_mutex_clocklock",
+            "pthread_rwlock_rdlock",
+            "pthread_rwlock_wrlock",
+            "pthread_rwlock_timedrdlock",
+            "pthread_rwlock_timedwrlock",
+            "pthread_rwlock_clockrdlock",
+            "pthread_rwlock_clockwrlock",
+            "pthread_spin_lock",
+            "sem_wait",
+            "sem_timedwait",
+            "sem_clockwait",
+            "pthread_cond_wait",
+            "pthread_cond_timedwait",
+            "pthread_cond_clockwait",
+            "pthread_barrier_wait",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Lock), "{sym}");
+        }
+        assert_eq!(c("pthread_join"), Some(CallClass::Blocking));
+        for sym in [
+            "pthread_mutex_trylock",
+            "pthread_mutex_unlock",
+            "pthread_rwlock_unlock",
+            "pthread_cond_signal",
+            "sem_post",
+            "sem_trywait",
+        ] {
+            assert_eq!(c(sym), None, "{sym}");
+        }
+    }
+
+    /// Mangled names as clang-19 -O0 emits them against libstdc++ 12 (C++20).
+    #[test]
+    fn cxx_lock_paths() {
+        for sym in [
+            // std::mutex::lock(), std::recursive_mutex::lock(), std::timed_mutex::lock()
+            "_ZNSt5mutex4lockEv",
+            "_ZNSt15recursive_mutex4lockEv",
+            "_ZNSt11timed_mutex4lockEv",
+            // bool std::timed_mutex::try_lock_for<long, std::ratio<1, 1>>(duration const&)
+            "_ZNSt11timed_mutex12try_lock_forIlSt5ratioILl1ELl1EEEEbRKNSt6chrono8durationIT_T0_EE",
+            "_ZNSt21recursive_timed_mutex4lockEv",
+            "_ZNSt12shared_mutex4lockEv",
+            "_ZNSt12shared_mutex11lock_sharedEv",
+            "_ZNSt18shared_timed_mutex4lockEv",
+            "_ZNSt18shared_timed_mutex11lock_sharedEv",
+            // std::condition_variable::wait(std::unique_lock<std::mutex>&), its
+            // predicate template, wait_for, and condition_variable_any in `_V2`.
+            "_ZNSt18condition_variable4waitERSt11unique_lockISt5mutexE",
+            "_ZNSt18condition_variable4waitIZ1fiE3$_0EEvRSt11unique_lockISt5mutexET_",
+            "_ZNSt18condition_variable8wait_forIlSt5ratioILl1ELl1EEEESt9cv_statusRSt11unique_lockISt5mutexERKNSt6chrono8durationIT_T0_EE",
+            "_ZNSt3_V222condition_variable_any4waitISt11unique_lockISt5mutexEEEvRT_",
+            // std::unique_lock<std::mutex>::lock()
+            "_ZNSt11unique_lockISt5mutexE4lockEv",
+            "_ZNSt11unique_lockISt15recursive_mutexE4lockEv",
+            // Guard constructors that acquire.
+            "_ZNSt10lock_guardISt5mutexEC2ERS0_",
+            "_ZNSt10lock_guardISt5mutexEC1ERS0_",
+            "_ZNSt11scoped_lockIJSt5mutexEEC2ERS0_",
+            "_ZNSt11scoped_lockIJSt5mutexSt15recursive_mutexEEC2ERS0_RS1_",
+            "_ZNSt11unique_lockISt5mutexEC2ERS0_",
+            "_ZNSt11shared_lockISt12shared_mutexEC2ERS0_",
+            // unique_lock<timed_mutex>(m, 1s): a template constructor.
+            "_ZNSt11unique_lockISt11timed_mutexEC2IlSt5ratioILl1ELl1EEEERS0_RKNSt6chrono8durationIT_T0_EE",
+            // void std::lock<std::mutex, std::recursive_mutex>(...)
+            "_ZSt4lockISt5mutexSt15recursive_mutexJEEvRT_RT0_DpRT1_",
+            // libstdc++'s inline layers: gthr-posix.h, <shared_mutex>, std::__condvar.
+            "_ZL20__gthread_mutex_lockP15pthread_mutex_t",
+            "_ZL30__gthread_recursive_mutex_lockP15pthread_mutex_t",
+            "_ZStL23__glibcxx_rwlock_rdlockP16pthread_rwlock_t",
+            "_ZStL23__glibcxx_rwlock_wrlockP16pthread_rwlock_t",
+            "_ZNSt22__shared_mutex_pthread4lockEv",
+            "_ZNSt22__shared_mutex_pthread11lock_sharedEv",
+            "_ZNSt9__condvar10wait_untilERSt5mutexiR8timespec",
+            // libc++: std::__1::mutex::lock()
+            "_ZNSt3__15mutex4lockEv",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Lock), "{sym}");
+        }
+        for sym in [
+            "_ZNSt5mutex6unlockEv",
+            "_ZNSt5mutex8try_lockEv",
+            "_ZNSt15recursive_mutex8try_lockEv",
+            "_ZL23__gthread_mutex_trylockP15pthread_mutex_t",
+            "_ZNSt12shared_mutex13unlock_sharedEv",
+            "_ZNSt10lock_guardISt5mutexED2Ev",
+            "_ZNSt11unique_lockISt5mutexED2Ev",
+            "_ZNSt11unique_lockISt5mutexE6unlockEv",
+            "_ZNKSt11unique_lockISt5mutexE9owns_lockEv",
+            "_ZNSt18condition_variableC1Ev",
+            // Tagged guards: already held, deferred, only tried.
+            "_ZNSt10lock_guardISt5mutexEC2ERS0_St12adopt_lock_t",
+            "_ZNSt11scoped_lockIJSt5mutexEEC2ESt12adopt_lock_tRS0_",
+            "_ZNSt11unique_lockISt5mutexEC2ERS0_St12defer_lock_t",
+            "_ZNSt11unique_lockISt5mutexEC2ERS0_St13try_to_lock_t",
+            // Moved from another guard.
+            "_ZNSt11unique_lockISt5mutexEC2EOS1_",
+        ] {
+            assert_eq!(c(sym), None, "{sym}");
+        }
+    }
+
+    #[test]
+    fn cxx_blocking_paths() {
+        for sym in [
+            // std::thread::join()
+            "_ZNSt6thread4joinEv",
+            // void std::this_thread::sleep_for<long, std::ratio<1, 1000>>(...)
+            "_ZNSt11this_thread9sleep_forIlSt5ratioILl1ELl1000EEEEvRKNSt6chrono8durationIT_T0_EE",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Blocking), "{sym}");
+        }
+        assert_eq!(c("_ZNKSt6thread8joinableEv"), None);
+    }
+
+    #[test]
+    fn c_and_cxx_panic_paths() {
+        for sym in [
+            "abort",
+            "__assert_fail",
+            "__stack_chk_fail",
+            "exit",
+            "_exit",
+            "_Exit",
+            "quick_exit",
+            "__cxa_throw",
+            "__cxa_rethrow",
+            "__cxa_pure_virtual",
+            "__clang_call_terminate",
+            "llvm.trap",
+            "llvm.ubsantrap",
+            // std::terminate()
+            "_ZSt9terminatev",
+            // libstdc++'s std::__throw_* helpers
+            "_ZSt20__throw_length_errorPKc",
+            "_ZSt17__throw_bad_allocv",
+            "_ZSt24__throw_out_of_range_fmtPKcz",
+            "_ZSt19__throw_logic_errorPKc",
+            "_ZSt20__throw_system_errori",
+            "_ZSt28__throw_bad_array_new_lengthv",
+            "_ZSt25__throw_bad_function_callv",
+        ] {
+            assert_eq!(c(sym), Some(CallClass::Panic), "{sym}");
+        }
+        // Unwinding plumbing and exception bookkeeping are not panics.
+        for sym in [
+            "_Unwind_Resume",
+            "__cxa_allocate_exception",
+            "__cxa_begin_catch",
+            "__cxa_end_catch",
+            "__gxx_personality_v0",
+            "llvm.memcpy.p0.p0.i64",
+        ] {
+            assert_eq!(c(sym), None, "{sym}");
+        }
+    }
+
+    #[test]
+    fn guard_first_parameter() {
+        assert_eq!(first_param("(std::mutex&)"), "std::mutex&");
+        assert_eq!(first_param("(A<B, C>&, D)"), "A<B, C>&");
+        assert_eq!(first_param("(void (*)(int), int)"), "void (*)(int)");
+        assert_eq!(first_param("()"), "");
+    }
+
+    #[test]
+    fn common_non_sites() {
+        for sym in [
+            "memcpy",
+            "memset",
+            "printf",
+            "strlen",
+            "strcmp",
+            // std::vector<int>::push_back(int const&)
+            "_ZNSt6vectorIiSaIiEE9push_backERKi",
+            // std::string::at(unsigned long)
+            "_ZNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEE2atEm",
+            // A user's `read(int)` and `ns::lock()` are not the C or std ones.
+            "_Z4readi",
+            "_ZN2ns4lockEv",
+            // clang's C++20 mangling that cpp_demangle cannot read: no site.
+            "_Z5twiceITkSt8integraliET_S0_",
+        ] {
+            assert_eq!(c(sym), None, "{sym}");
+        }
     }
 }

@@ -1046,7 +1046,10 @@ unsafe fn classify_call(inst: LLVMValueRef) -> Option<(CallClass, String)> {
             return None;
         }
         let name = value_name(callee);
-        if name.starts_with("llvm.") || name.starts_with("__panic_") {
+        // Intrinsics are not calls, except the traps (`__builtin_trap`), which end
+        // the program like abort.
+        let trap = matches!(name.as_str(), "llvm.trap" | "llvm.ubsantrap");
+        if (name.starts_with("llvm.") && !trap) || name.starts_with("__panic_") {
             return None;
         }
         if name == "syscall" {
