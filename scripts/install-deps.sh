@@ -4,8 +4,11 @@
 #   gcc, make       the runtime (C) and the `cc` crate
 #   valgrind        instruction counts in bench/ (callgrind)
 #   time            peak memory figures in bench/
+#   clang-19, llvm-19-dev   C/C++: the pass plugin is built against and loaded
+#                   into Debian's clang 19 (`cargo panic cc`, the `cc` crate)
+#   cmake, ninja-build      the CMake example and its tests
 set -euo pipefail
-packages=(gcc make valgrind time)
+packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -193,6 +193,7 @@ pub fn build(args: &[String]) -> Result<i32> {
 
     let driver = cargo_panic::fsutil::content_id(&link_bin)?;
 
+    let c_compilers = c_compilers()?;
     let started = SystemTime::now();
     // Cargo cannot see the link driver's own inputs (the dwell rule, the driver
     // itself) and keeps an executable linked under other settings. Such outputs
@@ -219,6 +220,9 @@ pub fn build(args: &[String]) -> Result<i32> {
             .stdout(Stdio::piped());
         if let Some(j) = &own.link_jobs {
             cmd.env(env::JOBS, j);
+        }
+        if let Some(c) = &c_compilers {
+            c.apply(&mut cmd, &tc.host);
         }
         let mut child = cmd
             .spawn()
@@ -475,4 +479,46 @@ mod tests {
             &json!({"time": ["a::*"], "sample": 3})
         ));
     }
+}
+
+/// The compiler wrappers the `cc` crate gets for the target, so C/C++ compiled by
+/// build scripts is instrumented into the same manifest as the Rust code.
+struct CCompilers {
+    cc: PathBuf,
+    cxx: PathBuf,
+    real_cc: PathBuf,
+    real_cxx: PathBuf,
+}
+
+impl CCompilers {
+    fn apply(&self, cmd: &mut Command, host: &str) {
+        let triple = host.replace('-', "_");
+        cmd.env(format!("CC_{triple}"), &self.cc)
+            .env(format!("CXX_{triple}"), &self.cxx)
+            .env(env::REAL_CC, &self.real_cc)
+            .env(env::REAL_CXX, &self.real_cxx)
+            .env(env::CC_FROM_CARGO, "1");
+    }
+}
+
+/// clang-19 when it is installed (the user's `CC_<target>`/`CC` are respected:
+/// then build scripts compile C as they would without cargo-panic).
+fn c_compilers() -> Result<Option<CCompilers>> {
+    use cargo_panic::clang;
+    let host = env!("CARGO_PANIC_BUILT_HOST").replace('-', "_");
+    if std::env::var_os(format!("CC_{host}")).is_some() || std::env::var_os("CC").is_some() {
+        return Ok(None);
+    }
+    let real_cc = clang::default_compiler(false);
+    let real_cxx = clang::default_compiler(true);
+    if clang::check_compiler(&real_cc, "clang").is_err() {
+        return Ok(None);
+    }
+    let (cc, cxx) = crate::cc_cmd::install_wrappers(&clang::home()?)?;
+    Ok(Some(CCompilers {
+        cc,
+        cxx,
+        real_cc,
+        real_cxx,
+    }))
 }

@@ -210,12 +210,22 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         Some(p) => PathBuf::from(p),
         None => clang::default_compiler(cxx),
     };
-    let line = ccargs::parse(&args);
     let mut cmd = Command::new(&real);
     if !instrumenting() {
         cmd.args(&args);
         return run(cmd);
     }
+    // The `cc` crate adds -flto when rustflags carry -C linker-plugin-lto (which
+    // `cargo panic build` uses for its own reasons): build native objects, which
+    // carry their sites to the link driver as they are.
+    let args: Vec<String> = if std::env::var_os(env::CC_FROM_CARGO).is_some() {
+        args.into_iter()
+            .filter(|a| !a.starts_with("-flto"))
+            .collect()
+    } else {
+        args
+    };
+    let line = ccargs::parse(&args);
     let mut argv: Vec<String> = Vec::with_capacity(args.len() + 3);
     if line.compiles() {
         let plugin = match std::env::var_os(env::PLUGIN) {

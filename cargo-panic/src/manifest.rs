@@ -132,6 +132,12 @@ impl Manifest {
         }
         let path = path_for(binary);
         if !path.exists() {
+            // Linked by hand (`cargo panic ldflags`): the binary carries its sites.
+            if let Ok(linked) = crate::linked::read(binary)
+                && linked.n_sites() > 0
+            {
+                return Ok(Manifest::from_linked(binary, &linked));
+            }
             bail!(
                 "{} has no site manifest ({} is missing): it was not linked by cargo-panic; \
                  build it with `cargo panic build` (or `cargo panic cc` for C/C++)",
@@ -155,6 +161,30 @@ impl Manifest {
             );
         }
         crate::fsutil::read_json(&path)
+    }
+
+    /// The manifest of a binary linked without cargo-panic's link step, from the
+    /// sites it carries; what only the link step knows (inputs, rule) is empty.
+    pub fn from_linked(binary: &Path, linked: &crate::linked::Linked) -> Manifest {
+        Manifest {
+            format: FORMAT,
+            tool: format!("cargo-panic {}", env!("CARGO_PKG_VERSION")),
+            pass_version: 0,
+            driver: String::new(),
+            abi_version: panic_runtime::abi::ABI_VERSION as u32,
+            toolchain: String::new(),
+            output: binary
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            opt_level: String::new(),
+            target_cpu: String::new(),
+            dwell_rule: serde_json::Value::Null,
+            inputs: Vec::new(),
+            counter_slots: linked.counter_slots,
+            hist_slots: linked.hist_slots,
+            sites: sites_from_linked(linked),
+        }
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {

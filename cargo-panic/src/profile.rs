@@ -77,6 +77,10 @@ pub struct ProfileSite {
     pub timed: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub callee: Option<String>,
+    /// An exit reached by unwinding (a Rust panic or a C++ exception leaving the
+    /// frame), counted apart from normal returns.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unwind: bool,
     pub count: u64,
     /// The runtime stopped timing this region during the run: after 1024
     /// activations its mean was below 1 µs. `dwell_ns` then describes the
@@ -169,6 +173,7 @@ impl Profile {
                     object: s.object.clone(),
                     timed: s.timed,
                     callee: s.callee.clone(),
+                    unwind: s.unwind,
                     count: snap.counters[i],
                     demoted: s.adaptive && hist.is_some_and(|h| h.demoted),
                     dwell_ns: dwell,
@@ -416,6 +421,7 @@ mod tests {
             object: String::new(),
             timed,
             callee: None,
+            unwind: false,
             count: samples,
             demoted: false,
             dwell_ns: (samples > 0).then_some(Dwell {

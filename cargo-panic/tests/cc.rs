@@ -1,0 +1,504 @@
+//! End-to-end for C and C++: the examples under `examples/` built through
+//! `cargo panic cc` (make, CMake), by hand with `cargo panic cflags/ldflags`, and
+//! C inside a Rust crate (`cc` crate); counts checked against the closed forms
+//! in each example's README. Needs clang-19 and llvm-19-dev
+//! (`scripts/install-deps.sh`); without them every test here fails saying so.
+//!
+//! The clang plugin is built once, into `target/e2e-home` (cargo-panic's home for
+//! these tests), and shared by every test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn home() -> PathBuf {
+    repo().join("target").join("e2e-home")
+}
+
+/// `cargo-panic`, with the shared home and no CC/CXX from outside.
+fn cargo_panic() -> Command {
+    require_clang();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cargo-panic"));
+    c.env("CARGO_PANIC_HOME", home())
+        .env_remove("CC")
+        .env_remove("CXX")
+        .env_remove("CFLAGS")
+        .env_remove("CXXFLAGS")
+        .env_remove("LDFLAGS");
+    c
+}
+
+fn require_clang() {
+    for tool in ["clang-19", "llvm-config-19", "make", "cmake"] {
+        let ok = Command::new(tool)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "`{tool}` is missing: these tests need clang-19, llvm-19-dev, make and cmake; \
+             run `bash scripts/install-deps.sh`"
+        );
+    }
+}
+
+fn show(out: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name == "build" || name == "target" {
+            continue;
+        }
+        if p.is_dir() {
+            copy_dir(&p, &to.join(&name));
+        } else {
+            std::fs::copy(&p, to.join(&name)).unwrap();
+        }
+    }
+}
+
+/// A fresh copy of `examples/<name>` in a temp dir.
+fn example(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples").join(name), dir.path());
+    dir
+}
+
+/// `cargo panic cc [extra] -- <command>` in `dir`; asserts success.
+fn cc_build(dir: &Path, extra: &[&str], command: &[&str]) -> Output {
+    let out = cargo_panic()
+        .arg("cc")
+        .args(extra)
+        .arg("--")
+        .args(command)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cargo panic cc failed:\n{}",
+        show(&out)
+    );
+    out
+}
+
+/// `cargo panic run` of `exe`; returns (output, profile).
+fn run_profiled(exe: &Path, args: &[&str]) -> (Output, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.json");
+    let out = cargo_panic()
+        .arg("run")
+        .arg("--out")
+        .arg(&profile)
+        .arg("--")
+        .arg(exe)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "run failed:\n{}", show(&out));
+    let v: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    (out, v)
+}
+
+/// Whether a profile's function name is `name` (C) or `name(...)` (C++).
+fn is_fn(f: &str, name: &str) -> bool {
+    f == name || (f.starts_with(name) && f[name.len()..].starts_with('('))
+}
+
+/// Sum of the counts of `function`'s sites of `kind`; for exits, `unwind`
+/// selects exits by unwinding or normal returns.
+fn count(p: &Value, function: &str, kind: &str, unwind: bool) -> u64 {
+    p["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| {
+            is_fn(s["function"].as_str().unwrap(), function)
+                && s["kind"] == kind
+                && s["unwind"].as_bool().unwrap_or(false) == unwind
+        })
+        .map(|s| s["count"].as_u64().unwrap())
+        .sum()
+}
+
+/// (function, entries, normal exits, back-edges, allocs, frees)
+type Row = (&'static str, u64, u64, u64, u64, u64);
+
+fn check(p: &Value, rows: &[Row], what: &str) {
+    for &(f, entries, exits, loops, allocs, frees) in rows {
+        let got = (
+            count(p, f, "entry", false),
+            count(p, f, "exit", false),
+            count(p, f, "loop", false),
+            count(p, f, "alloc", false),
+            count(p, f, "free", false),
+        );
+        assert_eq!(
+            got,
+            (entries, exits, loops, allocs, frees),
+            "{what}: {f} (entries, exits, back-edges, allocs, frees)"
+        );
+    }
+}
+
+/// examples/c-basic/README.md, default arguments.
+const C_BASIC: &[Row] = &[
+    ("main", 1, 1, 0, 0, 0),
+    ("parse_arg", 10, 10, 0, 0, 0),
+    ("sum_adds", 1, 1, 1000, 0, 0),
+    ("add", 1000, 1000, 0, 0, 0),
+    ("nested", 1, 1, 210, 0, 0),
+    ("cell", 200, 200, 0, 0, 0),
+    ("fib", 1973, 1973, 0, 0, 0),
+    ("churn", 1, 1, 100, 100, 100),
+    ("grow", 1, 1, 8, 9, 1),
+    ("while_loop", 1, 1, 50, 0, 0),
+    ("do_loop", 1, 1, 29, 0, 0),
+    ("search", 2, 2, 65, 0, 0),
+];
+
+#[test]
+fn c_counts_are_exact_at_o0_o2_and_with_lto() {
+    let plain = example("c-basic");
+    let out = Command::new("make")
+        .args(["CC=clang-19", "CFLAGS=-O2"])
+        .current_dir(plain.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "plain build:\n{}", show(&out));
+    let expected = Command::new(plain.path().join("c-basic")).output().unwrap();
+
+    for (cflags, ldflags) in [("-O0", ""), ("-O2", ""), ("-O2 -flto", "-flto")] {
+        let dir = example("c-basic");
+        cc_build(
+            dir.path(),
+            &[],
+            &[
+                "make",
+                &format!("CFLAGS={cflags}"),
+                &format!("LDFLAGS={ldflags}"),
+            ],
+        );
+        let exe = dir.path().join("c-basic");
+        assert!(
+            dir.path().join("c-basic.panic.json").is_file(),
+            "{cflags}: no manifest"
+        );
+        let (out, p) = run_profiled(&exe, &[]);
+        assert_eq!(
+            out.stdout, expected.stdout,
+            "{cflags}: instrumented output differs from the plain build"
+        );
+        check(&p, C_BASIC, cflags);
+        let fib = p["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["function"] == "fib" && s["kind"] == "entry")
+            .unwrap();
+        assert!(
+            fib["file"].as_str().unwrap().ends_with("main.c") && fib["line"].as_u64() > Some(0),
+            "{cflags}: sites carry file:line: {fib}"
+        );
+    }
+}
+
+#[test]
+fn threaded_c_counts_are_exact() {
+    let dir = example("c-threads");
+    cc_build(dir.path(), &[], &["make", "CFLAGS=-O2"]);
+    let (out, p) = run_profiled(&dir.path().join("c-threads"), &[]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("40000"),
+        "{}",
+        show(&out)
+    );
+    check(
+        &p,
+        &[
+            ("worker", 4, 4, 40000, 0, 0),
+            ("step", 40000, 40000, 0, 0, 0),
+        ],
+        "c-threads",
+    );
+    assert_eq!(count(&p, "worker", "lock", false), 40000);
+    assert_eq!(
+        count(&p, "main", "blocking", false),
+        4,
+        "pthread_join calls"
+    );
+}
+
+#[test]
+fn cpp_exceptions_through_instrumented_frames_keep_exit_counts_exact() {
+    for flags in ["-O0", "-O2"] {
+        let dir = example("cpp-basic");
+        cc_build(dir.path(), &[], &["make", &format!("CXXFLAGS={flags}")]);
+        let (_, p) = run_profiled(&dir.path().join("cpp-basic"), &[]);
+        check(
+            &p,
+            &[
+                ("widget_churn", 1, 1, 100, 100, 100),
+                ("array_churn", 1, 1, 65, 10, 10),
+                ("catch_site", 10, 10, 0, 0, 0),
+                ("thrower", 50, 25, 0, 0, 0),
+                ("Tracker::Tracker", 50, 50, 0, 0, 0),
+                ("Tracker::~Tracker", 50, 50, 0, 0, 0),
+            ],
+            flags,
+        );
+        assert_eq!(
+            count(&p, "thrower", "exit", true),
+            25,
+            "{flags}: thrower frames left by unwinding"
+        );
+        assert_eq!(
+            count(&p, "thrower", "panic", false),
+            5,
+            "{flags}: __cxa_throw"
+        );
+        // passthrough has no landing pad: the exception leaves without running
+        // code there, so its exit is not observable (README).
+        assert_eq!(count(&p, "passthrough", "entry", false), 10);
+        assert_eq!(count(&p, "passthrough", "exit", false), 5);
+        assert_eq!(
+            count(
+                &p,
+                "std::lock_guard<std::mutex>::lock_guard",
+                "entry",
+                false
+            ),
+            51,
+            "{flags}: demangled C++ names"
+        );
+    }
+}
+
+#[test]
+fn make_and_cmake_projects_build_through_cargo_panic_cc() {
+    let dir = example("make-project");
+    let out_dir = dir.path().join("panic-out");
+    cc_build(
+        dir.path(),
+        &["--out", out_dir.to_str().unwrap()],
+        &["make", "AR=llvm-ar-19"],
+    );
+    let links: Value =
+        serde_json::from_slice(&std::fs::read(out_dir.join("links.json")).unwrap()).unwrap();
+    assert_eq!(links.as_array().unwrap().len(), 1, "{links}");
+    assert!(out_dir.join("app.panic.json").is_file());
+    let manifest: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("app.panic.json")).unwrap()).unwrap();
+    let inputs = manifest["inputs"].as_array().unwrap();
+    assert!(
+        inputs.iter().any(
+            |i| i["name"].as_str().unwrap().contains("libutil.a(queue.o)")
+                && i["instrumented"] == true
+        ),
+        "archive members are listed: {inputs:?}"
+    );
+    let (_, p) = run_profiled(&dir.path().join("app"), &[]);
+    assert_eq!(count(&p, "queue_push", "entry", false), 1000);
+    assert_eq!(count(&p, "queue_push", "alloc", false), 1000);
+    assert_eq!(count(&p, "hash_bytes", "loop", false), 2012);
+
+    // CMake, configure step included, with Ninja.
+    let dir = example("cmake-cpp");
+    cc_build(
+        dir.path(),
+        &[],
+        &[
+            "sh",
+            "-c",
+            "cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null && cmake --build build",
+        ],
+    );
+    let exe = dir.path().join("build").join("cmake-cpp");
+    assert!(
+        dir.path().join("build/cmake-cpp.panic.json").is_file(),
+        "no manifest beside {}",
+        exe.display()
+    );
+    let (_, p) = run_profiled(&exe, &[]);
+    assert_eq!(count(&p, "make_shape", "entry", false), 30);
+    assert_eq!(count(&p, "Scene::total_area2", "loop", false), 30);
+    assert_eq!(count(&p, "Triangle::area2", "entry", false), 10);
+}
+
+#[test]
+fn by_hand_with_plugin_path_cflags_and_ldflags() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = repo().join("examples/c-basic/main.c");
+    let flag = |cmd: &str| -> String {
+        let out = cargo_panic().arg(cmd).output().unwrap();
+        assert!(out.status.success(), "{cmd}:\n{}", show(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let plugin = flag("plugin-path");
+    assert!(Path::new(&plugin).is_file(), "{plugin}");
+    assert_eq!(flag("cflags"), format!("-fpass-plugin={plugin}"));
+    let obj = dir.path().join("main.o");
+    let exe = dir.path().join("prog");
+    let out = Command::new("clang-19")
+        .args(["-O2", &format!("-fpass-plugin={plugin}"), "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let out = Command::new("clang-19")
+        .arg(&obj)
+        .arg(flag("ldflags"))
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    // No manifest was written by a hand-made link: the binary carries its sites.
+    let (_, p) = run_profiled(&exe, &[]);
+    check(&p, C_BASIC, "by hand");
+}
+
+#[test]
+fn rust_and_c_sites_share_one_profile() {
+    let dir = repo().join("examples/mixed");
+    let out = cargo_panic()
+        .args(["build", "--release", "--locked", "--target-dir"])
+        .arg(repo().join("target/e2e"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let exe = PathBuf::from(
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    );
+    let (out, p) = run_profiled(&exe, &["3", "100"]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("mixed: "));
+    check(
+        &p,
+        &[
+            ("native_sum", 3, 3, 300, 3, 3),
+            ("native_step", 300, 300, 0, 0, 0),
+        ],
+        "C from the cc crate",
+    );
+    assert!(
+        count(&p, "mixed::rust_side", "entry", false) == 1,
+        "Rust sites in the same profile"
+    );
+}
+
+// ---- bad input ----
+
+fn fails_with(out: &Output, code: i32, needle: &str) {
+    assert_eq!(out.status.code(), Some(code), "{}", show(out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(needle),
+        "expected `{needle}` in:\n{}",
+        show(out)
+    );
+}
+
+#[test]
+fn cc_that_is_not_clang_19_says_which_clang_is_needed() {
+    let out = cargo_panic()
+        .args(["cc", "--", "true"])
+        .env("CC", "gcc")
+        .output()
+        .unwrap();
+    fails_with(&out, 2, "CC=clang-19");
+    // Another clang major version.
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("clang-18");
+    std::fs::write(&fake, "#!/bin/sh\necho 'Debian clang version 18.1.8'\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = cargo_panic()
+        .args(["cc", "--", "true"])
+        .env("CC", &fake)
+        .output()
+        .unwrap();
+    fails_with(&out, 2, "is clang 18.1.8, but the plugin is for clang 19");
+}
+
+#[test]
+fn a_failing_build_keeps_its_output_and_exit_status() {
+    let out = cargo_panic()
+        .args([
+            "cc",
+            "--",
+            "sh",
+            "-c",
+            "echo built-half; echo broken >&2; exit 3",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("built-half"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken"));
+}
+
+#[test]
+fn a_compile_that_bypassed_the_wrapper_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.c"),
+        "int b(int);\nint main(void) { return b(0); }\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("b.c"), "int b(int x) { return x; }\n").unwrap();
+    std::fs::write(
+        dir.path().join("Makefile"),
+        "prog: a.o b.o\n\t$(CC) a.o b.o -o prog\na.o: a.c\n\t$(CC) -c a.c -o a.o\n\
+         b.o: b.c\n\tgcc -c b.c -o b.o\n",
+    )
+    .unwrap();
+    let out = cc_build(dir.path(), &[], &["make"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: b.o was not compiled through cargo-panic's plugin"),
+        "{}",
+        show(&out)
+    );
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("prog.panic.json")).unwrap())
+            .unwrap();
+    let b = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "b.o")
+        .expect("b.o listed");
+    assert_eq!(b["instrumented"], false, "{b}");
+    let a = m["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "a.o")
+        .expect("a.o listed");
+    assert_eq!(a["instrumented"], true, "{a}");
+}
