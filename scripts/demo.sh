@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The main job end to end on a bundled example: install what is needed, build
 # cargo-panic, build examples/jsonparse instrumented, run it under
-# `cargo panic run`, and show the report and a few of its sites.
+# `cargo panic run`, and show the report and a few of its sites; then the same
+# for a C project (examples/make-project) through `cargo panic cc`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cargo build --release --locked -p cargo-panic
-PANIC="$PWD/target/release/cargo-panic"
+ROOT="$PWD"
+PANIC="$ROOT/target/release/cargo-panic"
 TARGET="$PWD/target/demo"
 cd examples/jsonparse
 echo "== cargo panic build --release" >&2
@@ -19,3 +21,14 @@ echo "== cargo panic report (by dwell)" >&2
 "$PANIC" report "$TARGET/profile.json" --top 10 --by dwell
 echo "== cargo panic sites --kind blocking" >&2
 "$PANIC" sites "$exe" --kind blocking | head -8
+
+# The same for C: the Make example through `cargo panic cc` (the clang-19 plugin
+# is built on first use).
+C_DIR="$TARGET/make-project"
+rm -rf "$C_DIR" && mkdir -p "$C_DIR" && cp -r "$ROOT/examples/make-project/." "$C_DIR"
+cd "$C_DIR"
+echo "== cargo panic cc -- make -j2" >&2
+"$PANIC" cc -- make -j2
+echo "== cargo panic run -- ./app" >&2
+"$PANIC" run --out "$TARGET/c-profile.json" -- ./app
+"$PANIC" report "$TARGET/c-profile.json" --top 10

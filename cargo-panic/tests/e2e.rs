@@ -18,7 +18,10 @@ fn repo() -> PathBuf {
 }
 
 fn cargo_panic() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cargo-panic"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cargo-panic"));
+    // cargo-panic's home (compiler wrappers, clang plugin) inside the target dir.
+    c.env("CARGO_PANIC_HOME", repo().join("target").join("e2e-home"));
+    c
 }
 
 fn shared_target() -> PathBuf {

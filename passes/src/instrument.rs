@@ -806,13 +806,11 @@ impl ModuleCx {
                 LLVMOpcode::LLVMSwitch => {
                     // `LLVMGetCondition` is for `br` only; a switch's condition is operand 0.
                     let cond = LLVMGetOperand(term, 0);
-                    // Successor 0 is the default; successor i >= 1 is a case. A
-                    // switch's operands are [cond, default, value 1, dest 1, ...], so
-                    // case i's value is operand 2i (LLVM 19's C API has no accessor).
+                    // Successor 0 is the default; successor i >= 1 is a case.
                     let mut any_case_to_header = LLVMConstInt(self.i1, 0, 0);
                     let mut any_case_elsewhere = LLVMConstInt(self.i1, 0, 0);
                     for i in 1..n {
-                        let v = LLVMGetOperand(term, 2 * i);
+                        let v = switch_case_value(term, i);
                         let eq = LLVMBuildICmp(self.builder, LLVMIntEQ, cond, v, c"".as_ptr());
                         if to_header[i as usize] {
                             any_case_to_header =
@@ -926,6 +924,22 @@ fn record_asm(counters: &str, hists: Option<&str>, json: &[u8]) -> String {
     }
     asm.push_str(".popsection\n");
     asm
+}
+
+/// The value of a switch's case whose successor index is `i` (>= 1).
+#[cfg(not(feature = "llvm19"))]
+unsafe fn switch_case_value(switch: LLVMValueRef, i: c_uint) -> LLVMValueRef {
+    // SAFETY: `switch` is a switch instruction with more than `i` successors.
+    unsafe { LLVMGetSwitchCaseValue(switch, i) }
+}
+
+/// LLVM 19's C API has no accessor; its switch operands are
+/// [cond, default, value 1, dest 1, ...] (LLVM 22 no longer stores case values as
+/// operands, hence the accessor there).
+#[cfg(feature = "llvm19")]
+unsafe fn switch_case_value(switch: LLVMValueRef, i: c_uint) -> LLVMValueRef {
+    // SAFETY: as above; operand 2i is case i's value in LLVM 19.
+    unsafe { LLVMGetOperand(switch, 2 * i) }
 }
 
 unsafe fn runtime_fn(module: LLVMModuleRef, name: &str, ty: LLVMTypeRef) -> LLVMValueRef {
