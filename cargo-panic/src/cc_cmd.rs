@@ -101,6 +101,19 @@ pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
         .env(env::RUNTIME, &runtime)
         .env(env::CC_LOG, log.path())
         .env(plugin_env::RULE, &opts.rule_json);
+    // LLVM 19's binutils, unless the user chose: GNU ar cannot index archives
+    // of LLVM 19 bitcode (-flto), llvm-ar handles native objects as well.
+    for (var, tool) in [
+        ("AR", "llvm-ar-19"),
+        ("RANLIB", "llvm-ranlib-19"),
+        ("NM", "llvm-nm-19"),
+    ] {
+        if std::env::var_os(var).is_none()
+            && let Some(p) = clang::which(tool)
+        {
+            cmd.env(var, p);
+        }
+    }
     if opts.uninstrumented_on_error {
         cmd.env(plugin_env::ON_ERROR, plugin_env::ON_ERROR_UNINSTRUMENTED);
     }

@@ -249,9 +249,17 @@ fn threaded_c_counts_are_exact() {
 
 #[test]
 fn cpp_exceptions_through_instrumented_frames_keep_exit_counts_exact() {
-    for flags in ["-O0", "-O2"] {
+    for (flags, ldflags) in [("-O0", ""), ("-O2", ""), ("-O2 -flto", "-flto")] {
         let dir = example("cpp-basic");
-        cc_build(dir.path(), &[], &["make", &format!("CXXFLAGS={flags}")]);
+        cc_build(
+            dir.path(),
+            &[],
+            &[
+                "make",
+                &format!("CXXFLAGS={flags}"),
+                &format!("LDFLAGS={ldflags}"),
+            ],
+        );
         let (_, p) = run_profiled(&dir.path().join("cpp-basic"), &[]);
         check(
             &p,
@@ -299,7 +307,9 @@ fn make_and_cmake_projects_build_through_cargo_panic_cc() {
     cc_build(
         dir.path(),
         &["--out", out_dir.to_str().unwrap()],
-        &["make", "AR=llvm-ar-19"],
+        // With -flto: archives of LLVM 19 bitcode need LLVM 19's ar, which
+        // `cargo panic cc` provides as AR.
+        &["make", "CFLAGS=-O2 -flto", "LDFLAGS=-flto"],
     );
     let links: Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("links.json")).unwrap()).unwrap();
@@ -501,4 +511,93 @@ fn a_compile_that_bypassed_the_wrapper_is_named() {
         .find(|i| i["name"] == "a.o")
         .expect("a.o listed");
     assert_eq!(a["instrumented"], true, "{a}");
+}
+
+#[test]
+fn shared_libraries_get_their_own_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("lib.c"),
+        "int twice(int x) { return 2 * x; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("main.c"),
+        "#include <stdio.h>\nint twice(int);\nint main(void) { int s = 0; \
+         for (int i = 0; i < 7; i++) s += twice(i); printf(\"%d\\n\", s); return 0; }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("Makefile"),
+        "app: main.c libtwice.so\n\t$(CC) main.c -L. -ltwice -Wl,-rpath,'$$ORIGIN' -o app\n\
+         libtwice.so: lib.c\n\t$(CC) -fPIC -shared lib.c -o libtwice.so\n",
+    )
+    .unwrap();
+    cc_build(dir.path(), &[], &["make"]);
+    let lib: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("libtwice.so.panic.json")).unwrap())
+            .unwrap();
+    assert!(
+        lib["sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["function"] == "twice"),
+        "{lib}"
+    );
+    let (out, p) = run_profiled(&dir.path().join("app"), &[]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
+    // The executable's own sites; the library counts in its own runtime copy.
+    assert_eq!(count(&p, "main", "loop", false), 7);
+    assert_eq!(count(&p, "twice", "entry", false), 0);
+}
+
+/// A directory on PATH holding only the given tools (symlinks or scripts).
+fn path_with(tools: &[(&str, Option<&str>)]) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (name, script) in tools {
+        let p = dir.path().join(name);
+        match script {
+            Some(text) => {
+                std::fs::write(&p, text).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            None => {
+                let real = cargo_panic::clang::which(name).unwrap_or_else(|| panic!("{name}"));
+                std::os::unix::fs::symlink(real, &p).unwrap();
+            }
+        }
+    }
+    dir
+}
+
+#[test]
+fn missing_llvm_dev_and_mismatched_llvm_are_explained() {
+    // A fresh home (no plugin yet) and no llvm-config-19 on PATH.
+    let home = tempfile::tempdir().unwrap();
+    let bin = path_with(&[("clang-19", None), ("clang++-19", None)]);
+    let out = cargo_panic()
+        .arg("plugin-path")
+        .env("CARGO_PANIC_HOME", home.path())
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    fails_with(&out, 2, "apt-get install clang-19 llvm-19-dev");
+    // A clang of another LLVM 19 release than llvm-19-dev: the plugin would not
+    // be built for the clang that loads it.
+    let bin = path_with(&[
+        (
+            "clang-19",
+            Some("#!/bin/sh\necho 'Debian clang version 19.1.2'\n"),
+        ),
+        ("llvm-config-19", None),
+    ]);
+    let out = cargo_panic()
+        .arg("plugin-path")
+        .env("CARGO_PANIC_HOME", home.path())
+        .env("PATH", bin.path())
+        .output()
+        .unwrap();
+    fails_with(&out, 2, "is LLVM 19.1.2 but llvm-19-dev is");
 }
