@@ -601,3 +601,44 @@ fn missing_llvm_dev_and_mismatched_llvm_are_explained() {
         .unwrap();
     fails_with(&out, 2, "is LLVM 19.1.2 but llvm-19-dev is");
 }
+
+#[test]
+fn instrumentation_errors_are_clang_diagnostics() {
+    // Loading the plugin twice makes its second run find an instrumented module:
+    // a real instrumentation error, reported through clang.
+    let out = cargo_panic().arg("plugin-path").output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let plugin = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let compile = |lenient: bool| {
+        let mut c = Command::new("clang-19");
+        c.args(["-O2", "-c"])
+            .arg(format!("-fpass-plugin={plugin}"))
+            .arg(format!("-fpass-plugin={plugin}"))
+            .arg(repo().join("examples/c-basic/main.c"))
+            .arg("-o")
+            .arg(dir.path().join("main.o"))
+            .env_remove("CARGO_PANIC_ON_ERROR");
+        if lenient {
+            c.env("CARGO_PANIC_ON_ERROR", "uninstrumented");
+        }
+        c.output().unwrap()
+    };
+    let out = compile(false);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("error: cargo-panic: module") && err.contains("is already instrumented"),
+        "{}",
+        show(&out)
+    );
+    assert!(!dir.path().join("main.o").exists(), "no object on error");
+    let out = compile(true);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("warning: cargo-panic: module"),
+        "{}",
+        show(&out)
+    );
+    assert!(dir.path().join("main.o").is_file());
+}
