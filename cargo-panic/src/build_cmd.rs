@@ -514,7 +514,18 @@ fn c_compilers() -> Result<Option<CCompilers>> {
     if clang::check_compiler(&real_cc, "clang").is_err() {
         return Ok(None);
     }
-    let (cc, cxx) = crate::cc_cmd::install_wrappers(&clang::home()?)?;
+    // Not worth failing a Rust build over: without the wrappers, C from build
+    // scripts is compiled as usual (uninstrumented), and the user is told.
+    let wrappers = clang::home().and_then(|h| crate::cc_cmd::install_wrappers(&h));
+    let (cc, cxx) = match wrappers {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!(
+                "cargo-panic: warning: C/C++ from build scripts will not be instrumented: {e:#}"
+            );
+            return Ok(None);
+        }
+    };
     Ok(Some(CCompilers {
         cc,
         cxx,
