@@ -4,19 +4,11 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn cargo_panic() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cargo-panic"))
-}
+mod common;
+use common::{cargo_panic, repo};
 
 fn link_driver() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cargo-panic-link"))
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 /// Runs and expects failure (exit 2 unless told otherwise) with `needle` in stderr.

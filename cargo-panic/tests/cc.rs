@@ -7,72 +7,18 @@
 //! The clang plugin is built once, into `target/e2e-home` (cargo-panic's home for
 //! these tests), and shared by every test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+mod common;
+use common::{build_in, cargo_panic, copy_dir, repo, require_tools, show};
 
-fn home() -> PathBuf {
-    repo().join("target").join("e2e-home")
-}
-
-/// `cargo-panic`, with the shared home and no CC/CXX from outside.
-fn cargo_panic() -> Command {
-    require_clang();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cargo-panic"));
-    c.env("CARGO_PANIC_HOME", home())
-        .env_remove("CC")
-        .env_remove("CXX")
-        .env_remove("CFLAGS")
-        .env_remove("CXXFLAGS")
-        .env_remove("LDFLAGS");
-    c
-}
-
-fn require_clang() {
-    for tool in ["clang-19", "llvm-config-19", "make", "cmake"] {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "`{tool}` is missing: these tests need clang-19, llvm-19-dev, make and cmake; \
-             run `bash scripts/install-deps.sh`"
-        );
-    }
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let p = e.path();
-        let name = e.file_name();
-        if name == "build" || name == "target" {
-            continue;
-        }
-        if p.is_dir() {
-            copy_dir(&p, &to.join(&name));
-        } else {
-            std::fs::copy(&p, to.join(&name)).unwrap();
-        }
-    }
+/// `cargo-panic` for these tests: they all need the C toolchain.
+fn cc_panic() -> Command {
+    require_tools(&["clang-19", "llvm-config-19", "make", "cmake"]);
+    cargo_panic()
 }
 
 /// A fresh copy of `examples/<name>` in a temp dir.
@@ -84,7 +30,7 @@ fn example(name: &str) -> tempfile::TempDir {
 
 /// `cargo panic cc [extra] -- <command>` in `dir`; asserts success.
 fn cc_build(dir: &Path, extra: &[&str], command: &[&str]) -> Output {
-    let out = cargo_panic()
+    let out = cc_panic()
         .arg("cc")
         .args(extra)
         .arg("--")
@@ -100,22 +46,11 @@ fn cc_build(dir: &Path, extra: &[&str], command: &[&str]) -> Output {
     out
 }
 
-/// `cargo panic run` of `exe`; returns (output, profile).
+/// `cargo panic run` of `exe`, which must succeed; returns (output, profile).
 fn run_profiled(exe: &Path, args: &[&str]) -> (Output, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("p.json");
-    let out = cargo_panic()
-        .arg("run")
-        .arg("--out")
-        .arg(&profile)
-        .arg("--")
-        .arg(exe)
-        .args(args)
-        .output()
-        .unwrap();
+    let (out, p) = common::run_profiled(exe, args);
     assert!(out.status.success(), "run failed:\n{}", show(&out));
-    let v: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
-    (out, v)
+    (out, p)
 }
 
 /// Whether a profile's function name is `name` (C) or `name(...)` (C++).
@@ -358,7 +293,7 @@ fn by_hand_with_plugin_path_cflags_and_ldflags() {
     let dir = tempfile::tempdir().unwrap();
     let src = repo().join("examples/c-basic/main.c");
     let flag = |cmd: &str| -> String {
-        let out = cargo_panic().arg(cmd).output().unwrap();
+        let out = cc_panic().arg(cmd).output().unwrap();
         assert!(out.status.success(), "{cmd}:\n{}", show(&out));
         String::from_utf8(out.stdout).unwrap().trim().to_string()
     };
@@ -390,21 +325,13 @@ fn by_hand_with_plugin_path_cflags_and_ldflags() {
 
 #[test]
 fn rust_and_c_sites_share_one_profile() {
-    let dir = repo().join("examples/mixed");
-    let out = cargo_panic()
-        .args(["build", "--release", "--locked", "--target-dir"])
-        .arg(repo().join("target/e2e"))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    let exe = PathBuf::from(
-        String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap(),
-    );
+    require_tools(&["clang-19", "llvm-config-19"]);
+    let exe = build_in(
+        &repo().join("examples/mixed"),
+        &repo().join("target/e2e"),
+        &[],
+    )
+    .remove(0);
     let (out, p) = run_profiled(&exe, &["3", "100"]);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("mixed: "));
     check(
@@ -435,7 +362,7 @@ fn fails_with(out: &Output, code: i32, needle: &str) {
 
 #[test]
 fn cc_that_is_not_clang_19_says_which_clang_is_needed() {
-    let out = cargo_panic()
+    let out = cc_panic()
         .args(["cc", "--", "true"])
         .env("CC", "gcc")
         .output()
@@ -447,7 +374,7 @@ fn cc_that_is_not_clang_19_says_which_clang_is_needed() {
     std::fs::write(&fake, "#!/bin/sh\necho 'Debian clang version 18.1.8'\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = cargo_panic()
+    let out = cc_panic()
         .args(["cc", "--", "true"])
         .env("CC", &fake)
         .output()
@@ -457,7 +384,7 @@ fn cc_that_is_not_clang_19_says_which_clang_is_needed() {
 
 #[test]
 fn a_failing_build_keeps_its_output_and_exit_status() {
-    let out = cargo_panic()
+    let out = cc_panic()
         .args([
             "cc",
             "--",
@@ -577,7 +504,7 @@ fn missing_llvm_dev_and_mismatched_llvm_are_explained() {
     // A fresh home (no plugin yet) and no llvm-config-19 on PATH.
     let home = tempfile::tempdir().unwrap();
     let bin = path_with(&[("clang-19", None), ("clang++-19", None)]);
-    let out = cargo_panic()
+    let out = cc_panic()
         .arg("plugin-path")
         .env("CARGO_PANIC_HOME", home.path())
         .env("PATH", bin.path())
@@ -593,7 +520,7 @@ fn missing_llvm_dev_and_mismatched_llvm_are_explained() {
         ),
         ("llvm-config-19", None),
     ]);
-    let out = cargo_panic()
+    let out = cc_panic()
         .arg("plugin-path")
         .env("CARGO_PANIC_HOME", home.path())
         .env("PATH", bin.path())
@@ -606,7 +533,7 @@ fn missing_llvm_dev_and_mismatched_llvm_are_explained() {
 fn instrumentation_errors_are_clang_diagnostics() {
     // Loading the plugin twice makes its second run find an instrumented module:
     // a real instrumentation error, reported through clang.
-    let out = cargo_panic().arg("plugin-path").output().unwrap();
+    let out = cc_panic().arg("plugin-path").output().unwrap();
     assert!(out.status.success(), "{}", show(&out));
     let plugin = String::from_utf8(out.stdout).unwrap().trim().to_string();
     let dir = tempfile::tempdir().unwrap();

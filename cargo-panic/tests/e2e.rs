@@ -5,68 +5,16 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 
 use serde_json::Value;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn cargo_panic() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cargo-panic"));
-    // cargo-panic's home (compiler wrappers, clang plugin) inside the target dir.
-    c.env("CARGO_PANIC_HOME", repo().join("target").join("e2e-home"));
-    c
-}
+mod common;
+use common::{build_in, cargo_panic, copy_dir, repo, run_profiled, run_profiled_to, show};
 
 fn shared_target() -> PathBuf {
     repo().join("target").join("e2e")
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// `cargo panic build --release <extra>` in `dir`; returns the executables printed.
-fn build_in(dir: &Path, target_dir: &Path, extra: &[&str]) -> Vec<PathBuf> {
-    let out = cargo_panic()
-        .args(["build", "--release", "--locked", "--target-dir"])
-        .arg(target_dir)
-        .args(extra)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "cargo panic build failed in {}:\n{}",
-        dir.display(),
-        show(&out)
-    );
-    let exes: Vec<PathBuf> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(PathBuf::from)
-        .collect();
-    assert!(!exes.is_empty(), "no executable printed");
-    for e in &exes {
-        assert!(e.is_file(), "{} does not exist", e.display());
-        assert!(
-            PathBuf::from(format!("{}.panic.json", e.display())).is_file(),
-            "no manifest beside {}",
-            e.display()
-        );
-    }
-    exes
 }
 
 /// Each example built once per test process, in place, into the shared target dir.
@@ -90,28 +38,6 @@ fn built(example: &str) -> PathBuf {
             .remove(0)
         })
         .clone()
-}
-
-/// `cargo panic run` with a fresh profile path; returns (output, profile).
-fn run_profiled(exe: &Path, args: &[&str]) -> (Output, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    run_profiled_to(exe, args, &dir.path().join("p.json"))
-}
-
-/// `cargo panic run --out <profile>`; returns (output, profile).
-fn run_profiled_to(exe: &Path, args: &[&str], profile: &Path) -> (Output, Value) {
-    let out = cargo_panic()
-        .arg("run")
-        .arg("--out")
-        .arg(profile)
-        .arg("--")
-        .arg(exe)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(profile.is_file(), "no profile written:\n{}", show(&out));
-    let v: Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
-    (out, v)
 }
 
 fn sites<'a>(p: &'a Value, function: &str, kind: &str) -> Vec<&'a Value> {
@@ -356,22 +282,6 @@ fn count_kind(p: &Value, kind: &str) -> u64 {
         .filter(|s| s["kind"] == kind)
         .map(|s| s["count"].as_u64().unwrap())
         .sum()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let name = e.file_name();
-        if name == "target" {
-            continue;
-        }
-        let dest = to.join(&name);
-        if e.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&dest).unwrap();
-            copy_dir(&e.path(), &dest);
-        } else {
-            std::fs::copy(e.path(), dest).unwrap();
-        }
-    }
 }
 
 #[test]

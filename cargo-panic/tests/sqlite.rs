@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod common;
+use common::{cargo_panic, repo, require_tools, show};
+
 /// What both builds are compiled with, besides `-I<amalgamation dir>`.
 const CFLAGS: &[&str] = &[
     "-O2",
@@ -26,50 +29,8 @@ const CFLAGS: &[&str] = &[
     "-DSQLITE_OMIT_LOAD_EXTENSION",
 ];
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 fn out_dir() -> PathBuf {
     repo().join("target").join("e2e-sqlite")
-}
-
-/// `cargo-panic`, with the home shared with tests/cc.rs and no compiler settings
-/// from outside.
-fn cargo_panic() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cargo-panic"));
-    c.env("CARGO_PANIC_HOME", repo().join("target").join("e2e-home"))
-        .env_remove("CC")
-        .env_remove("CXX")
-        .env_remove("CFLAGS")
-        .env_remove("LDFLAGS");
-    c
-}
-
-fn show(out: &Output) -> String {
-    format!(
-        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn require_clang() {
-    for tool in ["clang-19", "llvm-config-19"] {
-        let ok = Command::new(tool)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            ok,
-            "`{tool}` is missing: this test needs clang-19 and llvm-19-dev; \
-             run `bash scripts/install-deps.sh`"
-        );
-    }
 }
 
 /// The directory holding `sqlite3.c` and `sqlite3.h`, inside the `libsqlite3-sys`
@@ -190,7 +151,7 @@ fn run_script(exe: &Path, script: &Path) -> Output {
 
 #[test]
 fn sqlite_shell_runs_the_same_and_counts_the_vdbe() {
-    require_clang();
+    require_tools(&["clang-19", "llvm-config-19"]);
     let amalgamation = amalgamation();
     let script = repo().join("cargo-panic/tests/sqlite/script.sql");
 
