@@ -155,7 +155,7 @@ pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
         }
         fsutil::write_json_atomic(&out.join("links.json"), &records)?;
     }
-    let code = exit_code(status);
+    let code = cargo_panic::exit_code(status);
     if code != 0 {
         eprintln!("cargo-panic: the build command failed ({status})");
     } else if records.is_empty() {
@@ -165,13 +165,6 @@ pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
         );
     }
     Ok(code)
-}
-
-fn exit_code(status: std::process::ExitStatus) -> i32 {
-    use std::os::unix::process::ExitStatusExt;
-    status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
 /// The compilers a build should use: the user's CC/CXX when set, else clang-19.
@@ -268,7 +261,7 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         .status()
         .with_context(|| format!("failed to run {}", real.display()))?;
     if !status.success() {
-        return Ok(exit_code(status));
+        return Ok(cargo_panic::exit_code(status));
     }
     let clang_version = clang::check_compiler(&real, "the compiler")
         .map(|c| c.version)

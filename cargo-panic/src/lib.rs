@@ -10,3 +10,14 @@ pub mod linked;
 pub mod manifest;
 pub mod profile;
 pub mod toolchain;
+
+/// The exit code a command-line tool reports for a child's status: its own code,
+/// or 128 + the signal that killed it (as shells do).
+pub fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        _ => 1,
+    }
+}

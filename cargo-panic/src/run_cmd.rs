@@ -142,11 +142,7 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
         out.display(),
         profile.sites.len()
     );
-    Ok(match (status.code(), status.signal()) {
-        (Some(code), _) => code,
-        (None, Some(sig)) => 128 + sig,
-        _ => 1,
-    })
+    Ok(cargo_panic::exit_code(status))
 }
 
 /// Ignores SIGINT and SIGQUIT in this process while the target runs (the terminal

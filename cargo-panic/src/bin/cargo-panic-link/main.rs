@@ -171,7 +171,11 @@ fn run() -> Result<i32> {
     }
     // The runtime goes last: its trailer pages must end the data sections.
     if instrument {
-        final_args.push(runtime_archive(&panic_dir)?.display().to_string());
+        final_args.push(
+            cargo_panic::clang::runtime_archive(&panic_dir.join("runtime"))?
+                .display()
+                .to_string(),
+        );
     }
 
     // 5. The check: nothing the real linker sees is bitcode.
@@ -227,20 +231,6 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// The runtime archive, written once per content hash under `target/panic/runtime/`.
-fn runtime_archive(panic_dir: &Path) -> Result<PathBuf> {
-    let dir = panic_dir.join("runtime");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!(
-        "libpanic_runtime-{}.a",
-        panic_runtime::STATIC_LIB_HASH
-    ));
-    if !path.exists() {
-        fsutil::write_atomic(&path, panic_runtime::STATIC_LIB)?;
-    }
-    Ok(path)
 }
 
 fn check_no_bitcode(args: &[String]) -> Result<()> {
