@@ -383,14 +383,14 @@ fn describe_input(path: &Path) -> Vec<Input> {
         return vec![];
     };
     let one = |name: String, data: &[u8]| -> Option<Input> {
-        if !linked::input_has_code(data) {
+        let facts = linked::inspect_input(data);
+        if !facts.has_code {
             return None;
         }
-        let bitcode = data.starts_with(b"BC\xc0\xde");
-        let instrumented = linked::input_is_instrumented(data);
+        let instrumented = facts.instrumented;
         Some(Input {
             name,
-            format: if bitcode { "bitcode" } else { "native" }.into(),
+            format: if facts.bitcode { "bitcode" } else { "native" }.into(),
             instrumented,
             sites: 0,
             note: (!instrumented).then(|| "compiled without cargo-panic's plugin".to_string()),

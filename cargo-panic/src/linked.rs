@@ -195,28 +195,41 @@ fn parse_records(b: &[u8]) -> Result<Vec<Record>> {
     Ok(out)
 }
 
-/// Whether an input object (or bitcode file, or archive member) carries
-/// instrumentation: a native object has the sites section; bitcode names a
-/// `__panic_ctr_` array in its string table.
-pub fn input_is_instrumented(data: &[u8]) -> bool {
-    if data.starts_with(b"BC\xc0\xde") {
-        let needle = abi::SYM_CTR_PREFIX.as_bytes();
-        return data.windows(needle.len()).any(|w| w == needle);
-    }
-    object::File::parse(data)
-        .map(|f| f.section_by_name(abi::SECTION_SITES).is_some())
-        .unwrap_or(false)
+/// What a link input (object, bitcode file or archive member) is, for the
+/// manifest's `inputs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InputFacts {
+    /// Bitcode (LTO), not a native object.
+    pub bitcode: bool,
+    /// It has code at all (an object without code needs no probes).
+    pub has_code: bool,
+    /// It carries instrumentation: a native object has the sites section;
+    /// bitcode names a `__panic_ctr_` array in its string table.
+    pub instrumented: bool,
 }
 
-/// Whether an input object has code at all (an object without code needs no probes).
-pub fn input_has_code(data: &[u8]) -> bool {
+/// Reads an input once for all of [`InputFacts`].
+pub fn inspect_input(data: &[u8]) -> InputFacts {
     if data.starts_with(b"BC\xc0\xde") {
-        return true;
+        let needle = abi::SYM_CTR_PREFIX.as_bytes();
+        return InputFacts {
+            bitcode: true,
+            has_code: true,
+            instrumented: data.windows(needle.len()).any(|w| w == needle),
+        };
     }
-    object::File::parse(data)
-        .map(|f| {
-            f.sections()
-                .any(|s| s.kind() == object::SectionKind::Text && s.size() > 0)
-        })
-        .unwrap_or(false)
+    match object::File::parse(data) {
+        Ok(f) => InputFacts {
+            bitcode: false,
+            has_code: f
+                .sections()
+                .any(|s| s.kind() == object::SectionKind::Text && s.size() > 0),
+            instrumented: f.section_by_name(abi::SECTION_SITES).is_some(),
+        },
+        Err(_) => InputFacts {
+            bitcode: false,
+            has_code: false,
+            instrumented: false,
+        },
+    }
 }

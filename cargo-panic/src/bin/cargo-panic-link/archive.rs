@@ -152,7 +152,7 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
                         });
                     }
                     let instrumented = fmt == Format::Elf
-                        && cargo_panic::linked::input_is_instrumented(&data[range.clone()]);
+                        && cargo_panic::linked::inspect_input(&data[range.clone()]).instrumented;
                     members.push(Member {
                         name: mname,
                         key,
@@ -170,7 +170,7 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
         }
         Format::Elf => Kind::Native {
             format: Format::Elf,
-            instrumented: cargo_panic::linked::input_is_instrumented(&map(path)?),
+            instrumented: cargo_panic::linked::inspect_input(&map(path)?).instrumented,
         },
         other => Kind::Native {
             format: other,
