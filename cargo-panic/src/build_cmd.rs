@@ -453,34 +453,6 @@ fn report_links(target_dir: &Path, since: SystemTime) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn a_rule_is_in_force_only_when_every_requested_field_matches() {
-        let manifest = json!({"min_insts": 400, "time": ["a::*"], "no_time": [], "demoted": ["b"]});
-        assert!(rule_in_force(
-            &manifest,
-            &json!({"time": ["a::*"], "no_time": [], "demoted": ["b"]})
-        ));
-        assert!(!rule_in_force(
-            &manifest,
-            &json!({"time": [], "no_time": [], "demoted": ["b"]})
-        ));
-        assert!(!rule_in_force(
-            &manifest,
-            &json!({"time": ["a::*"], "no_time": [], "demoted": []})
-        ));
-        // A field the manifest does not have (written by an older cargo-panic) is a change.
-        assert!(!rule_in_force(
-            &manifest,
-            &json!({"time": ["a::*"], "sample": 3})
-        ));
-    }
-}
-
 /// The compiler wrappers the `cc` crate gets for the target, so C/C++ compiled by
 /// build scripts is instrumented into the same manifest as the Rust code.
 struct CCompilers {
@@ -532,4 +504,32 @@ fn c_compilers() -> Result<Option<CCompilers>> {
         real_cc,
         real_cxx,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_rule_is_in_force_only_when_every_requested_field_matches() {
+        let manifest = json!({"min_insts": 400, "time": ["a::*"], "no_time": [], "demoted": ["b"]});
+        assert!(rule_in_force(
+            &manifest,
+            &json!({"time": ["a::*"], "no_time": [], "demoted": ["b"]})
+        ));
+        assert!(!rule_in_force(
+            &manifest,
+            &json!({"time": [], "no_time": [], "demoted": ["b"]})
+        ));
+        assert!(!rule_in_force(
+            &manifest,
+            &json!({"time": ["a::*"], "no_time": [], "demoted": []})
+        ));
+        // A field the manifest does not have (written by an older cargo-panic) is a change.
+        assert!(!rule_in_force(
+            &manifest,
+            &json!({"time": ["a::*"], "sample": 3})
+        ));
+    }
 }

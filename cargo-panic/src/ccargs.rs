@@ -127,10 +127,8 @@ impl CcLine {
 
     /// Whether this links an executable or shared library (runtime + manifest).
     pub fn links(&self) -> bool {
-        !self.query
-            && !self.no_link
-            && !self.relocatable
-            && !(self.sources.is_empty() && self.link_inputs.is_empty())
+        let has_inputs = !self.sources.is_empty() || !self.link_inputs.is_empty();
+        !self.query && !self.no_link && !self.relocatable && has_inputs
     }
 
     /// The linked file.
