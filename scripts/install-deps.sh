@@ -7,8 +7,11 @@
 #   clang-19, llvm-19-dev   C/C++: the pass plugin is built against and loaded
 #                   into Debian's clang 19 (`cargo panic cc`, the `cc` crate)
 #   cmake, ninja-build      the CMake example and its tests
+#   libz3-dev, libclang-dev the verifier: the z3 crate links Debian's libz3 and
+#                   needs libclang for its bindings
+#   coq             proofs/: the verifier's lemmas are checked by coqc on every run
 set -euo pipefail
-packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build)
+packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build libz3-dev libclang-dev coq)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
