@@ -181,9 +181,14 @@ fn real_compilers() -> Result<(PathBuf, PathBuf)> {
     Ok((pick("CC", false), pick("CXX", true)))
 }
 
-/// Symlinks `cargo-panic-cc` / `cargo-panic-c++` in `<home>/bin` to this binary.
+/// Symlinks `cargo-panic-cc` / `cargo-panic-c++` in `<home>/bin/<plugin hash>`
+/// to this binary. The directory changes whenever the pass or the runtime ABI
+/// does, so a build that caches the compiler's path (the `cc` crate's build
+/// scripts rerun when `CC_<target>` changes) recompiles its C with the new
+/// plugin instead of linking objects made for another ABI. An older path
+/// (cached by CMake, say) stays valid: it is a symlink to the same binary.
 pub fn install_wrappers(home: &Path) -> Result<(PathBuf, PathBuf)> {
-    let bin = home.join("bin");
+    let bin = home.join("bin").join(clang::PLUGIN_SOURCE_HASH);
     std::fs::create_dir_all(&bin).with_context(|| format!("failed to create {}", bin.display()))?;
     let me = std::env::current_exe().context("cannot find the cargo-panic executable")?;
     let mut out = Vec::new();

@@ -51,6 +51,11 @@ pub struct RuntimeStats {
     pub depth_overflows: u64,
     /// Regions closed by an outer exit (unwinding through frames without cleanup).
     pub abandoned_regions: u64,
+    /// Threads that found no free counter block (more than the runtime's
+    /// maximum alive at once): they counted without a lock into shared
+    /// counters, so their counts may be short.
+    #[serde(default)]
+    pub threads_without_counter_block: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +226,7 @@ impl Profile {
                 threads_over_capacity: h.threads_over,
                 depth_overflows: h.depth_over,
                 abandoned_regions: h.abandoned,
+                threads_without_counter_block: h.blocks_over,
             },
             threads,
             sites,
@@ -259,6 +265,15 @@ impl Profile {
             self.sites.len(),
             self.sites.iter().filter(|s| s.count > 0).count()
         );
+        if self.runtime.threads_without_counter_block > 0 {
+            let _ = writeln!(
+                out,
+                "warning: {} threads found no free counter block ({} alive at once is the \
+                 runtime's limit); their counts may be short",
+                self.runtime.threads_without_counter_block,
+                panic_runtime::abi::MAX_BLOCKS
+            );
+        }
         let _ = writeln!(
             out,
             "{:>12} {:>9} {:>9} {:>9} {:>10} {:<8} {:<48} location",
@@ -458,6 +473,7 @@ mod tests {
                 threads_over_capacity: 0,
                 depth_overflows: 0,
                 abandoned_regions: 0,
+                threads_without_counter_block: 0,
             },
             threads: Vec::new(),
             sites: vec![

@@ -12,10 +12,10 @@
 use std::ffi::{CStr, CString, c_char, c_uint};
 
 use inkwell::llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic;
-use inkwell::llvm_sys::LLVMAtomicRMWBinOp::LLVMAtomicRMWBinOpAdd;
 use inkwell::llvm_sys::LLVMIntPredicate::{LLVMIntEQ, LLVMIntNE};
 use inkwell::llvm_sys::LLVMLinkage;
 use inkwell::llvm_sys::LLVMOpcode;
+use inkwell::llvm_sys::LLVMThreadLocalMode;
 use inkwell::llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail;
 use inkwell::llvm_sys::LLVMVisibility::LLVMHiddenVisibility;
 use inkwell::llvm_sys::analysis::{LLVMVerifierFailureAction, LLVMVerifyModule};
@@ -263,6 +263,8 @@ struct ModuleCx {
     counters: LLVMValueRef,
     counters_ty: LLVMTypeRef,
     hists: LLVMValueRef,
+    /// The runtime's thread-local counter offset (`PANIC_SYM_CTR_DELTA`).
+    delta: LLVMValueRef,
     enter_fn: LLVMValueRef,
     enter_ty: LLVMTypeRef,
     exit_fn: LLVMValueRef,
@@ -286,6 +288,7 @@ impl ModuleCx {
             // replaces them with the module's own arrays.
             let counters = placeholder_global(module, counters_ty, &counters_symbol(suffix));
             let hists = placeholder_global(module, LLVMArrayType2(i8, 0), &hists_symbol(suffix));
+            let delta = runtime_tls(module, abi::SYM_CTR_DELTA, i64);
             let mut enter_params = [ptr, ptr];
             let enter_ty = LLVMFunctionType(i32, enter_params.as_mut_ptr(), 2, 0);
             let enter_fn = runtime_fn(module, abi::SYM_DWELL_ENTER, enter_ty);
@@ -304,6 +307,7 @@ impl ModuleCx {
                 counters,
                 counters_ty,
                 hists,
+                delta,
                 enter_fn,
                 enter_ty,
                 exit_fn,
@@ -715,20 +719,33 @@ impl ModuleCx {
         }
     }
 
-    /// `atomicrmw add` on this module's counter `local`: one `lock add` instruction.
+    /// Adds `inc` to this thread's copy of the module's counter `local`: the
+    /// counter's address plus the thread's offset (`PANIC_SYM_CTR_DELTA`, which
+    /// the runtime points at the thread's own block). No other thread writes
+    /// that block, so the add needs no lock: a monotonic load and store, which
+    /// x86 emits as one unlocked `incq`. Atomic rather than plain, so that the
+    /// optimiser never keeps a count in a register across a loop: a reader of
+    /// the live segment, or a crash, sees every count the thread made.
     unsafe fn count(&mut self, local: u32, inc: LLVMValueRef) {
         // SAFETY: builds instructions at the builder's position.
         unsafe {
-            let ptr = self.counter_ptr(local);
-            let rmw = LLVMBuildAtomicRMW(
+            let delta = LLVMBuildLoad2(self.builder, self.i64, self.delta, c"panic.delta".as_ptr());
+            let mut off = [delta];
+            let ptr = LLVMBuildGEP2(
                 self.builder,
-                LLVMAtomicRMWBinOpAdd,
-                ptr,
-                inc,
-                LLVMAtomicOrderingMonotonic,
-                0,
+                self.i8,
+                self.counter_ptr(local),
+                off.as_mut_ptr(),
+                1,
+                c"panic.ctr".as_ptr(),
             );
-            let _ = rmw;
+            let old = LLVMBuildLoad2(self.builder, self.i64, ptr, c"".as_ptr());
+            LLVMSetOrdering(old, LLVMAtomicOrderingMonotonic);
+            LLVMSetAlignment(old, 8);
+            let new = LLVMBuildAdd(self.builder, old, inc, c"".as_ptr());
+            let store = LLVMBuildStore(self.builder, new, ptr);
+            LLVMSetOrdering(store, LLVMAtomicOrderingMonotonic);
+            LLVMSetAlignment(store, 8);
         }
     }
 
@@ -961,6 +978,27 @@ unsafe fn runtime_fn(module: LLVMModuleRef, name: &str, ty: LLVMTypeRef) -> LLVM
             }
         }
         f
+    }
+}
+
+/// Declares (or finds) the runtime's hidden thread-local `name` of type `ty`,
+/// initial-exec: the linker turns its accesses into one `%fs`-relative load in
+/// an executable.
+unsafe fn runtime_tls(module: LLVMModuleRef, name: &str, ty: LLVMTypeRef) -> LLVMValueRef {
+    let cname = CString::new(name).expect("symbol names have no NUL");
+    // SAFETY: declares (or finds) a global in a valid module.
+    unsafe {
+        let existing = LLVMGetNamedGlobal(module, cname.as_ptr());
+        let g = if existing.is_null() {
+            LLVMAddGlobal(module, ty, cname.as_ptr())
+        } else {
+            existing
+        };
+        LLVMSetLinkage(g, LLVMLinkage::LLVMExternalLinkage);
+        LLVMSetVisibility(g, LLVMHiddenVisibility);
+        LLVMSetThreadLocal(g, 1);
+        LLVMSetThreadLocalMode(g, LLVMThreadLocalMode::LLVMInitialExecTLSModel);
+        g
     }
 }
 

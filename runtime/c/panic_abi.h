@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 3
+#define PANIC_ABI_VERSION 4
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -51,6 +51,10 @@
 #define PANIC_RECORD_HEADER 40 /* bytes before the JSON */
 #define PANIC_SYM_CTR_PREFIX "__panic_ctr_"
 #define PANIC_SYM_HIST_PREFIX "__panic_hist_"
+/* _Thread_local int64_t __panic_ctr_delta: added to a counter's address, it
+ * gives the calling thread's copy of that counter. Instrumented code counts with
+ * an unlocked add at (&counter + delta); see "per-thread counters" below. */
+#define PANIC_SYM_CTR_DELTA "__panic_ctr_delta"
 /* uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist):
  * counts the site, opens a region, returns a token (the depth before entering). */
 #define PANIC_SYM_DWELL_ENTER "__panic_dwell_enter"
@@ -100,10 +104,31 @@
  * thread is counted but never timed, and __panic_dwell_exit ignores the token. */
 #define PANIC_NO_TOKEN 0xffffffffu
 
+/* ---- per-thread counters ----
+ * A thread counts into its own block of n_sites counters, laid out like the
+ * shared counters, so that no probe needs a lock. The runtime gives a thread a
+ * block when the thread starts (its pthread_create wrapper; the main thread at
+ * start-up; any other thread at its first timed region) by pointing the thread's
+ * PANIC_SYM_CTR_DELTA at it. When a thread exits, its block is added to the
+ * shared counters with atomic adds, zeroed and handed to the next thread.
+ * A site's count is therefore the shared counter plus that counter in every
+ * block. Readers of a live segment may see a block's counts twice for the
+ * moment of a fold; a finished run's counts are exact. Blocks are allocated
+ * PANIC_BLOCKS_PER_CHUNK at a time, at most PANIC_MAX_BLOCKS; a thread that
+ * finds none free counts into the shared counters without a lock (counted in
+ * the header's blocks_over: such threads may lose counts to each other). */
+#define PANIC_BLOCKS_PER_CHUNK 16
+#define PANIC_MAX_BLOCKS 4096
+
 /* ---- layout of the segment ----
  * [header: PANIC_HEADER_SIZE][thread slots: MAX_THREADS * SLOT_SIZE, padded to a page]
  * [counters: n_sites * 8, padded to a page][hists: n_hists * HIST_SIZE, padded to a page]
- * The header records each offset; readers use the recorded offsets. */
+ * [counter blocks: n_blocks * block_size]
+ * The header records each offset; readers use the recorded offsets. The blocks
+ * grow while the program runs: the runtime extends the file first and then
+ * publishes the new n_blocks and total_size (release), so a reader that loads
+ * total_size (acquire) finds that many bytes. A dump holds no blocks: its
+ * counters are already the sums. */
 #define PANIC_HEADER_SIZE 4096
 
 #define PANIC_HDR_MAGIC 0          /* u64 */
@@ -135,6 +160,10 @@
 #define PANIC_HDR_HIST_SIZE 164    /* u32 */
 #define PANIC_HDR_HIST_BUCKETS 168 /* u32 */
 #define PANIC_HDR_HIST_SUB_BITS 172 /* u32 */
+#define PANIC_HDR_OFF_BLOCKS 176   /* u64 where the counter blocks start */
+#define PANIC_HDR_BLOCK_SIZE 184   /* u64 bytes per block: n_sites * 8, padded to a page */
+#define PANIC_HDR_N_BLOCKS 192     /* u64 blocks in the segment (atomic, grows) */
+#define PANIC_HDR_BLOCKS_OVER 200  /* u64 threads that found no free block */
 
 /* Thread slot: written only by its owning thread (relaxed atomics), read by anyone. */
 #define PANIC_SLOT_TID 0       /* u32 kernel tid, 0 = free (atomic, claimed by CAS) */
@@ -209,6 +238,10 @@ struct panic_header {
     uint32_t hist_size;
     uint32_t hist_buckets;
     uint32_t hist_sub_bits;
+    uint64_t off_blocks;
+    uint64_t block_size;
+    uint64_t n_blocks;
+    uint64_t blocks_over;
 };
 
 struct panic_hist {
@@ -268,6 +301,10 @@ PANIC_CHECK_OFF(panic_header, slot_size, PANIC_HDR_SLOT_SIZE);
 PANIC_CHECK_OFF(panic_header, hist_size, PANIC_HDR_HIST_SIZE);
 PANIC_CHECK_OFF(panic_header, hist_buckets, PANIC_HDR_HIST_BUCKETS);
 PANIC_CHECK_OFF(panic_header, hist_sub_bits, PANIC_HDR_HIST_SUB_BITS);
+PANIC_CHECK_OFF(panic_header, off_blocks, PANIC_HDR_OFF_BLOCKS);
+PANIC_CHECK_OFF(panic_header, block_size, PANIC_HDR_BLOCK_SIZE);
+PANIC_CHECK_OFF(panic_header, n_blocks, PANIC_HDR_N_BLOCKS);
+PANIC_CHECK_OFF(panic_header, blocks_over, PANIC_HDR_BLOCKS_OVER);
 _Static_assert(sizeof(struct panic_header) <= PANIC_HEADER_SIZE, "header does not fit its page");
 PANIC_CHECK_OFF(panic_thread_slot, tid, PANIC_SLOT_TID);
 PANIC_CHECK_OFF(panic_thread_slot, depth, PANIC_SLOT_DEPTH);
@@ -298,6 +335,8 @@ extern uint64_t __start_panic_counters[] __attribute__((visibility("hidden")));
 extern uint64_t __stop_panic_counters[] __attribute__((visibility("hidden")));
 extern struct panic_hist __start_panic_hists[] __attribute__((visibility("hidden")));
 extern struct panic_hist __stop_panic_hists[] __attribute__((visibility("hidden")));
+
+extern _Thread_local int64_t __panic_ctr_delta __attribute__((visibility("hidden")));
 
 uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist);
 void __panic_dwell_exit(uint32_t token);

@@ -21,6 +21,7 @@
 #define _GNU_SOURCE
 #include "panic_abi.h"
 
+#include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -105,6 +106,32 @@ static _Thread_local unsigned char tls_state;
 #define TLS_OVER 1
 #define TLS_RETIRED 2
 
+/* The calling thread's counter offset (PANIC_SYM_CTR_DELTA): 0 counts into the
+ * shared arrays, anything else into the thread's own block. */
+_Thread_local int64_t __panic_ctr_delta __attribute__((visibility("hidden")));
+
+/* Per-thread counter blocks (panic_abi.h, "per-thread counters"). Chunk c holds
+ * blocks c * BLOCKS_PER_CHUNK onwards and is mapped at chunk_addr[c]: from the
+ * segment file in shared mode, anonymous memory otherwise. */
+#define MAX_CHUNKS (PANIC_MAX_BLOCKS / PANIC_BLOCKS_PER_CHUNK)
+static char *chunk_addr[MAX_CHUNKS];
+/* Kernel tid of each block's thread, 0 = free (claimed by CAS). */
+static uint32_t block_owner[PANIC_MAX_BLOCKS];
+/* Blocks that have storage (atomic; grows under grow_lock). */
+static uint32_t blocks_ready;
+static pthread_mutex_t grow_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Set once the constructor has decided where blocks live (file or memory). */
+static int blocks_enabled;
+/* The calling thread's block + 1, 0 = none; tls_block_state says why not. */
+static _Thread_local uint32_t tls_block;
+static _Thread_local unsigned char tls_block_state;
+
+/* Counts one execution of a site, the way instrumented code does. */
+static inline __attribute__((always_inline)) void count_site(uint64_t *site_counter) {
+    uint64_t *c = (uint64_t *)((char *)site_counter + __panic_ctr_delta);
+    __atomic_store_n(c, __atomic_load_n(c, RELAXED) + 1, RELAXED);
+}
+
 /* 0 = not decided yet, CLOCK_IS_NS, CLOCK_IS_TSC. */
 static int clock_state;
 #define CLOCK_IS_NS 1
@@ -113,6 +140,8 @@ static int clock_state;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t slot_key;
 static int slot_key_ok;
+static pthread_key_t block_key;
+static int block_key_ok;
 
 static char dump_path[PATH_MAX];
 static int shm_fd = -1;
@@ -337,9 +366,12 @@ static inline __attribute__((always_inline)) void hist_record(struct panic_hist 
 /* ------------------------------------------------------------------------- */
 
 static void release_slot(void *arg);
+static void release_block(void *arg);
+static void attach_block(void);
 
 static void make_key(void) {
     slot_key_ok = pthread_key_create(&slot_key, release_slot) == 0;
+    block_key_ok = pthread_key_create(&block_key, release_block) == 0;
 }
 
 /* Gives the thread an alternate signal stack from the slot's pool entry unless
@@ -374,6 +406,7 @@ static void release_slot(void *arg) {
 static COLD struct panic_thread_slot *claim_slot(void) {
     if (tls_state != 0)
         return NULL;
+    attach_block();
     pthread_once(&key_once, make_key);
     uint32_t tid = current_tid();
     for (uint32_t i = 0; i < PANIC_MAX_THREADS; i++) {
@@ -396,6 +429,170 @@ static COLD struct panic_thread_slot *claim_slot(void) {
     tls_state = TLS_OVER;
     __atomic_fetch_add(&HDR->threads_over, 1, RELAXED);
     return NULL;
+}
+
+/* ------------------------------------------------------------------------- */
+/* Per-thread counter blocks                                                 */
+/* ------------------------------------------------------------------------- */
+
+static uint64_t *block_addr(uint32_t i) {
+    return (uint64_t *)(chunk_addr[i / PANIC_BLOCKS_PER_CHUNK] +
+                        (uint64_t)(i % PANIC_BLOCKS_PER_CHUNK) * HDR->block_size);
+}
+
+/* Maps one more chunk of blocks (caller holds grow_lock). In shared mode the
+ * file is extended first and the new size published after, so a reader never
+ * sees a total_size longer than the file. Returns 0 or an errno value. */
+static int grow_chunk(void) {
+    struct panic_header *h = HDR;
+    uint32_t have = __atomic_load_n(&blocks_ready, RELAXED);
+    uint32_t c = have / PANIC_BLOCKS_PER_CHUNK;
+    if (c >= MAX_CHUNKS)
+        return ENOSPC;
+    uint64_t len = (uint64_t)PANIC_BLOCKS_PER_CHUNK * h->block_size;
+    uint64_t off = h->off_blocks + (uint64_t)c * len;
+    int fd = shm_fd;
+    void *addr;
+    if (fd >= 0) {
+        if (ftruncate(fd, (off_t)(off + len)) != 0)
+            return errno;
+        addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, (off_t)off);
+    } else {
+        addr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    }
+    if (addr == MAP_FAILED)
+        return errno;
+    chunk_addr[c] = addr;
+    __atomic_store_n(&blocks_ready, have + PANIC_BLOCKS_PER_CHUNK, __ATOMIC_RELEASE);
+    __atomic_store_n(&h->n_blocks, (uint64_t)have + PANIC_BLOCKS_PER_CHUNK, RELAXED);
+    __atomic_store_n(&h->total_size, off + len, __ATOMIC_RELEASE);
+    return 0;
+}
+
+/* Gives the calling thread a block of its own (a free one, or a new chunk's),
+ * unless it has one, gave its block back, or none can be had. */
+static COLD void attach_block(void) {
+    if (tls_block != 0 || tls_block_state != 0 || !__atomic_load_n(&blocks_enabled, __ATOMIC_ACQUIRE))
+        return;
+    uint32_t tid = current_tid();
+    for (;;) {
+        uint32_t n = __atomic_load_n(&blocks_ready, __ATOMIC_ACQUIRE);
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t expected = 0;
+            if (__atomic_load_n(&block_owner[i], RELAXED) != 0 ||
+                !__atomic_compare_exchange_n(&block_owner[i], &expected, tid, 0, __ATOMIC_ACQUIRE, RELAXED))
+                continue;
+            tls_block = i + 1;
+            __panic_ctr_delta = (int64_t)((char *)block_addr(i) - (char *)__start_panic_counters);
+            pthread_once(&key_once, make_key);
+            if (block_key_ok)
+                pthread_setspecific(block_key, (void *)(uintptr_t)(i + 1));
+            return;
+        }
+        pthread_mutex_lock(&grow_lock);
+        int err = __atomic_load_n(&blocks_ready, RELAXED) == n ? grow_chunk() : 0;
+        pthread_mutex_unlock(&grow_lock);
+        if (err) {
+            tls_block_state = TLS_OVER;
+            __atomic_fetch_add(&HDR->blocks_over, 1, RELAXED);
+            return;
+        }
+    }
+}
+
+/* Adds block i to the shared counters and zeroes it. */
+static void fold_block(uint32_t i) {
+    uint64_t *blk = block_addr(i);
+    uint64_t n = HDR->n_sites;
+    for (uint64_t j = 0; j < n; j++) {
+        uint64_t v = __atomic_load_n(&blk[j], RELAXED);
+        if (v) {
+            __atomic_fetch_add(&__start_panic_counters[j], v, RELAXED);
+            __atomic_store_n(&blk[j], 0, RELAXED);
+        }
+    }
+}
+
+/* pthread key destructor: at thread exit, hands the thread's counts to the
+ * shared counters and its block to the next thread. Instrumented code in later
+ * destructors counts into the shared counters. */
+static void release_block(void *arg) {
+    uint32_t i = (uint32_t)(uintptr_t)arg - 1;
+    __panic_ctr_delta = 0;
+    tls_block = 0;
+    tls_block_state = TLS_RETIRED;
+    if (i >= __atomic_load_n(&blocks_ready, __ATOMIC_ACQUIRE))
+        return;
+    fold_block(i);
+    __atomic_store_n(&block_owner[i], 0, __ATOMIC_RELEASE);
+}
+
+/* Every counter summed over the shared array and the blocks, for sites
+ * [from, from + n): what a dump records. Async-signal-safe. */
+static void sum_counters(uint64_t from, uint64_t n, uint64_t *out) {
+    for (uint64_t j = 0; j < n; j++)
+        out[j] = __atomic_load_n(&__start_panic_counters[from + j], RELAXED);
+    uint32_t nb = __atomic_load_n(&blocks_ready, __ATOMIC_ACQUIRE);
+    for (uint32_t i = 0; i < nb; i++) {
+        const uint64_t *blk = block_addr(i);
+        for (uint64_t j = 0; j < n; j++)
+            out[j] += __atomic_load_n(&blk[from + j], RELAXED);
+    }
+}
+
+/* ------------------------------------------------------------------------- */
+/* Threads started through pthread_create                                    */
+/* ------------------------------------------------------------------------- */
+
+/* The runtime's pthread_create gives each new thread its block before the
+ * thread runs any code of the program. It is weak: a static link against
+ * libc.a keeps libc's own, and threads then get blocks at their first timed
+ * region (or count into the shared counters). The start routine and argument
+ * travel through a fixed pool of records (no allocation); when the pool is
+ * exhausted the thread is started directly. */
+#define START_RECORDS 256
+struct start_record {
+    void *(*fn)(void *);
+    void *arg;
+    uint32_t busy;
+};
+static struct start_record start_records[START_RECORDS];
+
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
+
+static void *start_thread(void *p) {
+    struct start_record *r = p;
+    void *(*fn)(void *) = r->fn;
+    void *arg = r->arg;
+    __atomic_store_n(&r->busy, 0, __ATOMIC_RELEASE);
+    attach_block();
+    return fn(arg);
+}
+
+__attribute__((weak, visibility("default"))) int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                                                void *(*fn)(void *), void *arg) {
+    static pthread_create_fn real;
+    pthread_create_fn next = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
+    if (next == NULL) {
+        next = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
+        if (next == NULL)
+            return EAGAIN;
+        __atomic_store_n(&real, next, __ATOMIC_RELEASE);
+    }
+    for (int i = 0; i < START_RECORDS; i++) {
+        struct start_record *r = &start_records[i];
+        uint32_t expected = 0;
+        if (__atomic_load_n(&r->busy, RELAXED) != 0 ||
+            !__atomic_compare_exchange_n(&r->busy, &expected, 1, 0, __ATOMIC_ACQUIRE, RELAXED))
+            continue;
+        r->fn = fn;
+        r->arg = arg;
+        int err = next(thread, attr, start_thread, r);
+        if (err)
+            __atomic_store_n(&r->busy, 0, __ATOMIC_RELEASE);
+        return err;
+    }
+    return next(thread, attr, fn, arg);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -438,7 +635,7 @@ static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_th
 
 /* The general enter: any clock, first region of a thread, nesting too deep. */
 static COLD uint32_t enter_slow(uint64_t *site_counter, struct panic_hist *hist) {
-    __atomic_fetch_add(site_counter, 1, RELAXED);
+    count_site(site_counter);
     struct panic_thread_slot *s = tls_slot;
     if (s == NULL) {
         s = claim_slot();
@@ -454,7 +651,7 @@ uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist) {
     uint32_t d;
     if (UNLIKELY(!fast_clock() || s == NULL || (d = __atomic_load_n(&s->depth, RELAXED)) >= PANIC_MAX_DEPTH))
         return enter_slow(site_counter, hist);
-    __atomic_fetch_add(site_counter, 1, RELAXED);
+    count_site(site_counter);
     return open_frame(s, d, site_counter, hist, fast_ticks());
 }
 
@@ -531,13 +728,23 @@ static void write_dump(void) {
         say("cannot write dump", tmp, errno, "");
         return;
     }
+    /* A dump holds no blocks: its counters are the sums (panic_abi.h). */
+    struct panic_header hdr = *h;
+    hdr.n_blocks = 0;
+    hdr.total_size = hdr.off_blocks;
     int err = 0;
-    if (ftruncate(fd, (off_t)h->total_size) != 0)
+    if (ftruncate(fd, (off_t)hdr.total_size) != 0)
         err = errno;
     if (!err)
         err = pwrite_all(fd, &seg, sizeof seg, 0);
     if (!err)
-        err = pwrite_all(fd, __start_panic_counters, h->n_sites * 8, h->off_counters);
+        err = pwrite_all(fd, &hdr, sizeof hdr, 0);
+    uint64_t sums[512];
+    for (uint64_t from = 0; from < h->n_sites && !err; from += 512) {
+        uint64_t n = h->n_sites - from < 512 ? h->n_sites - from : 512;
+        sum_counters(from, n, sums);
+        err = pwrite_all(fd, sums, n * 8, h->off_counters + from * 8);
+    }
     if (!err)
         err = pwrite_all(fd, __start_panic_hists, h->n_hists * PANIC_HIST_SIZE, h->off_hists);
     if (close(fd) != 0 && !err && errno != EINTR)
@@ -756,6 +963,7 @@ static void privatize(void *addr, uint64_t len) {
  * other slot is freed. */
 static void atfork_child(void) {
     dump_path[0] = 0;
+    int shm_detached = shm_fd >= 0;
     if (shm_fd >= 0) {
         struct region r[3];
         int n = segment_regions(r);
@@ -764,6 +972,20 @@ static void atfork_child(void) {
                 privatize(r[i].addr, r[i].len);
         close(shm_fd);
         shm_fd = -1;
+    }
+    /* Only this thread survives: its block stays, the others are folded into
+     * the (now private) shared counters and freed. */
+    uint32_t nb = __atomic_load_n(&blocks_ready, __ATOMIC_ACQUIRE);
+    for (uint32_t c = 0; c * PANIC_BLOCKS_PER_CHUNK < nb; c++)
+        if (shm_detached)
+            privatize(chunk_addr[c], (uint64_t)PANIC_BLOCKS_PER_CHUNK * HDR->block_size);
+    for (uint32_t i = 0; i < nb; i++) {
+        if (i + 1 == tls_block) {
+            __atomic_store_n(&block_owner[i], current_tid(), RELAXED);
+        } else if (__atomic_load_n(&block_owner[i], RELAXED) != 0) {
+            fold_block(i);
+            __atomic_store_n(&block_owner[i], 0, RELAXED);
+        }
     }
     HDR->pid = (int32_t)getpid();
     for (uint32_t i = 0; i < PANIC_MAX_THREADS; i++)
@@ -776,6 +998,14 @@ static void atfork_child(void) {
 /* ------------------------------------------------------------------------- */
 /* Constructor                                                               */
 /* ------------------------------------------------------------------------- */
+
+/* From now on threads get counter blocks; the calling thread first. */
+static void enable_blocks(void) {
+    if (HDR->block_size == 0)
+        return;
+    __atomic_store_n(&blocks_enabled, 1, __ATOMIC_RELEASE);
+    attach_block();
+}
 
 /* The ELF header of the module this copy of the runtime is linked into. */
 extern const Elf64_Ehdr __ehdr_start __attribute__((visibility("hidden")));
@@ -800,7 +1030,10 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     h->off_threads = PANIC_HEADER_SIZE;
     h->off_counters = OFF_COUNTERS;
     h->off_hists = OFF_COUNTERS + PAD(n_sites * 8);
-    h->total_size = h->off_hists + PAD(n_hists * PANIC_HIST_SIZE);
+    h->off_blocks = h->off_hists + PAD(n_hists * PANIC_HIST_SIZE);
+    h->block_size = PAD(n_sites * 8);
+    h->n_blocks = 0;
+    h->total_size = h->off_blocks;
     h->clock_kind = clock_state == CLOCK_IS_TSC ? PANIC_CLOCK_TSC : PANIC_CLOCK_NS;
     h->pid = (int32_t)getpid();
     clock_pair(&h->tsc0, &h->ns0);
@@ -817,8 +1050,10 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     /* A copy of the runtime linked into a shared library counts into that
      * library's own sections but leaves the process-wide duties (the segment,
      * the dump, the environment, signals) to the executable's copy. */
-    if (!in_main_executable())
+    if (!in_main_executable()) {
+        enable_blocks();
         return;
+    }
     give_altstack(main_altstack, sizeof main_altstack);
 
     const char *dump = getenv(PANIC_ENV_DUMP);
@@ -833,6 +1068,8 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     const char *shm = getenv(PANIC_ENV_SHM);
     if (shm && *shm)
         shm_setup(shm);
+    /* Blocks go where the segment is, so they are decided after it. */
+    enable_blocks();
 
     /* Children that exec must not clobber our segment or dump. */
     unsetenv(PANIC_ENV_SHM);

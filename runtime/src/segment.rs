@@ -139,8 +139,14 @@ pub struct Header {
     pub n_sites: u64,
     /// Number of timed sites (histograms).
     pub n_hists: u64,
-    /// Size of the segment in bytes.
+    /// Size of the segment in bytes, counter blocks included.
     pub total_size: u64,
+    /// Per-thread counter blocks in the segment (0 in a dump, whose counters
+    /// are already summed).
+    pub n_blocks: u64,
+    /// Threads that found no free counter block and counted into the shared
+    /// counters without a lock (they may have lost counts to each other).
+    pub blocks_over: u64,
 }
 
 impl Header {
@@ -293,10 +299,20 @@ impl Snapshot {
         )?;
         let counters_end = region_end("counters", off_counters, n_sites, 8)?;
         let hists_end = region_end("hists", off_hists, n_hists, abi::HIST_SIZE)?;
-        if off_counters < threads_end || off_hists < counters_end || total_size < hists_end {
+        let off_blocks = b.u64(abi::HDR_OFF_BLOCKS)?;
+        let block_size = b.u64(abi::HDR_BLOCK_SIZE)?;
+        let n_blocks = b.u64(abi::HDR_N_BLOCKS)?;
+        let blocks_end = region_end("counter blocks", off_blocks, n_blocks, block_size)?;
+        if off_counters < threads_end
+            || off_hists < counters_end
+            || off_blocks < hists_end
+            || (n_blocks > 0 && block_size < n_sites * 8)
+            || total_size < blocks_end
+        {
             return Err(SegmentError::Bounds(format!(
                 "threads end at {threads_end}, counters span {off_counters}..{counters_end}, \
-                 hists span {off_hists}..{hists_end}, segment is {total_size} bytes"
+                 hists span {off_hists}..{hists_end}, {n_blocks} counter blocks of \
+                 {block_size} bytes span {off_blocks}..{blocks_end}, segment is {total_size} bytes"
             )));
         }
         if b.len() < total_size {
@@ -344,6 +360,8 @@ impl Snapshot {
             n_sites,
             n_hists,
             total_size,
+            n_blocks,
+            blocks_over: b.u64(abi::HDR_BLOCKS_OVER)?,
         };
 
         let mut threads = Vec::new();
@@ -369,9 +387,17 @@ impl Snapshot {
             });
         }
 
-        let counters = (0..n_sites)
+        // A site's count: the shared counter plus the site's counter in every
+        // thread's block (panic_abi.h, "per-thread counters").
+        let mut counters = (0..n_sites)
             .map(|i| b.u64(off_counters + i * 8))
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<Vec<u64>, _>>()?;
+        for k in 0..n_blocks {
+            let base = off_blocks + k * block_size;
+            for (i, c) in counters.iter_mut().enumerate() {
+                *c = c.wrapping_add(b.u64(base + i as u64 * 8)?);
+            }
+        }
         let hists = (0..n_hists)
             .map(|i| {
                 let base = off_hists + i * abi::HIST_SIZE;
@@ -454,6 +480,19 @@ impl Live {
 
     /// Copies the segment out and parses it.
     pub fn snapshot(&mut self) -> Result<Snapshot, SegmentError> {
+        // The runtime grows the segment (counter blocks) while it runs: it
+        // extends the file before it publishes the new size, so a copy that
+        // came out short only needs another look at the file.
+        let mut tries = 0;
+        loop {
+            match self.snapshot_once() {
+                Err(SegmentError::Truncated { .. }) if tries < 3 => tries += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn snapshot_once(&mut self) -> Result<Snapshot, SegmentError> {
         let io_err = |source| SegmentError::Io {
             path: self.path.clone(),
             source,
@@ -499,7 +538,7 @@ impl Live {
                 "the file is {len} bytes, the header describes {total}"
             )));
         }
-        let bytes = copy_words(map, 0, len.min(total.max(abi::HEADER_SIZE)) as usize);
+        let bytes = copy_words(map, 0, len as usize);
         Snapshot::parse(&bytes)
     }
 }
@@ -536,7 +575,10 @@ mod tests {
         let pad = |n: u64| n.div_ceil(abi::PAGE) * abi::PAGE;
         let off_counters = abi::HEADER_SIZE + pad(abi::MAX_THREADS * abi::SLOT_SIZE);
         let off_hists = off_counters + pad(n_sites * 8);
-        let total = off_hists + pad(n_hists * abi::HIST_SIZE);
+        // Two counter blocks, as a run with two threads leaves them.
+        let off_blocks = off_hists + pad(n_hists * abi::HIST_SIZE);
+        let block_size = pad(n_sites * 8);
+        let total = off_blocks + 2 * block_size;
         let mut s = vec![0u8; total as usize];
         let put32 = |s: &mut Vec<u8>, off: u64, v: u32| {
             s[off as usize..off as usize + 4].copy_from_slice(&v.to_le_bytes())
@@ -553,6 +595,9 @@ mod tests {
         put64(&mut s, abi::HDR_OFF_COUNTERS, off_counters);
         put64(&mut s, abi::HDR_OFF_HISTS, off_hists);
         put64(&mut s, abi::HDR_TOTAL_SIZE, total);
+        put64(&mut s, abi::HDR_OFF_BLOCKS, off_blocks);
+        put64(&mut s, abi::HDR_BLOCK_SIZE, block_size);
+        put64(&mut s, abi::HDR_N_BLOCKS, 2);
         put32(&mut s, abi::HDR_CLOCK_KIND, abi::CLOCK_TSC as u32);
         put32(&mut s, abi::HDR_PID, 4242);
         put64(&mut s, abi::HDR_TSC0, 1000);
@@ -583,8 +628,11 @@ mod tests {
         put32(&mut s, slot(1) + abi::SLOT_CUR_SITE, abi::NO_SITE as u32);
         put32(&mut s, slot(1) + abi::SLOT_LAST_EXIT, 0);
         put32(&mut s, slot(5) + abi::SLOT_TID, 99);
+        // Site i counts 100 + i: 50 + i shared, 30 in block 0, 20 in block 1.
         for i in 0..n_sites {
-            put64(&mut s, off_counters + i * 8, 100 + i);
+            put64(&mut s, off_counters + i * 8, 50 + i);
+            put64(&mut s, off_blocks + i * 8, 30);
+            put64(&mut s, off_blocks + block_size + i * 8, 20);
         }
         if n_hists > 0 {
             put64(&mut s, off_hists + abi::HIST_COUNT, 2);

@@ -17,8 +17,13 @@
 #define ENTER(site, hist) __panic_dwell_enter(&__start_panic_counters[(site)], &__start_panic_hists[(hist)])
 /* Closes every region from `token` up. */
 #define EXIT(token) __panic_dwell_exit(token)
-/* A counting probe: what the pass emits for an untimed site (one locked add). */
-#define COUNT(site) __atomic_fetch_add(&__start_panic_counters[(site)], 1, __ATOMIC_RELAXED)
+/* A counting probe: what the pass emits for an untimed site (an unlocked add to
+ * the thread's own copy of the counter). */
+#define COUNT(site)                                                                       \
+    do {                                                                                  \
+        uint64_t *c_ = (uint64_t *)((char *)&__start_panic_counters[(site)] + __panic_ctr_delta); \
+        __atomic_store_n(c_, __atomic_load_n(c_, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);  \
+    } while (0)
 
 static inline unsigned tid(void) { return (unsigned)syscall(SYS_gettid); }
 

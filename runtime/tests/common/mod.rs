@@ -228,3 +228,22 @@ pub fn sites(snap: &panic_runtime::Snapshot, n: usize) -> Vec<u64> {
     );
     snap.counters[..n].to_vec()
 }
+
+/// Asserts that a dump records what the live segment showed at the end. The live
+/// segment keeps the threads' counter blocks, the dump holds their sums instead,
+/// so the two differ in `n_blocks` and `total_size` and nowhere else.
+#[track_caller]
+pub fn assert_dump_matches_live(dump: &panic_runtime::Snapshot, live: &panic_runtime::Snapshot) {
+    assert!(live.header.n_blocks >= 1, "live: {:?}", live.header);
+    assert_eq!(dump.header.n_blocks, 0, "dump: {:?}", dump.header);
+    let mut live = live.clone();
+    live.header.n_blocks = 0;
+    live.header.total_size = dump.header.total_size;
+    assert!(
+        *dump == live,
+        "the dump differs from the live segment:\ndump: {:?}\nlive: {:?}\ncounters equal: {}",
+        dump.header,
+        live.header,
+        dump.counters == live.counters
+    );
+}
