@@ -47,44 +47,13 @@ rm -rf "$W"
 mkdir -p "$LOG" "$BIN" "$EXE" "$SRC" "$T" "$OUT"
 
 BENCH_START=$EPOCHREALTIME
-note() { printf '[bench %5.0fs] %s\n' "$(awk -v a="$BENCH_START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
+BENCH_NAME="bench"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 # ---------------------------------------------------------------------------
 # Helpers
 # ---------------------------------------------------------------------------
-
-# Seconds elapsed since $1 (an $EPOCHREALTIME value).
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", b-a}'; }
-
-# Median of the arguments (numbers); "n/a" when there are none. MEDIAN_FMT
-# is the printf format (default three decimals).
-median() {
-  (($#)) || { echo n/a; return; }
-  printf '%s\n' "$@" | sort -g | awk -v fmt="${MEDIAN_FMT:-%.3f}" \
-    '{v[NR]=$1} END{ if (NR%2) printf fmt, v[(NR+1)/2]; else printf fmt, (v[NR/2]+v[NR/2+1])/2 }'
-}
-
-# a / b to two decimals, or "n/a".
-ratio() {
-  [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] || { echo n/a; return; }
-  awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0==0) print "n/a"; else printf "%.2fx", a/b }'
-}
-
-# "met" / "MISSED" for value <= goal, or "n/a".
-verdict() {
-  local v=${1%x}
-  [[ $v =~ ^[0-9.]+$ ]] || { echo n/a; return; }
-  awk -v v="$v" -v g="$2" 'BEGIN{ print (v <= g) ? "met" : "MISSED" }'
-}
-
-# Runs "$@" quietly with its output in log file $1; on failure prints the tail.
-logged() {
-  local log=$1; shift
-  if "$@" >"$log" 2>&1; then return 0; fi
-  echo "bench: command failed: $* (log: $log); last lines:" >&2
-  tail -n 25 "$log" | sed 's/^/    /' >&2
-  return 1
-}
 
 # cargo-panic build in directory $1, log $2, further args: cargo panic build args.
 # Prints the (last) instrumented executable's path.
@@ -378,8 +347,6 @@ TOTAL=$(since "$BENCH_START")
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
-row() { printf '%-66s %10s %10s %8s %8s %s\n' "$@"; }
-hr() { printf '%s\n' "------------------------------------------------------------------------------------------------------------------"; }
 echo
 echo "=================================== cargo-panic benchmark ==================================="
 echo "machine: $MACHINE"

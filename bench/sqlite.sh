@@ -46,29 +46,9 @@ SHELL_C=$ROOT/cargo-panic/tests/sqlite/shell.c
 FLAGS=(-O2 -DSQLITE_THREADSAFE=0 -DSQLITE_OMIT_LOAD_EXTENSION)
 
 BENCH_START=$EPOCHREALTIME
-note() { printf '[sqlite bench %5.0fs] %s\n' "$(awk -v a="$BENCH_START" -v b="$EPOCHREALTIME" 'BEGIN{print b-a}')" "$*" >&2; }
-since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN{printf "%.3f", b-a}'; }
-median() {
-  (($#)) || { echo n/a; return; }
-  printf '%s\n' "$@" | sort -g | awk -v fmt="${MEDIAN_FMT:-%.3f}" \
-    '{v[NR]=$1} END{ if (NR%2) printf fmt, v[(NR+1)/2]; else printf fmt, (v[NR/2]+v[NR/2+1])/2 }'
-}
-ratio() {
-  [[ $1 =~ ^[0-9.]+$ && $2 =~ ^[0-9.]+$ ]] || { echo n/a; return; }
-  awk -v a="$1" -v b="$2" 'BEGIN{ if (b+0==0) print "n/a"; else printf "%.2fx", a/b }'
-}
-verdict() {
-  local v=${1%x}
-  [[ $v =~ ^[0-9.]+$ ]] || { echo n/a; return; }
-  awk -v v="$v" -v g="$2" 'BEGIN{ print (v <= g) ? "met" : "MISSED" }'
-}
-logged() {
-  local log=$1; shift
-  if "$@" >"$log" 2>&1; then return 0; fi
-  echo "bench: command failed: $* (log: $log); last lines:" >&2
-  tail -n 25 "$log" | sed 's/^/    /' >&2
-  return 1
-}
+BENCH_NAME="sqlite bench"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
 HOST=$(rustc -vV | sed -n 's/^host: //p')
 CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
@@ -228,8 +208,6 @@ TOTAL=$(since "$BENCH_START")
 # ---------------------------------------------------------------------------
 # Report
 # ---------------------------------------------------------------------------
-row() { printf '%-66s %10s %10s %8s %8s %s\n' "$@"; }
-hr() { printf '%s\n' "------------------------------------------------------------------------------------------------------------------"; }
 echo
 echo "================================ cargo-panic SQLite benchmark ================================"
 echo "machine: $MACHINE"

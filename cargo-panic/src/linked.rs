@@ -185,6 +185,13 @@ fn parse_records(b: &[u8]) -> Result<Vec<Record>> {
         };
         let sites: ModuleSites = serde_json::from_slice(json)
             .with_context(|| format!("corrupt sites record at offset {off}"))?;
+        if !sites.records_uses() {
+            bail!(
+                "module `{}` was instrumented by an older cargo-panic (its functions do not \
+                 record what they call and touch): rebuild it (clean the build) with this cargo-panic",
+                sites.key
+            );
+        }
         out.push(Record {
             counters: u64_at(off + 16),
             hists: u64_at(off + 24),
@@ -231,5 +238,48 @@ pub fn inspect_input(data: &[u8]) -> InputFacts {
             has_code: false,
             instrumented: false,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One record as an instrumented module emits it (`record_asm`).
+    fn record(json: &str) -> Vec<u8> {
+        let mut b = MAGIC.to_vec();
+        for v in [abi::ABI_VERSION, 0x1000, 0, json.len() as u64] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        assert_eq!(b.len() as u64, abi::RECORD_HEADER);
+        b.extend_from_slice(json.as_bytes());
+        b.resize(b.len().next_multiple_of(8), 0);
+        b
+    }
+
+    const ENTRY: &str = r#"{"id":"00","kind":"entry","function":"f","symbol":"f","file":null,"line":0,"column":0,"timed":false,"reason":"small""#;
+
+    #[test]
+    fn records_carry_what_functions_call_and_touch() {
+        let json = format!(
+            r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{ENTRY},"callees":["g"],"touches":["cpu","global:x"]}}]}}"#
+        );
+        let r = parse_records(&record(&json)).unwrap();
+        let f: Vec<_> = r[0].sites.functions().collect();
+        assert_eq!(f.len(), 1);
+        assert_eq!((f[0].name, f[0].entry), ("f", "00"));
+        assert_eq!(f[0].callees, ["g"]);
+        assert_eq!(f[0].touches, ["cpu", "global:x"]);
+    }
+
+    #[test]
+    fn a_record_from_an_older_pass_asks_for_a_rebuild() {
+        let json = format!(r#"{{"key":"old.o","suffix":"s","n_hists":0,"sites":[{ENTRY}}}]}}"#);
+        let e = format!("{:#}", parse_records(&record(&json)).err().unwrap());
+        assert!(
+            e.contains("`old.o`") && e.contains("older cargo-panic"),
+            "{e}"
+        );
+        assert!(e.contains("rebuild"), "{e}");
     }
 }

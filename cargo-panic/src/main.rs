@@ -6,6 +6,7 @@
 mod build_cmd;
 mod cc_cmd;
 mod run_cmd;
+mod verify_cmd;
 
 use std::path::PathBuf;
 
@@ -83,6 +84,28 @@ enum Command {
         #[arg(long, value_enum, default_value_t = SortBy::Count)]
         by: SortBy,
         /// Print the selected sites as JSON instead
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify before stressing: chordal dependence graphs, answered with a
+    /// certificate or a counterexample
+    ///
+    /// Exit status: 0 every check certified, 1 a counterexample, 2 bad input,
+    /// 3 a check could not decide (never reported as a pass).
+    Verify {
+        /// Any graph: one `u v` edge per line (a lone `v` declares a vertex, `#` comments)
+        #[arg(long, value_name = "EDGES")]
+        graph: Option<PathBuf>,
+        /// An instrumented binary: its dependence graph, from its manifest
+        #[arg(long, value_name = "BIN")]
+        binary: Option<PathBuf>,
+        /// A profile: restricts --binary to what ran
+        #[arg(long, value_name = "PROFILE")]
+        profile: Option<PathBuf>,
+        /// A timeline's feasibility (needs the attack engine)
+        #[arg(long, value_name = "FILE")]
+        timeline: Option<PathBuf>,
+        /// Print the machine-readable verdict with its certificates
         #[arg(long)]
         json: bool,
     },
@@ -179,6 +202,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Verify {
+            graph,
+            binary,
+            profile,
+            timeline,
+            json,
+        } => verify_cmd::verify(&verify_cmd::VerifyOptions {
+            graph,
+            binary,
+            profile,
+            timeline,
+            json,
+        }),
         Command::Sites { binary, kind, json } => {
             let m = cargo_panic::manifest::Manifest::for_binary(&binary)?;
             let kind = match kind {

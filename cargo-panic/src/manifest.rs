@@ -5,6 +5,14 @@
 //! index in the runtime segment); `hist` is the global histogram index of a timed
 //! site; nothing machine- or run-specific (temp dirs, times) is written, so two
 //! clean builds of the same source give byte-identical manifests.
+//!
+//! What each instrumented function uses is on its entry site (one per function):
+//! `callees` (the demangled functions it calls directly) and `touches` (what it
+//! uses directly, in the vocabulary of `panic_passes::touches`), both sorted and
+//! always present on entry sites, absent on the others. [`Manifest::functions`]
+//! lists them; [`Manifest::functions_that_ran`] keeps those a profile saw enter.
+//! (They live on the entry sites rather than in a top-level list so that the
+//! manifest stays one list read from the linked file, with nothing repeated.)
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +21,9 @@ use panic_runtime::SiteKind;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on incompatible changes; fields may be added without a bump.
-pub const FORMAT: u32 = 2;
+/// 3: entry sites carry `callees` and `touches` (a format 2 manifest has neither,
+/// which would read as functions that touch nothing).
+pub const FORMAT: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -88,6 +98,41 @@ pub struct Site {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hist: Option<u32>,
     pub symbol: String,
+    /// Entry sites: the demangled functions the function calls directly, sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callees: Option<Vec<String>>,
+    /// Entry sites: what the function uses directly (`panic_passes::touches`),
+    /// sorted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub touches: Option<Vec<String>>,
+}
+
+/// One instrumented function and what it uses, from its entry site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Function {
+    /// Demangled name, as the sites' `function` spells it.
+    pub name: String,
+    /// Id of its entry site: a profile's count there says whether it ran.
+    pub entry: String,
+    /// Whether its entry is timed (it is a timed region; `dwell` is in `touches`).
+    pub timed: bool,
+    /// Demangled names of the functions it calls directly, sorted.
+    pub callees: Vec<String>,
+    /// What it uses directly (`panic_passes::touches`), sorted.
+    pub touches: Vec<String>,
+}
+
+impl Function {
+    /// The function whose entry site is `s`; `None` for any other site.
+    pub fn of_entry(s: &Site) -> Option<Function> {
+        (s.kind == SiteKind::Entry).then(|| Function {
+            name: s.function.clone(),
+            entry: s.id.clone(),
+            timed: s.timed,
+            callees: s.callees.clone().unwrap_or_default(),
+            touches: s.touches.clone().unwrap_or_default(),
+        })
+    }
 }
 
 /// The manifest's sites for a linked file: every module's sites in counter order,
@@ -111,6 +156,8 @@ pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
                 adaptive: s.adaptive,
                 hist: s.hist.map(|h| h + m.first_hist as u32),
                 symbol: s.symbol.clone(),
+                callees: s.callees.clone(),
+                touches: s.touches.clone(),
             });
         }
     }
@@ -187,8 +234,142 @@ impl Manifest {
         }
     }
 
+    /// Every instrumented function, in site order, with what it calls and
+    /// touches (from its entry site).
+    pub fn functions(&self) -> Vec<Function> {
+        self.sites.iter().filter_map(Function::of_entry).collect()
+    }
+
+    /// The functions `profile` (a run of this binary) saw enter at least once.
+    pub fn functions_that_ran(&self, profile: &crate::profile::Profile) -> Vec<Function> {
+        let ran: std::collections::HashSet<&str> = profile
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Entry && s.count > 0)
+            .map(|s| s.id.as_str())
+            .collect();
+        self.sites
+            .iter()
+            .filter(|s| ran.contains(s.id.as_str()))
+            .filter_map(Function::of_entry)
+            .collect()
+    }
+
     pub fn write(&self, path: &Path) -> Result<()> {
         crate::fsutil::write_json_atomic(path, self)
             .with_context(|| format!("failed to write the manifest {}", path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(id: &str, kind: SiteKind, function: &str) -> Site {
+        let entry = kind == SiteKind::Entry;
+        Site {
+            id: id.into(),
+            kind,
+            function: function.into(),
+            file: None,
+            line: 0,
+            column: 0,
+            object: "m.o".into(),
+            timed: false,
+            reason: None,
+            callee: None,
+            unwind: false,
+            adaptive: false,
+            hist: None,
+            symbol: function.into(),
+            callees: entry.then(|| vec!["b".to_string()]),
+            touches: entry.then(|| vec![format!("global:{function}_state")]),
+        }
+    }
+
+    fn manifest() -> Manifest {
+        let linked = crate::linked::Linked::default();
+        let mut m = Manifest::from_linked(Path::new("/x/bin"), &linked);
+        m.sites = vec![
+            site("a0", SiteKind::Entry, "a"),
+            site("a1", SiteKind::Exit, "a"),
+            site("b0", SiteKind::Entry, "b"),
+            site("b1", SiteKind::Exit, "b"),
+        ];
+        m
+    }
+
+    #[test]
+    fn functions_are_read_from_entry_sites() {
+        let m = manifest();
+        let f: Vec<_> = m
+            .functions()
+            .into_iter()
+            .map(|f| (f.name, f.entry, f.timed, f.callees, f.touches))
+            .collect();
+        assert_eq!(
+            f,
+            [
+                (
+                    "a".into(),
+                    "a0".into(),
+                    false,
+                    vec!["b".to_string()],
+                    vec!["global:a_state".to_string()]
+                ),
+                (
+                    "b".into(),
+                    "b0".into(),
+                    false,
+                    vec!["b".to_string()],
+                    vec!["global:b_state".to_string()]
+                )
+            ]
+        );
+        // Round trip: only entry sites carry the lists.
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["sites"][0]["callees"], serde_json::json!(["b"]));
+        assert!(json["sites"][1].get("touches").is_none());
+        assert_eq!(serde_json::from_value::<Manifest>(json).unwrap(), m);
+    }
+
+    #[test]
+    fn a_profile_restricts_functions_to_those_that_ran() {
+        let m = manifest();
+        let profile = serde_json::json!({
+            "version": 1, "binary": "bin", "args": [], "exit": {"code": 0, "signal": null},
+            "wall_ns": 1, "clock": "ns",
+            "runtime": {"state": "exited", "fatal_signal": null, "fault_addr": null,
+                "signal_tid": null, "threads_used": 1, "threads_over_capacity": 0,
+                "depth_overflows": 0, "abandoned_regions": 0},
+            "threads": [],
+            "sites": m.sites.iter().enumerate().map(|(i, s)| serde_json::json!({
+                "index": i, "id": s.id, "kind": s.kind, "function": s.function,
+                "file": null, "line": 0, "column": 0, "object": "m.o", "timed": false,
+                "count": if s.function == "b" { 2 } else { 0 }, "dwell_ns": null,
+            })).collect::<Vec<_>>(),
+        });
+        let profile: crate::profile::Profile = serde_json::from_value(profile).unwrap();
+        let ran: Vec<_> = m
+            .functions_that_ran(&profile)
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(ran, ["b"]);
+    }
+
+    #[test]
+    fn an_older_manifest_format_asks_for_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::write(&bin, b"").unwrap();
+        let mut old = serde_json::to_value(manifest()).unwrap();
+        old["format"] = serde_json::json!(2);
+        std::fs::write(path_for(&bin), old.to_string()).unwrap();
+        let e = Manifest::for_binary(&bin).err().unwrap().to_string();
+        assert!(
+            e.contains("manifest format 2 is not supported") && e.contains("rebuild"),
+            "{e}"
+        );
     }
 }

@@ -569,3 +569,55 @@ fn instrumentation_errors_are_clang_diagnostics() {
     );
     assert!(dir.path().join("main.o").is_file());
 }
+
+#[test]
+fn the_manifest_records_what_c_functions_call_and_touch() {
+    let dir = example("c-threads");
+    cc_build(dir.path(), &[], &["make", "CFLAGS=-O2"]);
+    let m = cargo_panic::manifest::Manifest::for_binary(&dir.path().join("c-threads")).unwrap();
+    let functions = m.functions();
+    let f = |name: &str| {
+        functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no function {name}"))
+    };
+    let worker = f("worker");
+    assert_eq!(
+        worker.callees,
+        ["pthread_mutex_lock", "pthread_mutex_unlock", "step"]
+    );
+    // The mutex is a global: the lock is named by it, and passing its address
+    // uses it; `counter` is loaded and stored, `iterations` loaded.
+    let mut want = vec![
+        "cpu",
+        "global:counter",
+        "global:counter_mu",
+        "global:iterations",
+        "lock:global:counter_mu",
+    ];
+    if worker.timed {
+        want.insert(1, "dwell");
+    }
+    assert_eq!(worker.touches, want);
+    assert!(f("step").touches.is_empty() && f("step").callees.is_empty());
+    let main = f("main");
+    for callee in ["parse_arg", "pthread_create", "pthread_join"] {
+        assert!(
+            main.callees.iter().any(|c| c == callee),
+            "{:?}",
+            main.callees
+        );
+    }
+    // `stderr` is a global; pthread_join blocks on neither a file nor a socket.
+    assert!(
+        main.touches.iter().any(|t| t == "global:stderr"),
+        "{:?}",
+        main.touches
+    );
+    assert!(
+        !main.touches.iter().any(|t| t == "io" || t == "network"),
+        "{:?}",
+        main.touches
+    );
+}

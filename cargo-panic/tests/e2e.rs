@@ -465,3 +465,108 @@ fn test_executables_of_a_debug_build_get_manifests() {
         "the test harness itself is instrumented"
     );
 }
+
+/// What every manifest's functions must say about their own sites: a lock site
+/// gives a `lock:` touch, an allocation or free `alloc` and `memory`, a
+/// back-edge `cpu`, a timed entry `dwell`; lists are sorted and unique.
+fn check_touches_follow_sites(m: &cargo_panic::manifest::Manifest) {
+    use panic_runtime::SiteKind;
+    let functions = m.functions();
+    for f in &functions {
+        for list in [&f.callees, &f.touches] {
+            assert!(list.windows(2).all(|w| w[0] < w[1]), "{}: {list:?}", f.name);
+        }
+        for t in &f.touches {
+            assert!(
+                panic_passes::Touch::parse(t).is_some(),
+                "{}: `{t}` is outside the vocabulary",
+                f.name
+            );
+        }
+        assert_eq!(
+            f.timed,
+            f.touches.contains(&"dwell".to_string()),
+            "{}",
+            f.name
+        );
+    }
+    // Sites follow their entry in counter order.
+    let mut current = None;
+    for s in &m.sites {
+        if s.kind == SiteKind::Entry {
+            current = functions.iter().find(|f| f.entry == s.id);
+            assert!(current.is_some(), "entry {} is a function", s.id);
+            continue;
+        }
+        let f = current.expect("an entry comes first");
+        let has = |p: &str| f.touches.iter().any(|t| t.starts_with(p));
+        match s.kind {
+            SiteKind::Lock => assert!(has("lock:"), "{}: {:?}", f.name, f.touches),
+            SiteKind::Alloc | SiteKind::Free => {
+                assert!(has("alloc") && has("memory"), "{}: {:?}", f.name, f.touches)
+            }
+            SiteKind::Loop => assert!(has("cpu"), "{}: {:?}", f.name, f.touches),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn the_manifest_records_what_each_function_calls_and_touches() {
+    let exe = built("lockpool");
+    let m = cargo_panic::manifest::Manifest::for_binary(&exe).unwrap();
+    check_touches_follow_sites(&m);
+    let functions = m.functions();
+    let f = |name: &str| {
+        functions
+            .iter()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no function {name}"))
+    };
+    // Leaf loops: CPU only, no calls.
+    for leaf in ["lockpool::process", "lockpool::hold"] {
+        assert!(f(leaf).callees.is_empty(), "{:?}", f(leaf).callees);
+        assert_eq!(f(leaf).touches, ["cpu"], "{leaf}");
+    }
+    let worker = f("lockpool::worker");
+    for callee in [
+        "lockpool::hold",
+        "lockpool::process",
+        "std::sync::poison::mutex::Mutex<T>::lock",
+    ] {
+        assert!(
+            worker.callees.iter().any(|c| c == callee),
+            "{callee} in {:?}",
+            worker.callees
+        );
+    }
+    assert!(worker.touches.iter().any(|t| t == "cpu"));
+    // The mutexes live on main's stack: their lock is named by its call site,
+    // in the function the worker calls.
+    let lock = f("std::sync::poison::mutex::Mutex<T>::lock");
+    assert!(
+        lock.touches
+            .iter()
+            .any(|t| t.starts_with("lock:lock:std::sync::poison::mutex::Mutex<T>::lock@")),
+        "{:?}",
+        lock.touches
+    );
+    // println! writes stdout: a file by call site.
+    let main = f("lockpool::main");
+    assert!(main.touches.iter().any(|t| t == "io"));
+    assert!(
+        main.touches
+            .iter()
+            .any(|t| t.starts_with("file:lockpool::main@")),
+        "{:?}",
+        main.touches
+    );
+    // A profile keeps the functions that ran.
+    let (out, p) = run_profiled(&exe, &["2", "20"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let p: cargo_panic::profile::Profile = serde_json::from_value(p).unwrap();
+    let ran = m.functions_that_ran(&p);
+    assert!(ran.iter().any(|f| f.name == "lockpool::worker"));
+    assert!(ran.len() < functions.len(), "some error paths never ran");
+    assert!(ran.iter().all(|r| functions.contains(r)));
+}

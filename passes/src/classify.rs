@@ -5,6 +5,10 @@
 //! their raw names, and C++ symbols on their demangled path without return type,
 //! template arguments or parameters (`std::mutex::lock`). The tables are the whole
 //! policy; a callee that matches none of them is an ordinary call and gets no site.
+//!
+//! For the `touches` lists (`crate::touches`) it also says which argument of a
+//! lock call is the lock ([`lock_argument`]) and whether a call works on a file
+//! or a socket ([`io_resource`]).
 
 use crate::names::{demangle, demangle_cxx_parts};
 
@@ -368,6 +372,142 @@ pub fn classify_callee(symbol: &str) -> Option<CallClass> {
 
 /// `futex(2)` reached through `syscall(SYS_futex, ...)` is a lock wait.
 pub const SYS_FUTEX: u64 = 202;
+
+/// `syscall(SYS_futex, addr, ...)`: the futex word, the lock, is argument 1.
+pub const SYS_FUTEX_ADDR_ARG: u32 = 1;
+
+/// Which argument of a lock call names the lock: the first, except for a C++
+/// guard's constructor, whose first argument is `this` (the guard) and whose
+/// second is the lockable (`std::lock_guard<std::mutex>::lock_guard(std::mutex&)`).
+pub fn lock_argument(symbol: &str) -> u32 {
+    match demangle_cxx_parts(symbol) {
+        Some((name, params)) if is_acquiring_guard(&cxx_path(&name), &params) => 1,
+        _ => 0,
+    }
+}
+
+/// The kind of I/O object a call works on, for the `file:`/`socket:` touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IoResource {
+    /// A file or a stdio stream (`io`).
+    File,
+    /// A socket (`network`).
+    Socket,
+}
+
+/// C calls on sockets: the blocking ones of `BLOCKING`, plus the calls that make,
+/// name or close a socket (not sites). The waits on sets of descriptors (`poll`,
+/// `select`, `epoll_wait`) are counted as sockets: what a program waits for that
+/// way is nearly always the network.
+const SOCKET_CALLS: &[&str] = &[
+    "send",
+    "sendto",
+    "sendmsg",
+    "sendmmsg",
+    "recv",
+    "recvfrom",
+    "recvmsg",
+    "recvmmsg",
+    "accept",
+    "accept4",
+    "connect",
+    "poll",
+    "ppoll",
+    "select",
+    "pselect",
+    "epoll_wait",
+    "epoll_pwait",
+    "epoll_pwait2",
+    "socket",
+    "socketpair",
+    "bind",
+    "listen",
+    "shutdown",
+];
+/// C calls on files and stdio streams: the blocking ones of `BLOCKING` (`read` and
+/// `write` included, whatever the descriptor is: the callee does not say), plus
+/// the calls that open one (not sites).
+const FILE_CALLS: &[&str] = &[
+    "read",
+    "write",
+    "pread",
+    "pread64",
+    "pwrite",
+    "pwrite64",
+    "readv",
+    "writev",
+    "preadv",
+    "pwritev",
+    "preadv2",
+    "pwritev2",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "flock",
+    "splice",
+    "sendfile",
+    "io_uring_enter",
+    "fread",
+    "fwrite",
+    "fgets",
+    "getline",
+    "getdelim",
+    "fflush",
+    "open",
+    "open64",
+    "openat",
+    "openat64",
+    "creat",
+    "creat64",
+    "fopen",
+    "fopen64",
+    "freopen",
+    "fdopen",
+];
+/// Parts of Rust paths (of blocking calls) that work on sockets.
+const RUST_SOCKET_PARTS: &[&str] = &[
+    "std::net::",
+    "std::os::unix::net::",
+    "std::sys::net::",
+    "std::sys::pal::unix::net::",
+];
+/// Parts of Rust paths (of blocking calls) that work on files or stdio.
+const RUST_FILE_PARTS: &[&str] = &[
+    "std::io::stdio::",
+    "std::io::default_read_to_end",
+    "std::fs::",
+    "std::sys::fs::",
+    "std::sys::pal::unix::fs::",
+];
+
+/// The I/O object a call works on, by its callee's symbol. Blocking calls that
+/// wait for time, processes, threads, signals or message queues (`nanosleep`,
+/// `waitpid`, `pthread_join`, `sigwait`, `msgrcv`, `std::thread::sleep`,
+/// `std::process::Child::wait`) work on neither.
+pub fn io_resource(symbol: &str) -> Option<IoResource> {
+    if SOCKET_CALLS.contains(&symbol) {
+        return Some(IoResource::Socket);
+    }
+    if FILE_CALLS.contains(&symbol) {
+        return Some(IoResource::File);
+    }
+    // C++: none of `CXX_BLOCKING` is I/O. Rust: only what does I/O (getting a
+    // handle such as `std::io::stdout()` does not).
+    let Ok(rust) = rustc_demangle::try_demangle(symbol) else {
+        return None;
+    };
+    if classify_callee(symbol) != Some(CallClass::Blocking) {
+        return None;
+    }
+    let name = format!("{rust:#}");
+    if RUST_SOCKET_PARTS.iter().any(|p| name.contains(p)) {
+        Some(IoResource::Socket)
+    } else if RUST_FILE_PARTS.iter().any(|p| name.contains(p)) {
+        Some(IoResource::File)
+    } else {
+        None
+    }
+}
 
 /// The allocator entry points live in rustc's own namespace (`__rustc::__rust_alloc`).
 fn strip_rustc_namespace(name: &str) -> &str {
@@ -796,6 +936,73 @@ mod tests {
         ] {
             assert_eq!(c(sym), None, "{sym}");
         }
+    }
+
+    #[test]
+    fn io_resources_by_callee() {
+        let io = io_resource;
+        for sym in [
+            "send",
+            "recvfrom",
+            "accept4",
+            "connect",
+            "poll",
+            "epoll_wait",
+            "socket",
+        ] {
+            assert_eq!(io(sym), Some(IoResource::Socket), "{sym}");
+        }
+        for sym in [
+            "read", "pwrite64", "fsync", "fread", "fflush", "fopen", "openat",
+        ] {
+            assert_eq!(io(sym), Some(IoResource::File), "{sym}");
+        }
+        for sym in [
+            "nanosleep",
+            "waitpid",
+            "pthread_join",
+            "msgrcv",
+            "malloc",
+            "printf",
+        ] {
+            assert_eq!(io(sym), None, "{sym}");
+        }
+        // <std::fs::File as std::io::Read>::read
+        assert_eq!(
+            io("_ZN47_$LT$std..fs..File$u20$as$u20$std..io..Read$GT$4read17h0123456789abcdefE"),
+            Some(IoResource::File)
+        );
+        // std::io::stdio::_print
+        assert_eq!(
+            io("_ZN3std2io5stdio6_print17h0123456789abcdefE"),
+            Some(IoResource::File)
+        );
+        // std::net::tcp::TcpStream::connect
+        assert_eq!(
+            io("_ZN3std3net3tcp9TcpStream7connect17h0123456789abcdefE"),
+            Some(IoResource::Socket)
+        );
+        // std::io::stdio::stdout only returns a handle; std::thread::sleep waits.
+        assert_eq!(io("_ZN3std2io5stdio6stdout17h0123456789abcdefE"), None);
+        assert_eq!(io("_ZN3std6thread5sleep17h1234567890abcdefE"), None);
+        // std::thread::join() (C++)
+        assert_eq!(io("_ZNSt6thread4joinEv"), None);
+    }
+
+    #[test]
+    fn the_lock_argument() {
+        assert_eq!(lock_argument("pthread_mutex_lock"), 0);
+        assert_eq!(lock_argument("_ZNSt5mutex4lockEv"), 0);
+        // std::lock_guard<std::mutex>::lock_guard(std::mutex&): `this`, then the mutex.
+        assert_eq!(lock_argument("_ZNSt10lock_guardISt5mutexEC2ERS0_"), 1);
+        assert_eq!(lock_argument("_ZNSt11unique_lockISt5mutexEC2ERS0_"), 1);
+        // std::unique_lock<std::mutex>::lock(): the guard itself.
+        assert_eq!(lock_argument("_ZNSt11unique_lockISt5mutexE4lockEv"), 0);
+        // std::sys::sync::mutex::futex::Mutex::lock_contended(&self)
+        assert_eq!(
+            lock_argument("_ZN3std3sys4sync5mutex5futex5Mutex14lock_contended17h0123456789abcdefE"),
+            0
+        );
     }
 
     #[test]

@@ -26,9 +26,13 @@ use inkwell::module::Module;
 use serde::{Deserialize, Serialize};
 
 use crate::cfg::{back_edges, loop_body};
-use crate::classify::{CallClass, SYS_FUTEX, classify_callee};
+use crate::classify::{
+    CallClass, IoResource, SYS_FUTEX, SYS_FUTEX_ADDR_ARG, classify_callee, io_resource,
+    lock_argument,
+};
 use crate::names::{demangle, stable_id};
 use crate::rule::{CompiledRule, FunctionFacts, Reason};
+use crate::touches::{LockObject, Touch, Touches, call_site};
 use panic_runtime::abi;
 
 pub use panic_runtime::SiteKind;
@@ -74,6 +78,15 @@ pub struct SiteRecord {
     /// Timed sites: index of the duration histogram within the module.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub hist: Option<u32>,
+    /// Entry sites (always present there): the demangled functions this
+    /// function calls directly, sorted, without duplicates. Calls through a
+    /// pointer are not listed; a call to an alias lists the function it names.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub callees: Option<Vec<String>>,
+    /// Entry sites (always present there): what the function uses directly, in
+    /// the vocabulary of [`crate::touches`], sorted, without duplicates.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub touches: Option<Vec<String>>,
 }
 
 /// The sites of one instrumented module, in counter order.
@@ -85,6 +98,49 @@ pub struct ModuleSites {
     pub suffix: String,
     pub sites: Vec<SiteRecord>,
     pub n_hists: u32,
+}
+
+/// What one instrumented function uses, as its entry site records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionUses<'a> {
+    /// Demangled name, as the sites' `function` spells it.
+    pub name: &'a str,
+    /// Id of its entry site: a profile's count there says whether it ran.
+    pub entry: &'a str,
+    /// Whether its entry is timed (it is a timed region; `dwell` is in `touches`).
+    pub timed: bool,
+    /// Demangled names of the functions it calls directly, sorted.
+    pub callees: &'a [String],
+    /// What it uses directly ([`crate::touches`]), sorted.
+    pub touches: &'a [String],
+}
+
+impl<'a> FunctionUses<'a> {
+    /// The uses an entry site records; `None` for any other site.
+    pub fn of_entry(s: &'a SiteRecord) -> Option<FunctionUses<'a>> {
+        (s.kind == SiteKind::Entry).then(|| FunctionUses {
+            name: &s.function,
+            entry: &s.id,
+            timed: s.timed,
+            callees: s.callees.as_deref().unwrap_or(&[]),
+            touches: s.touches.as_deref().unwrap_or(&[]),
+        })
+    }
+}
+
+impl ModuleSites {
+    /// Every instrumented function of the module, in site order.
+    pub fn functions(&self) -> impl Iterator<Item = FunctionUses<'_>> {
+        self.sites.iter().filter_map(FunctionUses::of_entry)
+    }
+
+    /// Whether every entry site carries its `callees` and `touches` (a module
+    /// instrumented by a pass older than `PASS_VERSION` 3 does not).
+    pub fn records_uses(&self) -> bool {
+        self.sites
+            .iter()
+            .all(|s| s.kind != SiteKind::Entry || (s.callees.is_some() && s.touches.is_some()))
+    }
 }
 
 pub fn counters_symbol(suffix: &str) -> String {
@@ -271,6 +327,7 @@ struct ModuleCx {
     exit_ty: LLVMTypeRef,
     sites: Vec<SiteRecord>,
     n_hists: u32,
+    known_callees: KnownCallees,
 }
 
 impl ModuleCx {
@@ -314,6 +371,7 @@ impl ModuleCx {
                 exit_ty,
                 sites: Vec::new(),
                 n_hists: 0,
+                known_callees: KnownCallees::default(),
             }
         }
     }
@@ -433,11 +491,21 @@ impl ModuleCx {
                 None,
                 false,
             )];
+            let mut uses = Uses::default();
             for (bi, &bb) in blocks.iter().enumerate() {
                 for inst in instructions_of(bb) {
+                    uses.instructions += 1;
                     match LLVMGetInstructionOpcode(inst) {
+                        LLVMOpcode::LLVMLoad => uses.pointer(LLVMGetOperand(inst, 0)),
+                        LLVMOpcode::LLVMStore => uses.pointer(LLVMGetOperand(inst, 1)),
+                        LLVMOpcode::LLVMAtomicRMW | LLVMOpcode::LLVMAtomicCmpXchg => {
+                            uses.pointer(LLVMGetOperand(inst, 0))
+                        }
                         LLVMOpcode::LLVMCall | LLVMOpcode::LLVMInvoke => {
-                            if let Some((class, callee)) = classify_call(inst) {
+                            let site = classify_call(inst);
+                            let at = site.as_ref().map(|(class, _)| (*class, plans.len()));
+                            uses.call(inst, at, &mut self.known_callees);
+                            if let Some((class, callee)) = site {
                                 let kind = kind_of_call(class);
                                 let plan = match kind {
                                     SiteKind::Blocking | SiteKind::Lock => {
@@ -520,8 +588,27 @@ impl ModuleCx {
                     unwind: *unwind,
                     adaptive: matches!(plan, Plan::Entry { adaptive: true, .. }),
                     hist,
+                    callees: None,
+                    touches: None,
                 });
             }
+            let touches = uses.touches(
+                &function,
+                |plan| self.sites[first as usize + plan].id.clone(),
+                |ordinal| {
+                    stable_id(&[
+                        opts.module_key.as_bytes(),
+                        symbol.as_bytes(),
+                        ordinal.to_string().as_bytes(),
+                        b"call",
+                    ])
+                },
+                timed,
+                plans.iter().any(|(p, ..)| matches!(p, Plan::Loop { .. })),
+            );
+            let entry = &mut self.sites[first as usize];
+            entry.callees = Some(std::mem::take(&mut uses.callees).into_iter().collect());
+            entry.touches = Some(touches);
 
             let mut entry_at = first_non_alloca(blocks[0]);
             let mut guarded = false;
@@ -850,6 +937,252 @@ impl ModuleCx {
     }
 }
 
+/// What one function uses directly, gathered while its probes are planned (before
+/// any IR changes) and turned into its `callees` and `touches` (`crate::touches`).
+#[derive(Default)]
+struct Uses {
+    callees: std::collections::BTreeSet<String>,
+    /// Demangled names of the non-constant globals it uses.
+    globals: std::collections::BTreeSet<String>,
+    /// Calls the touches name by call site, in IR order.
+    calls: Vec<CallUse>,
+    /// Instructions seen so far: a call's ordinal, for the id of a call that is
+    /// not a site.
+    instructions: usize,
+}
+
+struct CallUse {
+    inst: LLVMValueRef,
+    /// The call's plan (its site is the function's first site plus this), if a site.
+    plan: Option<usize>,
+    ordinal: usize,
+    what: CallTouch,
+}
+
+enum CallTouch {
+    /// An allocation or free site.
+    Alloc,
+    /// A lock site, with the global its lock is (in), if any.
+    Lock(Option<String>),
+    /// A call on a file or a socket.
+    Io(IoResource),
+}
+
+impl Uses {
+    /// A pointer the function loads from, stores to or does an atomic operation on.
+    unsafe fn pointer(&mut self, ptr: LLVMValueRef) {
+        // SAFETY: `ptr` is an operand of a live instruction.
+        if let Some(name) = unsafe { pointed_global(ptr) } {
+            self.globals.insert(name);
+        }
+    }
+
+    /// A call or invoke; `site` is its class and plan index when it is a site.
+    unsafe fn call(
+        &mut self,
+        inst: LLVMValueRef,
+        site: Option<(CallClass, usize)>,
+        known: &mut KnownCallees,
+    ) {
+        // SAFETY: `inst` is a live call or invoke; its operands are valid values.
+        unsafe {
+            let n_args = LLVMGetNumArgOperands(inst);
+            for i in 0..n_args {
+                self.pointer(LLVMGetOperand(inst, i));
+            }
+            let callee = known.get(LLVMGetCalledValue(inst));
+            if let Some(name) = &callee.name {
+                self.callees.insert(name.clone());
+            }
+            let (symbol, io) = (callee.symbol.as_deref(), callee.io);
+            let mut push = |plan: Option<usize>, what| {
+                self.calls.push(CallUse {
+                    inst,
+                    plan,
+                    ordinal: self.instructions,
+                    what,
+                })
+            };
+            let plan = site.map(|(_, p)| p);
+            match site {
+                Some((CallClass::Alloc | CallClass::Free, _)) => push(plan, CallTouch::Alloc),
+                Some((CallClass::Lock, _)) => {
+                    let sym = symbol.unwrap_or("");
+                    let arg = if sym == "syscall" {
+                        SYS_FUTEX_ADDR_ARG
+                    } else {
+                        lock_argument(sym)
+                    };
+                    let global = if arg < n_args {
+                        pointed_global(LLVMGetOperand(inst, arg))
+                    } else {
+                        None
+                    };
+                    push(plan, CallTouch::Lock(global));
+                }
+                _ => {}
+            }
+            if let Some(res) = io {
+                push(plan, CallTouch::Io(res));
+            }
+        }
+    }
+
+    /// The function's touches. `site_id(plan)` is the id of a plan's site,
+    /// `call_id(ordinal)` a stable id for a call that is not a site.
+    unsafe fn touches(
+        &self,
+        function: &str,
+        site_id: impl Fn(usize) -> String,
+        call_id: impl Fn(usize) -> String,
+        timed: bool,
+        loops: bool,
+    ) -> Vec<String> {
+        let mut t = Touches::default();
+        for g in &self.globals {
+            t.insert(Touch::Global(g.clone()));
+        }
+        if timed {
+            t.insert(Touch::Dwell);
+        }
+        if loops {
+            t.insert(Touch::Cpu);
+        }
+        for c in &self.calls {
+            let at = || {
+                // SAFETY: `c.inst` is a live instruction of the function.
+                let line = unsafe { own_line(c.inst) };
+                let id = match c.plan {
+                    Some(p) => site_id(p),
+                    None => call_id(c.ordinal),
+                };
+                call_site(function, line, &id)
+            };
+            match &c.what {
+                CallTouch::Alloc => {
+                    t.insert(Touch::Alloc);
+                    t.insert(Touch::Memory);
+                }
+                CallTouch::Lock(Some(global)) => {
+                    t.insert(Touch::Lock(LockObject::Global(global.clone())))
+                }
+                CallTouch::Lock(None) => t.insert(Touch::Lock(LockObject::Site(at()))),
+                CallTouch::Io(IoResource::File) => {
+                    t.insert(Touch::Io);
+                    t.insert(Touch::File(at()));
+                }
+                CallTouch::Io(IoResource::Socket) => {
+                    t.insert(Touch::Network);
+                    t.insert(Touch::Socket(at()));
+                }
+            }
+        }
+        t.into_sorted()
+    }
+}
+
+/// The demangled name of the non-constant global variable `v` points into (the
+/// global itself, or a GEP or cast of it, as a constant or an instruction), if
+/// any. Constants, unnamed globals, `llvm.*` and the pass's own `__panic_*`
+/// symbols are not named.
+unsafe fn pointed_global(mut v: LLVMValueRef) -> Option<String> {
+    // SAFETY: `v` and every operand followed are valid values of a live module.
+    unsafe {
+        // GEPs of GEPs are short chains; the bound only guards against a cycle
+        // through unreachable code.
+        for _ in 0..32 {
+            if v.is_null() {
+                return None;
+            }
+            if !LLVMIsAGlobalVariable(v).is_null() {
+                if LLVMIsGlobalConstant(v) != 0 {
+                    return None;
+                }
+                let name = value_name(v);
+                if name.is_empty() || name.starts_with("llvm.") || name.starts_with("__panic_") {
+                    return None;
+                }
+                return Some(demangle(&name));
+            }
+            if !LLVMIsAGlobalAlias(v).is_null() {
+                v = LLVMAliasGetAliasee(v);
+                continue;
+            }
+            let opcode = if !LLVMIsAConstantExpr(v).is_null() {
+                LLVMGetConstOpcode(v)
+            } else if !LLVMIsAInstruction(v).is_null() {
+                LLVMGetInstructionOpcode(v)
+            } else {
+                return None;
+            };
+            match opcode {
+                LLVMOpcode::LLVMGetElementPtr
+                | LLVMOpcode::LLVMBitCast
+                | LLVMOpcode::LLVMAddrSpaceCast => v = LLVMGetOperand(v, 0),
+                _ => return None,
+            }
+        }
+        None
+    }
+}
+
+/// What the uses need to know of a called value, worked out once per module
+/// (demangling every call's callee again would be most of the cost).
+#[derive(Default)]
+struct KnownCallees(std::collections::HashMap<LLVMValueRef, Callee>);
+
+struct Callee {
+    /// The symbol of the function called, when the called value is one.
+    symbol: Option<String>,
+    /// The demangled name `callees` lists: the function called directly (through
+    /// an alias, the function it names), unless an intrinsic or the runtime.
+    name: Option<String>,
+    /// The file or socket the call works on, by the symbol called.
+    io: Option<IoResource>,
+}
+
+impl KnownCallees {
+    unsafe fn get(&mut self, called: LLVMValueRef) -> &Callee {
+        self.0.entry(called).or_insert_with(|| {
+            // SAFETY: `called` is the called operand of a live call.
+            unsafe {
+                let symbol = (!called.is_null() && !LLVMIsAFunction(called).is_null())
+                    .then(|| value_name(called));
+                let name = called_function(called).map(|f| value_name(f)).filter(|n| {
+                    !n.is_empty() && !n.starts_with("llvm.") && !n.starts_with("__panic_")
+                });
+                Callee {
+                    io: symbol.as_deref().and_then(io_resource),
+                    name: name.map(|n| demangle(&n)),
+                    symbol,
+                }
+            }
+        })
+    }
+}
+
+/// The function a call's called value is (through an alias, the function the
+/// alias names), if it is known.
+unsafe fn called_function(called: LLVMValueRef) -> Option<LLVMValueRef> {
+    // SAFETY: queries on a valid value.
+    unsafe {
+        let mut v = called;
+        for _ in 0..8 {
+            if v.is_null() {
+                return None;
+            }
+            if !LLVMIsAFunction(v).is_null() {
+                return Some(v);
+            }
+            if LLVMIsAGlobalAlias(v).is_null() {
+                return None;
+            }
+            v = LLVMAliasGetAliasee(v);
+        }
+        None
+    }
+}
+
 /// Moves `inst` to the builder's position, keeping its own debug location
 /// (`LLVMInsertIntoBuilder` would stamp the builder's current one on it).
 unsafe fn move_to_builder(builder: LLVMBuilderRef, inst: LLVMValueRef) {
@@ -1131,6 +1464,26 @@ unsafe fn instruction_location(inst: LLVMValueRef) -> Option<Loc> {
     }
 }
 
+/// The line of `inst` in its function's own source: for code inlined into the
+/// function, the line of the call it was inlined from (so two calls inlined from
+/// the same library line are still told apart by where the function makes them).
+unsafe fn own_line(inst: LLVMValueRef) -> Option<u32> {
+    // SAFETY: debug metadata queries on a valid instruction.
+    unsafe {
+        let mut loc = LLVMInstructionGetDebugLoc(inst);
+        if loc.is_null() {
+            return None;
+        }
+        loop {
+            let outer = LLVMDILocationGetInlinedAt(loc);
+            if outer.is_null() {
+                return Some(LLVMDILocationGetLine(loc));
+            }
+            loc = outer;
+        }
+    }
+}
+
 unsafe fn function_location(f: LLVMValueRef, blocks: &[LLVMBasicBlockRef]) -> Option<Loc> {
     // SAFETY: debug metadata queries on a valid function.
     unsafe {
@@ -1181,4 +1534,330 @@ unsafe fn lossy(p: *const c_char, len: c_uint) -> Option<String> {
     // SAFETY: LLVM guarantees `len` bytes at `p`.
     let bytes = unsafe { std::slice::from_raw_parts(p as *const u8, len as usize) };
     Some(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// The pass on small IR modules from text. They need an LLVM to link against,
+/// and this crate links none; under `llvm19` they link Debian's libLLVM 19 (the
+/// clang plugin's), found on the default library path:
+/// `cargo test -p panic-passes --features llvm19`.
+#[cfg(all(test, feature = "llvm19"))]
+mod ir_tests {
+    use inkwell::context::Context;
+    use inkwell::memory_buffer::MemoryBuffer;
+
+    use super::*;
+    use crate::DwellRule;
+
+    #[link(name = "libLLVM.so.19.1", kind = "dylib", modifiers = "+verbatim")]
+    unsafe extern "C" {}
+
+    /// Instruments `ir` (with `timed` patterns forced timed) and returns its sites.
+    fn instrument(ir: &str, timed: &[&str]) -> ModuleSites {
+        let ctx = Context::create();
+        let buf = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "t.ll");
+        let module = ctx.create_module_from_ir(buf).expect("test IR parses");
+        let rule = DwellRule {
+            time: timed.iter().map(|s| s.to_string()).collect(),
+            ..DwellRule::default()
+        }
+        .compile()
+        .unwrap();
+        let opts = Options {
+            module_key: "t.ll",
+            rule: &rule,
+        };
+        instrument_module(&module, &opts).expect("instruments and verifies")
+    }
+
+    fn uses<'a>(m: &'a ModuleSites, name: &str) -> FunctionUses<'a> {
+        m.functions()
+            .find(|f| f.name == name)
+            .unwrap_or_else(|| panic!("no function {name}"))
+    }
+
+    fn site_id(m: &ModuleSites, function: &str, kind: SiteKind) -> String {
+        m.sites
+            .iter()
+            .find(|s| s.function == function && s.kind == kind)
+            .unwrap()
+            .id
+            .clone()
+    }
+
+    const IR: &str = r#"
+@counter = global i64 0
+@table = global [4 x i64] zeroinitializer
+@limit = constant i64 10
+@msg = private unnamed_addr constant [3 x i8] c"hi\00"
+@mu = global [40 x i8] zeroinitializer
+@tls = thread_local global i64 0
+@flag = global i32 0
+@shadow = global i64 0
+
+declare i32 @pthread_mutex_lock(ptr)
+declare i32 @pthread_mutex_unlock(ptr)
+declare ptr @malloc(i64)
+declare void @free(ptr)
+declare i64 @read(i32, ptr, i64)
+declare i64 @send(i32, ptr, i64, i32)
+declare i32 @socket(i32, i32, i32)
+declare i32 @puts(ptr)
+declare void @use(ptr)
+declare void @llvm.memset.p0.i64(ptr, i8, i64, i1)
+declare ptr @llvm.threadlocal.address.p0(ptr)
+
+define i64 @globals(i64 %i) {
+  %a = load i64, ptr @counter
+  %l = load i64, ptr @limit
+  %p = getelementptr inbounds [4 x i64], ptr @table, i64 0, i64 %i
+  store i64 %l, ptr %p
+  %c = call i32 @puts(ptr @msg)
+  %t = call ptr @llvm.threadlocal.address.p0(ptr @tls)
+  %tv = load i64, ptr %t
+  %old = atomicrmw add ptr @flag, i32 1 seq_cst
+  store i64 1, ptr getelementptr inbounds (i8, ptr @shadow, i64 4)
+  ret i64 %a
+}
+
+define i64 @constants_only() {
+  %l = load i64, ptr @limit
+  %c = call i32 @puts(ptr @msg)
+  ret i64 %l
+}
+
+define void @lock_global() {
+  %r = call i32 @pthread_mutex_lock(ptr getelementptr inbounds (i8, ptr @mu, i64 0))
+  %u = call i32 @pthread_mutex_unlock(ptr @mu)
+  ret void
+}
+
+define void @lock_local(ptr %m) !dbg !3 {
+  %r = call i32 @pthread_mutex_lock(ptr %m), !dbg !5
+  %u = call i32 @pthread_mutex_unlock(ptr %m), !dbg !6
+  ret void, !dbg !6
+}
+
+define void @lock_inlined(ptr %a, ptr %b) !dbg !10 {
+  %r = call i32 @pthread_mutex_lock(ptr %a), !dbg !12
+  %s = call i32 @pthread_mutex_lock(ptr %b), !dbg !14
+  ret void, !dbg !13
+}
+
+define void @lock_stack() {
+  %m = alloca [40 x i8]
+  %r = call i32 @pthread_mutex_lock(ptr %m)
+  ret void
+}
+
+declare void @_ZNSt10lock_guardISt5mutexEC2ERS0_(ptr, ptr)
+declare i64 @syscall(i64, ...)
+
+define void @guard_and_futex() {
+  %g = alloca ptr
+  call void @_ZNSt10lock_guardISt5mutexEC2ERS0_(ptr %g, ptr @mu)
+  %r = call i64 (i64, ...) @syscall(i64 202, ptr @flag, i32 0, i32 1)
+  ret void
+}
+
+define void @allocates(i64 %n) {
+  %p = call ptr @malloc(i64 %n)
+  call void @llvm.memset.p0.i64(ptr %p, i8 0, i64 %n, i1 false)
+  call void @free(ptr %p)
+  ret void
+}
+
+define void @loops(i64 %n) {
+entry:
+  br label %head
+head:
+  %i = phi i64 [ 0, %entry ], [ %next, %head ]
+  %next = add i64 %i, 1
+  %done = icmp eq i64 %next, %n
+  br i1 %done, label %exit, label %head
+exit:
+  ret void
+}
+
+define void @does_io(i32 %fd, ptr %buf) !dbg !7 {
+  %r = call i64 @read(i32 %fd, ptr %buf, i64 8), !dbg !8
+  %s = call i32 @socket(i32 2, i32 1, i32 0), !dbg !9
+  %w = call i64 @send(i32 %s, ptr %buf, i64 8, i32 0)
+  ret void, !dbg !9
+}
+
+define void @caller(ptr %f) {
+  %a = call i64 @globals(i64 1)
+  call void @lock_global()
+  %b = call i64 @globals(i64 2)
+  call void @allocates(i64 8)
+  call void %f()
+  call void @llvm.memset.p0.i64(ptr @table, i8 0, i64 32, i1 false)
+  ret void
+}
+
+define void @timed_fn() {
+  ret void
+}
+
+!llvm.module.flags = !{!0}
+!llvm.dbg.cu = !{!1}
+!0 = !{i32 2, !"Debug Info Version", i32 3}
+!1 = distinct !DICompileUnit(language: DW_LANG_C11, file: !2, emissionKind: LineTablesOnly)
+!2 = !DIFile(filename: "t.c", directory: "/src")
+!3 = distinct !DISubprogram(name: "lock_local", scope: !2, file: !2, line: 20, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!4 = !DISubroutineType(types: !{})
+!5 = !DILocation(line: 21, column: 3, scope: !3)
+!6 = !DILocation(line: 22, column: 3, scope: !3)
+!7 = distinct !DISubprogram(name: "does_io", scope: !2, file: !2, line: 30, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!8 = !DILocation(line: 31, column: 3, scope: !7)
+!9 = !DILocation(line: 32, column: 3, scope: !7)
+!10 = distinct !DISubprogram(name: "lock_inlined", scope: !2, file: !2, line: 40, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!11 = distinct !DISubprogram(name: "lib_lock", scope: !2, file: !2, line: 4, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!12 = !DILocation(line: 5, column: 3, scope: !11, inlinedAt: !13)
+!13 = !DILocation(line: 41, column: 3, scope: !10)
+!14 = !DILocation(line: 5, column: 3, scope: !11, inlinedAt: !15)
+!15 = !DILocation(line: 42, column: 3, scope: !10)
+"#;
+
+    #[test]
+    fn global_loads_stores_atomics_and_addresses_are_recorded() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "globals");
+        // @limit and @msg are constants; @tls is a thread-local, used through
+        // llvm.threadlocal.address; @shadow through a constant GEP.
+        assert_eq!(
+            f.touches,
+            [
+                "global:counter",
+                "global:flag",
+                "global:shadow",
+                "global:table",
+                "global:tls"
+            ]
+        );
+        assert_eq!(f.callees, ["puts"], "intrinsics are not callees");
+        assert_eq!(f.entry, site_id(&m, "globals", SiteKind::Entry));
+    }
+
+    #[test]
+    fn constant_globals_are_not_recorded() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "constants_only");
+        assert!(f.touches.is_empty(), "{:?}", f.touches);
+        assert_eq!(f.callees, ["puts"]);
+    }
+
+    #[test]
+    fn a_lock_on_a_global_mutex_names_the_global() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "lock_global");
+        assert_eq!(f.touches, ["global:mu", "lock:global:mu"]);
+        assert_eq!(f.callees, ["pthread_mutex_lock", "pthread_mutex_unlock"]);
+    }
+
+    #[test]
+    fn a_lock_on_a_local_mutex_is_named_by_its_call_site() {
+        let m = instrument(IR, &[]);
+        // By line, from debug info.
+        assert_eq!(uses(&m, "lock_local").touches, ["lock:lock:lock_local@21"]);
+        // Inlined from one library line, called from two lines of the function.
+        assert_eq!(
+            uses(&m, "lock_inlined").touches,
+            ["lock:lock:lock_inlined@41", "lock:lock:lock_inlined@42"]
+        );
+        // Without a line, by the lock site's id.
+        let id = site_id(&m, "lock_stack", SiteKind::Lock);
+        assert_eq!(
+            uses(&m, "lock_stack").touches,
+            [format!("lock:lock:lock_stack#{id}")]
+        );
+    }
+
+    #[test]
+    fn a_guard_locks_its_second_argument_and_a_futex_its_word() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "guard_and_futex");
+        assert_eq!(
+            f.touches,
+            [
+                "global:flag",
+                "global:mu",
+                "lock:global:flag",
+                "lock:global:mu"
+            ]
+        );
+        assert_eq!(
+            f.callees,
+            [
+                "std::lock_guard<std::mutex>::lock_guard(std::mutex&)",
+                "syscall"
+            ]
+        );
+    }
+
+    #[test]
+    fn allocation_sites_touch_the_allocator_and_memory() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "allocates");
+        assert_eq!(f.touches, ["alloc", "memory"]);
+        assert_eq!(f.callees, ["free", "malloc"]);
+    }
+
+    #[test]
+    fn a_loop_touches_cpu_and_a_timed_function_dwell() {
+        let m = instrument(IR, &["timed_fn"]);
+        assert_eq!(uses(&m, "loops").touches, ["cpu"]);
+        assert!(uses(&m, "loops").callees.is_empty());
+        assert_eq!(uses(&m, "timed_fn").touches, ["dwell"]);
+    }
+
+    #[test]
+    fn files_and_sockets_by_call_site() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "does_io");
+        // `send` has no line: its blocking site's id names it.
+        let send = m
+            .sites
+            .iter()
+            .find(|s| s.callee.as_deref() == Some("send"))
+            .unwrap();
+        assert_eq!(
+            f.touches,
+            [
+                "file:does_io@31".to_string(),
+                "io".into(),
+                "network".into(),
+                format!("socket:does_io#{}", send.id),
+                "socket:does_io@32".into(),
+            ]
+        );
+        assert_eq!(f.callees, ["read", "send", "socket"]);
+    }
+
+    #[test]
+    fn callees_are_direct_sorted_and_unique() {
+        let m = instrument(IR, &[]);
+        let f = uses(&m, "caller");
+        // The indirect call is not listed; the memset intrinsic is not a callee,
+        // but the global it writes is touched.
+        assert_eq!(f.callees, ["allocates", "globals", "lock_global"]);
+        assert_eq!(f.touches, ["global:table"]);
+    }
+
+    #[test]
+    fn every_instrumented_function_records_its_uses_in_the_json() {
+        let m = instrument(IR, &[]);
+        assert!(m.records_uses());
+        assert_eq!(m.functions().count(), 12);
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains('\n'), "compact");
+        let back: ModuleSites = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        // Only entry sites carry the lists.
+        assert!(
+            m.sites
+                .iter()
+                .all(|s| (s.kind == SiteKind::Entry) == s.touches.is_some())
+        );
+    }
 }

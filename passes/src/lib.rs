@@ -6,7 +6,9 @@
 //! - [`classify`] decides which calls are sites (pure).
 //! - [`rule`] decides which functions are timed regions (pure).
 //! - [`cfg`] finds natural loops (pure).
-//! - [`instrument`] inserts the probes into a module and returns its sites.
+//! - [`instrument`] inserts the probes into a module and returns its sites, with
+//!   what each function calls and touches.
+//! - [`touches`] is the vocabulary of what a function touches (pure).
 //!
 //! The crate never does IO and never links: it turns one module into an
 //! instrumented module plus the list of its sites.
@@ -16,12 +18,14 @@ pub mod classify;
 pub mod instrument;
 pub mod names;
 pub mod rule;
+pub mod touches;
 
 pub use instrument::{
-    InstrumentError, ModuleSites, Options, SiteKind, SiteRecord, counters_symbol, hists_symbol,
-    instrument_module, module_suffix,
+    FunctionUses, InstrumentError, ModuleSites, Options, SiteKind, SiteRecord, counters_symbol,
+    hists_symbol, instrument_module, module_suffix,
 };
 pub use rule::{CompiledRule, DwellRule, Reason};
+pub use touches::{LockObject, Touch};
 
 /// Environment variables the clang plugin reads; `cargo panic cc`'s compiler
 /// wrappers and `cargo panic build` set them. Defined once here, for both sides.
@@ -38,5 +42,5 @@ pub mod plugin_env {
 }
 
 /// Bumped whenever the instrumentation of a given input can change; part of every
-/// object cache key.
-pub const PASS_VERSION: u32 = 2;
+/// object cache key. 3: entry sites record `callees` and `touches`.
+pub const PASS_VERSION: u32 = 3;

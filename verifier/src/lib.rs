@@ -8,10 +8,13 @@
 //! - [`chordal`]: chordality in O(V+E): perfect elimination ordering, maximal
 //!   cliques, clique tree and treewidth, or a chordless cycle and a minimal
 //!   triangulation.
+//! - [`depgraph`]: a program's dependence graph (resources and shared objects
+//!   its regions use together) from what the pass recorded per function.
 //! - [`drift`]: a quadratic Lyapunov certificate for the projected dual-ascent
 //!   price controller, checked by z3 in exact rational arithmetic, or a price
 //!   vector whose drift is positive.
 
 pub mod chordal;
+pub mod depgraph;
 pub mod drift;
 pub mod graph;

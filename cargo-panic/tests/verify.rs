@@ -1,0 +1,341 @@
+//! `cargo panic verify`: verdicts with evidence, exit codes, and bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+mod common;
+use common::{cargo_panic, show};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("cargo-panic-verify-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn verify(args: &[&str]) -> Output {
+    cargo_panic()
+        .arg("verify")
+        .args(args)
+        .output()
+        .expect("run cargo-panic")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", show(out)))
+}
+
+#[test]
+fn a_chordal_graph_is_certified_with_its_evidence() {
+    let dir = scratch("chordal");
+    // Two triangles sharing the edge b-c, and a pendant vertex e; a comment line.
+    let g = write(
+        &dir,
+        "g.txt",
+        "# two triangles\na b\nb c\nc a\nb d\nc d # shared b-c\nd e\n",
+    );
+    let out = verify(&["--graph", g.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("(5 vertices, 6 edges): certified chordal"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3 maximal cliques, the largest of 3 (treewidth 2)"),
+        "{text}"
+    );
+    assert!(text.contains("re-checked"), "{text}");
+
+    let out = verify(&["--graph", g.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    assert_eq!(v["verdict"], "certified");
+    let check = &v["checks"][0];
+    assert_eq!(check["check"], "chordality");
+    let ev = &check["evidence"];
+    assert_eq!(ev["chordal"], true);
+    assert_eq!(ev["rechecked"], true);
+    assert_eq!(ev["treewidth"], 2);
+    assert_eq!(ev["peo"].as_array().unwrap().len(), 5);
+    let mut cliques: Vec<Vec<String>> = ev["cliques"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut c: Vec<String> = c
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s.as_str().unwrap().to_string())
+                .collect();
+            c.sort();
+            c
+        })
+        .collect();
+    cliques.sort();
+    assert_eq!(
+        cliques,
+        vec![vec!["a", "b", "c"], vec!["b", "c", "d"], vec!["d", "e"]]
+    );
+    assert_eq!(ev["clique_tree"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn a_cycle_is_a_counterexample_with_a_minimal_fill_in() {
+    let dir = scratch("cycle");
+    let g = write(&dir, "c5.txt", "1 2\n2 3\n3 4\n4 5\n5 1\n");
+    let out = verify(&["--graph", g.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("NOT chordal"), "{text}");
+    assert!(
+        text.contains("chordless cycle of length 5 (re-checked)"),
+        "{text}"
+    );
+    assert!(text.contains("adds 2 edge(s)"), "{text}");
+
+    let v = json(&verify(&["--graph", g.to_str().unwrap(), "--json"]));
+    assert_eq!(v["verdict"], "counterexample");
+    let ev = &v["checks"][0]["evidence"];
+    assert_eq!(ev["chordless_cycle"].as_array().unwrap().len(), 5);
+    assert_eq!(ev["triangulation"]["size"], 2);
+    assert_eq!(ev["triangulation"]["algorithm"], "mcs-m");
+}
+
+#[test]
+fn self_loops_and_duplicate_edges_are_accepted_and_reported() {
+    let dir = scratch("dups");
+    let g = write(&dir, "g.txt", "a b\nb a\na a\nb c\n");
+    let out = verify(&["--graph", g.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("(3 vertices, 2 edges)"), "{text}");
+    assert!(
+        text.contains("1 self-loop(s) ignored (first: line 3, `a`)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 duplicate edge(s) counted once (first: line 2, `b a`)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_located_error() {
+    let dir = scratch("bad");
+    let g = write(&dir, "bad.txt", "a b\nb c d\n");
+    let out = verify(&["--graph", g.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("{}:2: expected an edge", g.display())),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "no partial verdict: {}", show(&out));
+
+    let empty = write(&dir, "empty.txt", "# nothing here\n\n");
+    let out = verify(&["--graph", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("declares no vertices"),
+        "{}",
+        show(&out)
+    );
+
+    let missing = dir.join("missing.txt");
+    let out = verify(&["--graph", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot read"),
+        "{}",
+        show(&out)
+    );
+
+    let out = verify(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("nothing to verify"),
+        "{}",
+        show(&out)
+    );
+
+    let out = verify(&["--profile", "p.json"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--profile restricts"),
+        "{}",
+        show(&out)
+    );
+
+    let out = verify(&["--timeline", "t.yaml"]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("attack engine"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn cargo_can_run_it_as_a_subcommand() {
+    let dir = scratch("subcommand");
+    let g = write(&dir, "g.txt", "x y\n");
+    let out = cargo_panic()
+        .args(["panic", "verify", "--graph", g.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+}
+
+/// `cargo panic cc` in a copy of examples/`name` with `cc_args`; returns the dir.
+fn build_c_example(name: &str, cc_args: &[&str]) -> tempfile::TempDir {
+    common::require_tools(&["clang-19", "make"]);
+    let dir = tempfile::tempdir().unwrap();
+    common::copy_dir(&common::repo().join("examples").join(name), dir.path());
+    let out = cargo_panic()
+        .arg("cc")
+        .args(cc_args)
+        .args(["--", "make"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    dir
+}
+
+/// The regions as `root: touches` lines, sorted: the snapshot form.
+fn regions(check: &Value) -> Vec<String> {
+    let mut v: Vec<String> = check["regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let t: Vec<&str> = r["touches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap())
+                .collect();
+            format!(
+                "{} ({}): {}",
+                r["root"].as_str().unwrap(),
+                r["kind"].as_str().unwrap(),
+                t.join(" ")
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn the_lock_ring_example_has_a_non_chordal_dependence_graph() {
+    let dir = build_c_example("c-lockring", &["--time", "transfer_*"]);
+    let bin = dir.path().join("c-lockring");
+    let out = verify(&["--binary", bin.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v = json(&out);
+    let check = &v["checks"][0];
+    assert_eq!(
+        regions(check),
+        vec![
+            "main (timed): cpu dwell global:rounds global:stderr",
+            "transfer_ab (timed): cpu dwell global:acct_a global:acct_b global:rounds",
+            "transfer_bc (timed): cpu dwell global:acct_b global:acct_c global:rounds",
+            "transfer_cd (timed): cpu dwell global:acct_c global:acct_d global:rounds",
+            "transfer_da (timed): cpu dwell global:acct_a global:acct_d global:rounds",
+        ]
+    );
+    let ev = &check["evidence"];
+    let mut cycle: Vec<&str> = ev["chordless_cycle"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    cycle.sort_unstable();
+    assert_eq!(
+        cycle,
+        [
+            "global:acct_a",
+            "global:acct_b",
+            "global:acct_c",
+            "global:acct_d"
+        ]
+    );
+    assert_eq!(ev["triangulation"]["size"], 1);
+    let mut who: Vec<&str> = ev["cycle_regions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|e| {
+            e["regions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap())
+        })
+        .collect();
+    who.sort_unstable();
+    assert_eq!(
+        who,
+        ["transfer_ab", "transfer_bc", "transfer_cd", "transfer_da"]
+    );
+
+    // A profile of a run restricts the graph to what ran: with no rounds the
+    // handlers still run (they print), so the verdict stands.
+    let prof = dir.path().join("p.json");
+    let run = cargo_panic()
+        .args([
+            "run",
+            "--out",
+            prof.to_str().unwrap(),
+            "--",
+            bin.to_str().unwrap(),
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", show(&run));
+    let out = verify(&[
+        "--binary",
+        bin.to_str().unwrap(),
+        "--profile",
+        prof.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stdout(&out).contains("transfer_da"), "{}", show(&out));
+}
+
+#[test]
+fn the_threads_example_has_a_chordal_dependence_graph() {
+    let dir = build_c_example("c-threads", &[]);
+    let bin = dir.path().join("c-threads");
+    let out = verify(&["--binary", bin.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    let check = &v["checks"][0];
+    assert_eq!(
+        regions(check),
+        vec![
+            "main (timed): cpu dwell global:counter global:iterations global:stderr",
+            "worker (timed): cpu dwell global:counter global:counter_mu global:iterations",
+        ]
+    );
+    assert_eq!(check["evidence"]["chordal"], true);
+    assert_eq!(check["evidence"]["treewidth"], 4);
+}
