@@ -87,8 +87,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify before stressing: chordal dependence graphs, answered with a
-    /// certificate or a counterexample
+    /// Verify before stressing: chordal dependence graphs and price-controller
+    /// drift, answered with a certificate or a counterexample
     ///
     /// Exit status: 0 every check certified, 1 a counterexample, 2 bad input,
     /// 3 a check could not decide (never reported as a pass).
@@ -99,6 +99,9 @@ enum Command {
         /// An instrumented binary: its dependence graph, from its manifest
         #[arg(long, value_name = "BIN")]
         binary: Option<PathBuf>,
+        /// A price controller (YAML or JSON): a drift certificate for its dual ascent
+        #[arg(long, value_name = "FILE")]
+        controller: Option<PathBuf>,
         /// A profile: restricts --binary to what ran
         #[arg(long, value_name = "PROFILE")]
         profile: Option<PathBuf>,
@@ -205,12 +208,14 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Verify {
             graph,
             binary,
+            controller,
             profile,
             timeline,
             json,
         } => verify_cmd::verify(&verify_cmd::VerifyOptions {
             graph,
             binary,
+            controller,
             profile,
             timeline,
             json,

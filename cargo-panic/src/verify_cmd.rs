@@ -14,6 +14,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use panic_verifier::chordal::{self, Chordality, Triangulation};
 use panic_verifier::depgraph::{self, DependenceGraph, FunctionUse};
+use panic_verifier::drift::{self, Controller, ControllerSpec, DriftVerdict, Scope};
 use panic_verifier::graph::{self, Graph};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -22,6 +23,7 @@ use serde_json::{Value, json};
 pub struct VerifyOptions {
     pub graph: Option<PathBuf>,
     pub binary: Option<PathBuf>,
+    pub controller: Option<PathBuf>,
     pub profile: Option<PathBuf>,
     pub timeline: Option<PathBuf>,
     pub json: bool,
@@ -54,16 +56,33 @@ struct Check {
 }
 
 pub fn verify(opts: &VerifyOptions) -> Result<i32> {
+    if let (Some(p), Some(_), None) = (&opts.profile, &opts.controller, &opts.binary) {
+        // The profile format has no price/usage series yet: the kernel side's
+        // controller is what will record them.
+        let _: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(p)?;
+        bail!(
+            "{}: this profile has no price/usage time series to estimate the controller's \
+             sensitivity from (they are recorded by the kernel side's price controller, which has \
+             not landed yet); give `sensitivity:` in the controller file",
+            p.display()
+        );
+    }
     if opts.profile.is_some() && opts.binary.is_none() {
         bail!("--profile restricts --binary to what ran: give --binary too");
     }
-    if opts.graph.is_none() && opts.binary.is_none() && opts.timeline.is_none() {
-        bail!("nothing to verify: give --graph EDGES, --binary BIN or --timeline FILE");
+    if opts.graph.is_none()
+        && opts.binary.is_none()
+        && opts.controller.is_none()
+        && opts.timeline.is_none()
+    {
+        bail!(
+            "nothing to verify: give --graph EDGES, --binary BIN, --controller FILE or --timeline FILE"
+        );
     }
     if let Some(t) = &opts.timeline {
         bail!(
             "{}: timeline feasibility needs the attack engine's timeline format, which has not \
-             landed yet; verify graphs (--graph, --binary) for now",
+             landed yet; verify graphs (--graph, --binary) and controllers (--controller) for now",
             t.display()
         );
     }
@@ -74,6 +93,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
         .binary
         .as_deref()
         .map(|b| read_binary(b, opts.profile.as_deref()))
+        .transpose()?;
+    let controller_input = opts
+        .controller
+        .as_deref()
+        .map(read_controller)
         .transpose()?;
 
     let mut checks = Vec::new();
@@ -87,6 +111,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
     }
     if let Some((path, dep)) = &binary_input {
         checks.push(binary_check(path, dep));
+    }
+    if let Some((path, ctrl)) = &controller_input {
+        checks.push(drift_check(path, ctrl));
     }
 
     let worst = checks
@@ -402,4 +429,148 @@ fn binary_check(binary: &Path, dep: &DependenceGraph) -> Check {
             .collect::<Vec<_>>()
     );
     check
+}
+
+/// Reads and validates a controller file (YAML; JSON is YAML too).
+fn read_controller(path: &Path) -> Result<(PathBuf, Controller)> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let spec: ControllerSpec = serde_norway::from_str(&text).map_err(|e| match e.location() {
+        Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
+        None => anyhow::anyhow!("{}: {e}", path.display()),
+    })?;
+    let ctrl = spec
+        .validate()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    Ok((path.to_owned(), ctrl))
+}
+
+/// The drift certificate of a controller. The check decomposes over the clique
+/// tree of the resources' coupling graph when that graph is chordal.
+fn drift_check(path: &Path, ctrl: &Controller) -> Check {
+    let names = ctrl.names();
+    let pairs: Vec<(u32, u32)> = ctrl
+        .coupling_pairs()
+        .into_iter()
+        .map(|(i, j)| (i as u32, j as u32))
+        .collect();
+    let coupling = Graph::from_edges(names.clone(), &pairs);
+    let (tree, coupling_note) = match chordal::check(&coupling) {
+        Chordality::Chordal(cert) => (
+            Some(drift::CliqueTree {
+                cliques: cert
+                    .cliques
+                    .iter()
+                    .map(|c| c.iter().map(|&v| v as usize).collect())
+                    .collect(),
+                edges: cert
+                    .clique_tree
+                    .pairs()
+                    .iter()
+                    .map(|&(a, b)| (a as usize, b as usize))
+                    .collect(),
+            }),
+            format!(
+                "coupling graph chordal ({} cliques, largest {})",
+                cert.cliques.len(),
+                cert.cliques.iter().map(<[u32]>::len).max().unwrap_or(0)
+            ),
+        ),
+        Chordality::NotChordal(w) => (
+            None,
+            format!(
+                "coupling graph not chordal (chordless cycle {}): checked without a clique split",
+                w.cycle
+                    .iter()
+                    .map(|&v| coupling.name(v))
+                    .collect::<Vec<_>>()
+                    .join(" - ")
+            ),
+        ),
+    };
+    let started = Instant::now();
+    let verdict = drift::certify(ctrl, tree.as_ref(), &drift::DriftConfig::default());
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let head = format!(
+        "drift of the price controller in {} ({} resources: {})",
+        path.display(),
+        names.len(),
+        names.join(", ")
+    );
+    let mut summary = String::new();
+    let outcome = match &verdict {
+        DriftVerdict::Certified(c) if c.scope == Scope::ProjectedController => {
+            let _ = writeln!(summary, "{head}: certified");
+            let _ = writeln!(summary, "  {}", c.what_is_certified);
+            let _ = writeln!(
+                summary,
+                "  P {:?} ({}), epsilon = {} ({:.4}), B = {}, p* = [{}]",
+                c.p_shape,
+                if c.p_matrix.len() <= 6 {
+                    c.p_matrix
+                        .iter()
+                        .map(|r| r.join(" "))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                } else {
+                    "--json prints it".to_string()
+                },
+                c.epsilon,
+                c.epsilon_approx,
+                c.b,
+                c.p_star.join(", ")
+            );
+            let _ = writeln!(
+                summary,
+                "  {}; z3: {} checks, all unsat, {:.0} ms",
+                c.decomposition.summary,
+                c.z3.checks.len(),
+                c.z3.time_ms
+            );
+            Outcome::Certified
+        }
+        DriftVerdict::Certified(c) => {
+            let _ = writeln!(summary, "{head}: UNKNOWN");
+            let _ = writeln!(
+                summary,
+                "  only the unprojected linear model is certified, not the controller: {}",
+                c.what_is_certified
+            );
+            Outcome::Unknown
+        }
+        DriftVerdict::Counterexample(c) => {
+            let _ = writeln!(summary, "{head}: COUNTEREXAMPLE");
+            let _ = writeln!(summary, "  {}", c.reason);
+            let _ = writeln!(
+                summary,
+                "  from p0 = [{}]: drift {} ({}); the iteration {} over {} steps (distance to p* {:.3e} -> {:.3e})",
+                c.p0.join(", "),
+                c.drift.as_deref().unwrap_or("?"),
+                c.lyapunov,
+                format!("{:?}", c.trajectory.behaviour).to_lowercase(),
+                c.trajectory.steps,
+                c.trajectory.first_distance,
+                c.trajectory.last_distance
+            );
+            Outcome::Counterexample
+        }
+        DriftVerdict::Unknown { reason } => {
+            let _ = writeln!(summary, "{head}: UNKNOWN (never a pass)");
+            let _ = writeln!(summary, "  {reason}");
+            Outcome::Unknown
+        }
+    };
+    let _ = writeln!(summary, "  {coupling_note}");
+    Check {
+        outcome,
+        summary,
+        json: json!({
+            "check": "drift",
+            "input": path.display().to_string(),
+            "verdict": outcome,
+            "coupling": coupling_note,
+            "evidence": verdict,
+            "decided_ms": elapsed_ms,
+        }),
+    }
 }

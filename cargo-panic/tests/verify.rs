@@ -339,3 +339,79 @@ fn the_threads_example_has_a_chordal_dependence_graph() {
     assert_eq!(check["evidence"]["chordal"], true);
     assert_eq!(check["evidence"]["treewidth"], 4);
 }
+
+#[test]
+fn a_stable_controller_gets_a_drift_certificate_and_an_unstable_one_a_counterexample() {
+    let dir = scratch("controller");
+    let ok = write(
+        &dir,
+        "ok.yaml",
+        "# cpu and memory, mildly coupled\nresources: [cpu, memory]\ncapacity: [2.0, 100.0]\n\
+         step: [0.2, 0.01]\nsensitivity:\n  - [1.0, 0.1]\n  - [0.5, 20.0]\n",
+    );
+    let out = verify(&["--controller", ok.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    let check = &v["checks"][0];
+    assert_eq!(check["check"], "drift");
+    let ev = &check["evidence"];
+    assert_eq!(ev["verdict"], "certified");
+    assert_eq!(ev["scope"], "projected_controller");
+    assert_eq!(ev["p_matrix"].as_array().unwrap().len(), 2);
+    assert_eq!(ev["b"], "0");
+    assert!(
+        ev["z3"]["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["result"] == "unsat"),
+        "{ev}"
+    );
+
+    // One resource, a*K = 2.5 > 2: the price oscillates forever.
+    let bad = write(
+        &dir,
+        "bad.json",
+        r#"{"resources": ["cpu"], "capacity": [1.0], "step": 2.5, "sensitivity": [[1.0]]}"#,
+    );
+    let out = verify(&["--controller", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("COUNTEREXAMPLE"), "{text}");
+    assert!(text.contains("the iteration oscillates"), "{text}");
+}
+
+#[test]
+fn bad_controllers_exit_2_and_say_what_to_fix() {
+    let dir = scratch("bad-controller");
+    let cases = [
+        (
+            "kind.yaml",
+            "resources: [cpu, disk]\ncapacity: [1, 2]\nstep: 0.1\nsensitivity: [[1, 0], [0, 1]]\n",
+            "unknown kind `disk`",
+        ),
+        (
+            "square.yaml",
+            "resources: [cpu, memory]\ncapacity: [1, 2]\nstep: 0.1\nsensitivity: [[1, 0], [0]]\n",
+            "row",
+        ),
+        (
+            "negative.yaml",
+            "resources: [cpu, memory]\ncapacity: [1, 2]\nstep: 0.1\nsensitivity: [[1, -0.5], [0, 1]]\n",
+            "negative",
+        ),
+        (
+            "syntax.yaml",
+            "resources: [cpu\ncapacity: 1\n",
+            "syntax.yaml:",
+        ),
+    ];
+    for (name, text, needle) in cases {
+        let f = write(&dir, name, text);
+        let out = verify(&["--controller", f.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", show(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{name}: expected `{needle}` in {err}");
+        assert!(out.stdout.is_empty(), "{name}: no partial verdict");
+    }
+}

@@ -157,9 +157,11 @@ pub fn build(functions: &[FunctionUse], ran: Option<&dyn Fn(&str) -> bool>) -> D
         };
         // Petgraph's DFS is iterative; the filter keeps it out of other roots
         // (and, for the leftover roots, out of code a region already has).
+        let is_root = |f: usize| timed[f] || !called[f];
+        let claimed = |f: usize| second && seen[f] != usize::MAX;
         let enter = |f: NodeIndex| {
             let f = f.index();
-            f == root || (!(timed[f] || !called[f]) && !(second && seen[f] != usize::MAX))
+            f == root || !(is_root(f) || claimed(f))
         };
         let region = NodeFiltered::from_fn(&calls, enter);
         let mut dfs = Dfs::new(&region, NodeIndex::new(root));
