@@ -74,11 +74,14 @@ if chordal:
 print(f"{time.perf_counter() - t0:.4f} {int(chordal)}")
 PY
 
-# /usr/bin/time -f "%e %M" of "$@" into $OUT/time.$$ ; prints "wall_s peak_kib".
+# Runs "$@" (stdout to $OUT/last.out) and prints "wall_s peak_kib": the wall
+# time from the shell's clock (microseconds; /usr/bin/time only has 10 ms) and
+# the peak RSS from /usr/bin/time.
 timed() {
-  local f=$OUT/time.txt
-  /usr/bin/time -f "%e %M" -o "$f" "$@" >"$OUT/last.out" 2>"$OUT/last.err" || true
-  tail -n 1 "$f"
+  local f=$OUT/time.txt t0
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f "%M" -o "$f" "$@" >"$OUT/last.out" 2>"$OUT/last.err" || true
+  echo "$(since "$t0") $(tail -n 1 "$f")"
 }
 
 SIZES=(2000 10000 100000 1000000)

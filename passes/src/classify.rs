@@ -42,7 +42,12 @@ const ALLOC: &[&str] = &[
     "__strndup",
 ];
 const FREE: &[&str] = &["__rust_dealloc", "free", "cfree"];
-const BLOCKING: &[&str] = &[
+/// Blocking calls on files and stdio streams (`read` and `write` included,
+/// whatever the descriptor is: the callee does not say). C stdio reads or writes
+/// the stream's file once its buffer is empty or full, and can sleep on it.
+/// Formatted output (`printf`, `puts`, `fprintf`) is left out: it is called far
+/// too often, and mostly only fills the buffer.
+const BLOCKING_FILE: &[&str] = &[
     "read",
     "write",
     "pread",
@@ -55,6 +60,24 @@ const BLOCKING: &[&str] = &[
     "pwritev",
     "preadv2",
     "pwritev2",
+    "fsync",
+    "fdatasync",
+    "sync_file_range",
+    "flock",
+    "splice",
+    "sendfile",
+    "io_uring_enter",
+    "fread",
+    "fwrite",
+    "fgets",
+    "getline",
+    "getdelim",
+    "fflush",
+];
+/// Blocking calls on sockets. The waits on sets of descriptors (`poll`,
+/// `select`, `epoll_wait`) count as sockets: what a program waits for that way
+/// is nearly always the network.
+const BLOCKING_SOCKET: &[&str] = &[
     "send",
     "sendto",
     "sendmsg",
@@ -73,9 +96,10 @@ const BLOCKING: &[&str] = &[
     "accept",
     "accept4",
     "connect",
-    "fsync",
-    "fdatasync",
-    "sync_file_range",
+];
+/// Blocking calls that wait for time, processes, threads, signals or message
+/// queues: no I/O object.
+const BLOCKING_WAIT: &[&str] = &[
     "nanosleep",
     "clock_nanosleep",
     "usleep",
@@ -89,26 +113,13 @@ const BLOCKING: &[&str] = &[
     "sigwaitinfo",
     "sigtimedwait",
     "sigsuspend",
-    "flock",
     "pthread_join",
-    "io_uring_enter",
     "msgrcv",
     "msgsnd",
-    "splice",
-    "sendfile",
-    // C stdio that reads or writes the stream's file (once its buffer is empty or
-    // full) and can sleep on it. Formatted output (`printf`, `puts`, `fprintf`) is
-    // left out: it is called far too often, and mostly only fills the buffer.
-    "fread",
-    "fwrite",
-    "fgets",
-    "getline",
-    "getdelim",
-    "fflush",
 ];
 /// Acquisitions and waits on a lock or on another thread's signal: mutexes, rwlocks,
 /// spinlocks, semaphores, condition variables and barriers. `pthread_join` waits
-/// for a thread to end, not for a lock, and is `BLOCKING`.
+/// for a thread to end, not for a lock, and is `BLOCKING_WAIT`.
 const LOCK: &[&str] = &[
     "pthread_mutex_lock",
     "pthread_mutex_timedlock",
@@ -337,7 +348,9 @@ pub fn classify_callee(symbol: &str) -> Option<CallClass> {
         (ALLOC, CallClass::Alloc),
         (FREE, CallClass::Free),
         (LOCK, CallClass::Lock),
-        (BLOCKING, CallClass::Blocking),
+        (BLOCKING_FILE, CallClass::Blocking),
+        (BLOCKING_SOCKET, CallClass::Blocking),
+        (BLOCKING_WAIT, CallClass::Blocking),
         (PANIC, CallClass::Panic),
     ] {
         if list.contains(&plain) {
@@ -395,73 +408,11 @@ pub enum IoResource {
     Socket,
 }
 
-/// C calls on sockets: the blocking ones of `BLOCKING`, plus the calls that make,
-/// name or close a socket (not sites). The waits on sets of descriptors (`poll`,
-/// `select`, `epoll_wait`) are counted as sockets: what a program waits for that
-/// way is nearly always the network.
-const SOCKET_CALLS: &[&str] = &[
-    "send",
-    "sendto",
-    "sendmsg",
-    "sendmmsg",
-    "recv",
-    "recvfrom",
-    "recvmsg",
-    "recvmmsg",
-    "accept",
-    "accept4",
-    "connect",
-    "poll",
-    "ppoll",
-    "select",
-    "pselect",
-    "epoll_wait",
-    "epoll_pwait",
-    "epoll_pwait2",
-    "socket",
-    "socketpair",
-    "bind",
-    "listen",
-    "shutdown",
-];
-/// C calls on files and stdio streams: the blocking ones of `BLOCKING` (`read` and
-/// `write` included, whatever the descriptor is: the callee does not say), plus
-/// the calls that open one (not sites).
-const FILE_CALLS: &[&str] = &[
-    "read",
-    "write",
-    "pread",
-    "pread64",
-    "pwrite",
-    "pwrite64",
-    "readv",
-    "writev",
-    "preadv",
-    "pwritev",
-    "preadv2",
-    "pwritev2",
-    "fsync",
-    "fdatasync",
-    "sync_file_range",
-    "flock",
-    "splice",
-    "sendfile",
-    "io_uring_enter",
-    "fread",
-    "fwrite",
-    "fgets",
-    "getline",
-    "getdelim",
-    "fflush",
-    "open",
-    "open64",
-    "openat",
-    "openat64",
-    "creat",
-    "creat64",
-    "fopen",
-    "fopen64",
-    "freopen",
+/// C calls that make, name or close a socket: not sites, but socket use.
+const SOCKET_SETUP: &[&str] = &["socket", "socketpair", "bind", "listen", "shutdown"];
+/// C calls that open a file or stream: not sites, but file use.
+const FILE_OPEN: &[&str] = &[
+    "open", "open64", "openat", "openat64", "creat", "creat64", "fopen", "fopen64", "freopen",
     "fdopen",
 ];
 /// Parts of Rust paths (of blocking calls) that work on sockets.
@@ -485,10 +436,10 @@ const RUST_FILE_PARTS: &[&str] = &[
 /// `waitpid`, `pthread_join`, `sigwait`, `msgrcv`, `std::thread::sleep`,
 /// `std::process::Child::wait`) work on neither.
 pub fn io_resource(symbol: &str) -> Option<IoResource> {
-    if SOCKET_CALLS.contains(&symbol) {
+    if BLOCKING_SOCKET.contains(&symbol) || SOCKET_SETUP.contains(&symbol) {
         return Some(IoResource::Socket);
     }
-    if FILE_CALLS.contains(&symbol) {
+    if BLOCKING_FILE.contains(&symbol) || FILE_OPEN.contains(&symbol) {
         return Some(IoResource::File);
     }
     // C++: none of `CXX_BLOCKING` is I/O. Rust: only what does I/O (getting a

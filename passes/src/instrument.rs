@@ -817,6 +817,18 @@ impl ModuleCx {
         // SAFETY: builds instructions at the builder's position.
         unsafe {
             let delta = LLVMBuildLoad2(self.builder, self.i64, self.delta, c"panic.delta".as_ptr());
+            // The offset changes only when the runtime gives the thread its
+            // block (before any of the program's code runs in a thread it
+            // starts) or takes it back (after the thread's code has returned),
+            // so within any function it is invariant: the optimiser may keep it
+            // in a register across stores and calls instead of reloading it.
+            let kind = LLVMGetMDKindIDInContext(
+                self.ctx,
+                c"invariant.load".as_ptr(),
+                "invariant.load".len() as c_uint,
+            );
+            let empty = LLVMMDNodeInContext2(self.ctx, std::ptr::null_mut(), 0);
+            LLVMSetMetadata(delta, kind, LLVMMetadataAsValue(self.ctx, empty));
             let mut off = [delta];
             let ptr = LLVMBuildGEP2(
                 self.builder,

@@ -113,7 +113,13 @@
  * shared counters with atomic adds, zeroed and handed to the next thread.
  * A site's count is therefore the shared counter plus that counter in every
  * block. Readers of a live segment may see a block's counts twice for the
- * moment of a fold; a finished run's counts are exact. Blocks are allocated
+ * moment of a fold; a finished run's counts are exact. Instrumented code loads
+ * the offset as invariant (it may keep it in a register for a whole function):
+ * the runtime changes it only where no instrumented frame of the thread is live
+ * (before a thread's start routine, after it returned), with one exception: a
+ * thread the runtime did not start gets its block at its first timed region,
+ * and the function that entered that region may go on counting into the shared
+ * counters (unlocked) until it returns. Blocks are allocated
  * PANIC_BLOCKS_PER_CHUNK at a time, at most PANIC_MAX_BLOCKS; a thread that
  * finds none free counts into the shared counters without a lock (counted in
  * the header's blocks_over: such threads may lose counts to each other). */

@@ -10,6 +10,26 @@ use std::process::Stdio;
 use common::{Harness, assert_dump_matches_live, check_hist, describe, run, sites, wait_limited};
 use panic_runtime::{Live, SegmentError, Snapshot, State};
 
+/// Starts a driver that writes into segment `seg` and dumps to `dump`, with
+/// stdin and stdout piped, and waits for its first line (the driver's "ready").
+fn spawn_until_ready(
+    mut cmd: std::process::Command,
+    seg: &std::path::Path,
+    dump: &std::path::Path,
+) -> (std::process::Child, String) {
+    let mut child = cmd
+        .env("CARGO_PANIC_SHM", seg)
+        .env("CARGO_PANIC_DUMP", dump)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("read the ready line");
+    (child, line)
+}
+
 /// Parses the `<word> <tid>` line a driver prints.
 fn printed_tid(stdout: &[u8], word: &str) -> u32 {
     let text = String::from_utf8_lossy(stdout);
@@ -152,17 +172,7 @@ fn live_segment_is_readable_while_the_program_runs() {
     let exe = h.build("live", 4, 1);
     let seg = h.path("live.seg");
     let dump = h.path("live.dump");
-    let mut child = h
-        .command(&exe)
-        .env("CARGO_PANIC_SHM", &seg)
-        .env("CARGO_PANIC_DUMP", &dump)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read the ready line");
+    let (mut child, line) = spawn_until_ready(h.command(&exe), &seg, &dump);
     let fields: Vec<_> = line.split_whitespace().collect();
     assert_eq!(fields.len(), 4, "unexpected line {line:?}");
     assert_eq!(fields[0], "ready", "unexpected line {line:?}");
@@ -268,18 +278,9 @@ fn a_live_reader_sees_the_counts_of_running_threads() {
     let exe = h.build("probes", 3, 1);
     let seg = h.path("probes-live.seg");
     let dump = h.path("probes-live.dump");
-    let mut child = h
-        .command(&exe)
-        .arg("park")
-        .env("CARGO_PANIC_SHM", &seg)
-        .env("CARGO_PANIC_DUMP", &dump)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("read the ready line");
+    let mut cmd = h.command(&exe);
+    cmd.arg("park");
+    let (mut child, line) = spawn_until_ready(cmd, &seg, &dump);
     assert_eq!(line, "ready\n");
 
     // The workers exited (their counts were folded into the shared counters);

@@ -14,24 +14,8 @@
 //! more, each closing a chordless cycle, so the graph is not chordal. Vertex
 //! names are a seeded random permutation of `0..N`, so ids carry no locality.
 
+use panic_verifier::rng::SplitMix64 as Rng;
 use std::io::{BufWriter, Write};
-
-/// SplitMix64: small, seeded, good enough for test graphs.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, k: usize) -> usize {
-        (self.next() % k as u64) as usize
-    }
-}
 
 fn usage() -> ! {
     eprintln!("usage: chordal_gen N [--extra K] [--seed S]");
@@ -67,7 +51,7 @@ fn main() -> std::io::Result<()> {
     if n < 2 {
         usage();
     }
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
 
     // Each vertex's home clique, stored flat: at most 5 members.
     let mut home: Vec<[u32; 5]> = Vec::with_capacity(n);
@@ -135,7 +119,11 @@ fn main() -> std::io::Result<()> {
     let out = std::io::stdout().lock();
     let mut out = BufWriter::with_capacity(1 << 20, out);
     for &(u, v) in &edges {
-        let (u, v) = if rng.next() & 1 == 0 { (u, v) } else { (v, u) };
+        let (u, v) = if rng.next_u64() & 1 == 0 {
+            (u, v)
+        } else {
+            (v, u)
+        };
         writeln!(out, "{} {}", name[u as usize], name[v as usize])?;
     }
     out.flush()

@@ -16,22 +16,11 @@
 use std::time::Instant;
 
 use panic_verifier::drift::{CliqueTree, ControllerSpec, DriftConfig, DriftVerdict, Step, certify};
+use panic_verifier::rng::SplitMix64;
 
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// A number with three decimals, as a person would write it.
-    fn dec(&mut self, lo: f64, hi: f64) -> f64 {
-        ((lo + (hi - lo) * self.unit()) * 1000.0).round() / 1000.0
-    }
+/// A number in `[lo, hi)` with three decimals, as a person would write it.
+fn dec(rng: &mut SplitMix64, lo: f64, hi: f64) -> f64 {
+    ((lo + (hi - lo) * rng.unit()) * 1000.0).round() / 1000.0
 }
 
 /// `K` diagonally dominant (off-diagonal row sum at most half the diagonal),
@@ -43,10 +32,10 @@ struct Variant {
 }
 
 fn controller(n: usize, band: Option<usize>, seed: u64, v: Variant) -> ControllerSpec {
-    let mut rng = SplitMix(seed);
+    let mut rng = SplitMix64::new(seed);
     let mut k = vec![vec![0.0; n]; n];
     for (i, row) in k.iter_mut().enumerate() {
-        row[i] = rng.dec(1.0, 2.0);
+        row[i] = dec(&mut rng, 1.0, 2.0);
         let width = band.map_or(n.saturating_sub(1), |b| 2 * b).max(1) as f64;
         for j in 0..n {
             let near = band.is_none_or(|b| i.abs_diff(j) <= b);
@@ -61,12 +50,12 @@ fn controller(n: usize, band: Option<usize>, seed: u64, v: Variant) -> Controlle
     let kinds = ["cpu", "memory", "io", "network", "dwell"];
     ControllerSpec {
         resources: (0..n).map(|i| format!("{}:r{i}", kinds[i % 5])).collect(),
-        capacity: (0..n).map(|_| rng.dec(0.5, 2.0)).collect(),
+        capacity: (0..n).map(|_| dec(&mut rng, 0.5, 2.0)).collect(),
         step: Step::PerResource(step),
         sensitivity: k,
         baseline_usage: v
             .baseline
-            .then(|| (0..n).map(|_| rng.dec(0.0, 4.0)).collect()),
+            .then(|| (0..n).map(|_| dec(&mut rng, 0.0, 4.0)).collect()),
         epsilon: None,
         max_iterations: None,
     }

@@ -18,3 +18,4 @@ pub mod chordal;
 pub mod depgraph;
 pub mod drift;
 pub mod graph;
+pub mod rng;

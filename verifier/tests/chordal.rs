@@ -12,6 +12,7 @@ use panic_verifier::chordal::{
     is_chordless_cycle, is_peo, mcs_elimination_order, mcs_m, pruned_elimination_fill, triangulate,
 };
 use panic_verifier::graph::{EdgeListError, Graph, REPORT_CAP, parse_edge_list};
+use panic_verifier::rng::SplitMix64 as Rng;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 
@@ -444,23 +445,6 @@ fn relabelled_witnesses_stay_chordless() {
 // ---------------------------------------------------------------------------
 // Families with known answers.
 
-/// SplitMix64, so the families are the same on every run.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, k: usize) -> usize {
-        (self.next() % k as u64) as usize
-    }
-}
-
 fn chordal_cert(g: &Graph) -> ChordalCertificate {
     match check(g) {
         Chordality::Chordal(cert) => {
@@ -486,7 +470,7 @@ fn chordal_cert(g: &Graph) -> ChordalCertificate {
 
 #[test]
 fn trees_are_chordal_with_treewidth_one() {
-    let mut rng = Rng(3);
+    let mut rng = Rng::new(3);
     for n in 2..60 {
         let edges: Vec<(u32, u32)> = (1..n).map(|i| (i as u32, rng.below(i) as u32)).collect();
         let cert = chordal_cert(&Graph::with_numbered_vertices(n, &edges));
@@ -519,7 +503,7 @@ fn k_tree(k: usize, n: usize, rng: &mut Rng) -> Graph {
 
 #[test]
 fn k_trees_are_chordal_with_treewidth_k() {
-    let mut rng = Rng(4);
+    let mut rng = Rng::new(4);
     for k in 1..=5 {
         for n in [k + 1, k + 2, 20, 45] {
             let cert = chordal_cert(&k_tree(k, n, &mut rng));
@@ -533,7 +517,7 @@ fn k_trees_are_chordal_with_treewidth_k() {
 
 #[test]
 fn interval_graphs_are_chordal_with_treewidth_max_overlap_minus_one() {
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for n in 1..50 {
         let intervals: Vec<(usize, usize)> = (0..n)
             .map(|_| {
@@ -674,7 +658,7 @@ fn random_chordal(n: usize, rng: &mut Rng) -> Graph {
 
 #[test]
 fn medium_graphs_both_routes_minimal() {
-    let mut rng = Rng(6);
+    let mut rng = Rng::new(6);
     for (n, extra) in [(60, 1), (120, 3), (250, 6)] {
         let g = random_chordal(n, &mut rng);
         chordal_cert(&g);

@@ -3,6 +3,8 @@
 
 use super::dense::{self, Mat};
 use super::verdict::{Behaviour, Trajectory};
+/// The crate's seeded generator, under the name the drift code uses.
+pub(crate) use crate::rng::SplitMix64 as Rng;
 
 /// `p_0 .. p_steps` of `p⁺ = max(0, A p + b)`.
 pub(crate) fn simulate(a: &[Vec<f64>], b: &[f64], p0: &[f64], steps: usize) -> Vec<Vec<f64>> {
@@ -84,28 +86,6 @@ pub(crate) fn classify(traj: &[Vec<f64>], p_star: &[f64]) -> Trajectory {
         last_norm: dense::norm(last),
         period,
         exact_cycle: None,
-    }
-}
-
-/// SplitMix64: small, seeded, reproducible.
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        Rng(seed)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `[0, 1)`.
-    pub fn unit(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
