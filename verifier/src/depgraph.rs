@@ -115,7 +115,12 @@ pub fn build(functions: &[FunctionUse], ran: Option<&dyn Fn(&str) -> bool>) -> D
     }
     let called: Vec<bool> = calls
         .node_indices()
-        .map(|f| calls.neighbors_directed(f, Direction::Incoming).next().is_some())
+        .map(|f| {
+            calls
+                .neighbors_directed(f, Direction::Incoming)
+                .next()
+                .is_some()
+        })
         .collect();
     let timed: Vec<bool> = by_name.values().map(|(t, _, _)| *t).collect();
 

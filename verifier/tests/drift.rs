@@ -480,14 +480,19 @@ fn full_p_small_n_is_checked_on_the_clipped_map() {
     check_numerically(&s, &c, 3000);
 }
 
-#[test]
-fn full_p_above_the_nra_limit_certifies_the_linear_model_only_and_says_so() {
-    let k = vec![
+/// Four resources, each coupled to two or three others, stable at step 0.8.
+fn coupled_4() -> Vec<Vec<f64>> {
+    vec![
         vec![1.0, 0.2, 0.0, 0.1],
         vec![0.1, 1.0, 0.3, 0.0],
         vec![0.0, 0.2, 1.0, 0.2],
         vec![0.3, 0.0, 0.1, 1.0],
-    ];
+    ]
+}
+
+#[test]
+fn full_p_above_the_nra_limit_certifies_the_linear_model_only_and_says_so() {
+    let k = coupled_4();
     let s = spec(k, Step::Uniform(0.8));
     let cfg = DriftConfig {
         search: LyapunovSearch::FullOnly,
@@ -510,12 +515,7 @@ fn full_p_above_the_nra_limit_certifies_the_linear_model_only_and_says_so() {
 
 #[test]
 fn z3_unknown_is_reported_as_unknown() {
-    let k = vec![
-        vec![1.0, 0.2, 0.0, 0.1],
-        vec![0.1, 1.0, 0.3, 0.0],
-        vec![0.0, 0.2, 1.0, 0.2],
-        vec![0.3, 0.0, 0.1, 1.0],
-    ];
+    let k = coupled_4();
     let s = spec(k, Step::Uniform(0.8));
     let cfg = DriftConfig {
         nra_max_resources: 4,

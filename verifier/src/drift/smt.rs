@@ -196,18 +196,7 @@ pub(crate) fn check_direct(
         return out;
     }
     let cz: Vec<Real> = center.iter().map(num).collect();
-    let out = ground(
-        "equilibrium",
-        || {
-            let y = model.affine(&cz);
-            let zero = Real::from_rational(0, 1);
-            (0..n)
-                .map(|i| cz[i].eq(y[i].ge(&zero).ite(&y[i], &zero)))
-                .collect()
-        },
-        t,
-        log,
-    );
+    let out = check_equilibrium(&model, &cz, t, log);
     if !matches!(out, Outcome::Holds) {
         return out;
     }
@@ -328,18 +317,7 @@ pub(crate) fn check_certificate(
     // The centre of V is the equilibrium of the map that is certified.
     let cz: Vec<Real> = center.iter().map(num).collect();
     let out = if projected_center {
-        ground(
-            "equilibrium",
-            || {
-                let y = model.affine(&cz);
-                let zero = Real::from_rational(0, 1);
-                (0..n)
-                    .map(|i| cz[i].eq(y[i].ge(&zero).ite(&y[i], &zero)))
-                    .collect()
-            },
-            t,
-            log,
-        )
+        check_equilibrium(&model, &cz, t, log)
     } else {
         ground(
             "linear_fixed_point",
@@ -367,6 +345,22 @@ pub(crate) fn check_certificate(
         );
     }
     Outcome::Holds
+}
+
+/// z3 check `equilibrium`: `cz = max(0, A cz + b)`, coordinate by coordinate.
+fn check_equilibrium(model: &Model, cz: &[Real], t: u64, log: &mut Vec<Z3Check>) -> Outcome {
+    ground(
+        "equilibrium",
+        || {
+            let y = model.affine(cz);
+            let zero = Real::from_rational(0, 1);
+            (0..cz.len())
+                .map(|i| cz[i].eq(y[i].ge(&zero).ite(&y[i], &zero)))
+                .collect()
+        },
+        t,
+        log,
+    )
 }
 
 fn sum(terms: Vec<Real>) -> Real {
