@@ -963,6 +963,9 @@ static void privatize(void *addr, uint64_t len) {
  * other slot is freed. */
 static void atfork_child(void) {
     dump_path[0] = 0;
+    /* A thread that was growing the blocks when the parent forked does not
+     * exist here: its lock would never be released. */
+    pthread_mutex_init(&grow_lock, NULL);
     int shm_detached = shm_fd >= 0;
     if (shm_fd >= 0) {
         struct region r[3];
