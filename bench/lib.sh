@@ -38,6 +38,24 @@ logged() {
   return 1
 }
 
+# One measured run of "$@", tagged $1 (the command follows the tag): stdout
+# and stderr go to $OUT/stdout-<tag>.txt and $OUT/stderr-<tag>.txt, and it
+# prints "wall_s cpu_s peak_kib": the wall time from the shell's clock
+# (microseconds; /usr/bin/time only resolves 10 ms), user+sys CPU time and
+# peak RSS from /usr/bin/time. The status is the command's (the figures are
+# printed either way).
+measure() {
+  local tag=$1 tf=$OUT/time-$1.txt t0 wall rc=0 u s m
+  shift
+  t0=$EPOCHREALTIME
+  /usr/bin/time -f '%U %S %M' -o "$tf" "$@" >"$OUT/stdout-$tag.txt" 2>"$OUT/stderr-$tag.txt" || rc=$?
+  wall=$(since "$t0")
+  # After a failure, time's file starts with a "Command exited ..." line.
+  read -r u s m < <(tail -n 1 "$tf")
+  echo "$wall $(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}') $m"
+  return $rc
+}
+
 # Table rows.
 row() { printf '%-66s %10s %10s %8s %8s %s\n' "$@"; }
 hr() { printf '%s\n' "------------------------------------------------------------------------------------------------------------------"; }

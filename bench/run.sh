@@ -229,17 +229,15 @@ for ((r = 1; r <= RUNS; r++)); do
   for ((k = 0; k < nv; k++)); do
     v=${VARIANTS[$(((k + r - 1) % nv))]}  # rotate the order every round
     note "a. run $r/$RUNS: $v"
-    tf=$OUT/time-$v-$r.txt
-    t0=$EPOCHREALTIME
     # shellcheck disable=SC2086 # CMD holds a command line
-    if ! /usr/bin/time -f '%U %S %M' -o "$tf" ${CMD[$v]} "${JARGS[@]}" >"$OUT/stdout-$v-$r.txt" 2>"$OUT/stderr-$v-$r.txt"; then
+    if ! res=$(measure "$v-$r" ${CMD[$v]} "${JARGS[@]}"); then
       echo "bench: $v run $r FAILED; stderr:" >&2
       tail -n 5 "$OUT/stderr-$v-$r.txt" | sed 's/^/    /' >&2
       continue
     fi
-    WALL[$v]+=" $(since "$t0")"
-    read -r u s m <"$tf"
-    CPU[$v]+=" $(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}')"
+    read -r w c m <<<"$res"
+    WALL[$v]+=" $w"
+    CPU[$v]+=" $c"
     RSS[$v]+=" $m"
   done
 done

@@ -150,15 +150,13 @@ for ((r = 1; r <= RUNS; r++)); do
   for ((k = 0; k < nv; k++)); do
     v=${VARIANTS[$(((k + r - 1) % nv))]}
     note "run $r/$RUNS: $v"
-    tf=$OUT/time-$v-$r.txt
-    t0=$EPOCHREALTIME
-    if ! /usr/bin/time -f '%U %S %M' -o "$tf" "$EXE/$v/sqlite-shell" "$WORKLOAD" >"$OUT/stdout-$v-$r.txt" 2>"$OUT/stderr-$v-$r.txt"; then
+    if ! res=$(measure "$v-$r" "$EXE/$v/sqlite-shell" "$WORKLOAD"); then
       echo "bench: $v run $r FAILED" >&2
       continue
     fi
-    WALL[$v]+=" $(since "$t0")"
-    read -r u s m <"$tf"
-    CPUS[$v]+=" $(awk -v u="$u" -v s="$s" 'BEGIN{print u+s}')"
+    read -r w c m <<<"$res"
+    WALL[$v]+=" $w"
+    CPUS[$v]+=" $c"
     RSS[$v]+=" $m"
   done
 done

@@ -74,16 +74,6 @@ if chordal:
 print(f"{time.perf_counter() - t0:.4f} {int(chordal)}")
 PY
 
-# Runs "$@" (stdout to $OUT/last.out) and prints "wall_s peak_kib": the wall
-# time from the shell's clock (microseconds; /usr/bin/time only has 10 ms) and
-# the peak RSS from /usr/bin/time.
-timed() {
-  local f=$OUT/time.txt t0
-  t0=$EPOCHREALTIME
-  /usr/bin/time -f "%M" -o "$f" "$@" >"$OUT/last.out" 2>"$OUT/last.err" || true
-  echo "$(since "$t0") $(tail -n 1 "$f")"
-}
-
 SIZES=(2000 10000 100000 1000000)
 declare -A OURS OURS_RSS IG IG_E2E IG_RSS NX VERDICT IG_SAYS
 for n in "${SIZES[@]}"; do
@@ -95,14 +85,18 @@ for n in "${SIZES[@]}"; do
     key=$kind-$n
     note "$key: $(wc -l <"$f") edges"
     for ((r = 1; r <= RUNS; r++)); do
-      read -r s kib < <(timed "$BIN/cargo-panic" verify --graph "$f")
+      # verify exits 1 on a non-chordal graph: a verdict, not a failure.
+      res=$(measure "ours-$key-$r" "$BIN/cargo-panic" verify --graph "$f") || true
+      read -r s _ kib <<<"$res"
       OURS[$key]+=" $s"
       OURS_RSS[$key]+=" $kib"
-      VERDICT[$key]=$(head -n 1 "$OUT/last.out" | sed 's/.*: //')
-      read -r s kib < <(timed "$PY" "$W/igraph_time.py" "$f")
+      VERDICT[$key]=$(head -n 1 "$OUT/stdout-ours-$key-$r.txt" | sed 's/.*: //')
+      res=$(measure "igraph-$key-$r" "$PY" "$W/igraph_time.py" "$f") ||
+        { echo "bench: igraph failed on $f" >&2; tail -n 5 "$OUT/stderr-igraph-$key-$r.txt" >&2; }
+      read -r s _ kib <<<"$res"
       IG_E2E[$key]+=" $s"
       IG_RSS[$key]+=" $kib"
-      read -r t c <"$OUT/last.out"
+      read -r t c <"$OUT/stdout-igraph-$key-$r.txt"
       IG[$key]+=" $t"
       IG_SAYS[$key]=$c
     done

@@ -162,7 +162,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
             &path.display().to_string(),
             &parsed.graph,
             None,
-            parsed,
+            Some(parsed),
             opts.json,
         ));
     }
@@ -254,12 +254,13 @@ fn read_binary(binary: &Path, profile: Option<&Path>) -> Result<(PathBuf, Depend
 }
 
 /// Chordality of `g` with its evidence re-checked; `dep` adds which regions
-/// made the edges of a counterexample.
+/// made the edges of a counterexample, `parsed` (for a graph read from an edge
+/// list) what the reader accepted but reports.
 fn chordality_check(
     input: &str,
     g: &Graph,
     dep: Option<&DependenceGraph>,
-    parsed: &graph::ParsedGraph,
+    parsed: Option<&graph::ParsedGraph>,
     want_json: bool,
 ) -> Check {
     let started = Instant::now();
@@ -268,18 +269,18 @@ fn chordality_check(
     let mut summary = String::new();
     let name = |v: u32| g.name(v);
     let mut notes = Vec::new();
-    if parsed.self_loop_count > 0 {
-        let first = &parsed.self_loops[0];
+    let self_loops = parsed.map_or(0, |p| p.self_loop_count);
+    let duplicate_edges = parsed.map_or(0, |p| p.duplicate_edge_count);
+    if let Some(first) = parsed.and_then(|p| p.self_loops.first()) {
         notes.push(format!(
             "{} self-loop(s) ignored (first: line {}, `{}`)",
-            parsed.self_loop_count, first.0, first.1
+            self_loops, first.0, first.1
         ));
     }
-    if parsed.duplicate_edge_count > 0 {
-        let first = &parsed.duplicate_edges[0];
+    if let Some(first) = parsed.and_then(|p| p.duplicate_edges.first()) {
         notes.push(format!(
             "{} duplicate edge(s) counted once (first: line {}, `{} {}`)",
-            parsed.duplicate_edge_count, first.0, first.1, first.2
+            duplicate_edges, first.0, first.1, first.2
         ));
     }
     let head = format!(
@@ -441,8 +442,8 @@ fn chordality_check(
             "verdict": outcome,
             "vertices": g.n(),
             "edges": g.m(),
-            "self_loops": parsed.self_loop_count,
-            "duplicate_edges": parsed.duplicate_edge_count,
+            "self_loops": self_loops,
+            "duplicate_edges": duplicate_edges,
             "notes": notes,
             "decided_ms": decided_ms,
         }),
@@ -451,15 +452,8 @@ fn chordality_check(
 }
 
 fn binary_check(binary: &Path, dep: &DependenceGraph, want_json: bool) -> Check {
-    let parsed = graph::ParsedGraph {
-        graph: dep.graph.clone(),
-        self_loops: Vec::new(),
-        self_loop_count: 0,
-        duplicate_edges: Vec::new(),
-        duplicate_edge_count: 0,
-    };
     let input = format!("the dependence graph of {}", binary.display());
-    let mut check = chordality_check(&input, &dep.graph, Some(dep), &parsed, want_json);
+    let mut check = chordality_check(&input, &dep.graph, Some(dep), None, want_json);
     let g = &dep.graph;
     let mut regions = String::new();
     for r in &dep.regions {

@@ -321,6 +321,9 @@ struct ModuleCx {
     hists: LLVMValueRef,
     /// The runtime's thread-local counter offset (`PANIC_SYM_CTR_DELTA`).
     delta: LLVMValueRef,
+    /// `!invariant.load !{}`: the metadata kind and the empty node that mark
+    /// loads of `delta` (see `count`).
+    invariant_load: (c_uint, LLVMValueRef),
     enter_fn: LLVMValueRef,
     enter_ty: LLVMTypeRef,
     exit_fn: LLVMValueRef,
@@ -346,6 +349,14 @@ impl ModuleCx {
             let counters = placeholder_global(module, counters_ty, &counters_symbol(suffix));
             let hists = placeholder_global(module, LLVMArrayType2(i8, 0), &hists_symbol(suffix));
             let delta = runtime_tls(module, abi::SYM_CTR_DELTA, i64);
+            let invariant_load = (
+                LLVMGetMDKindIDInContext(
+                    ctx,
+                    c"invariant.load".as_ptr(),
+                    "invariant.load".len() as c_uint,
+                ),
+                LLVMMetadataAsValue(ctx, LLVMMDNodeInContext2(ctx, std::ptr::null_mut(), 0)),
+            );
             let mut enter_params = [ptr, ptr];
             let enter_ty = LLVMFunctionType(i32, enter_params.as_mut_ptr(), 2, 0);
             let enter_fn = runtime_fn(module, abi::SYM_DWELL_ENTER, enter_ty);
@@ -365,6 +376,7 @@ impl ModuleCx {
                 counters_ty,
                 hists,
                 delta,
+                invariant_load,
                 enter_fn,
                 enter_ty,
                 exit_fn,
@@ -822,13 +834,8 @@ impl ModuleCx {
             // starts) or takes it back (after the thread's code has returned),
             // so within any function it is invariant: the optimiser may keep it
             // in a register across stores and calls instead of reloading it.
-            let kind = LLVMGetMDKindIDInContext(
-                self.ctx,
-                c"invariant.load".as_ptr(),
-                "invariant.load".len() as c_uint,
-            );
-            let empty = LLVMMDNodeInContext2(self.ctx, std::ptr::null_mut(), 0);
-            LLVMSetMetadata(delta, kind, LLVMMetadataAsValue(self.ctx, empty));
+            let (kind, empty) = self.invariant_load;
+            LLVMSetMetadata(delta, kind, empty);
             let mut off = [delta];
             let ptr = LLVMBuildGEP2(
                 self.builder,

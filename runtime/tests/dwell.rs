@@ -28,6 +28,36 @@ fn run_and_dump(
     (out, snap)
 }
 
+/// Runs `exe` counting into private memory, then into a shared segment; each
+/// time asserts a clean exit and calls `check(shared, dump)`. For the shared
+/// run it also asserts that the dump agrees with the live segment, which it
+/// returns.
+fn run_private_then_shared(
+    h: &Harness,
+    exe: &std::path::Path,
+    check: impl Fn(bool, &Snapshot),
+) -> Snapshot {
+    let seg = h.path(&format!(
+        "{}.seg",
+        exe.file_name().and_then(|n| n.to_str()).unwrap_or("driver")
+    ));
+    let seg_env = [("CARGO_PANIC_SHM", seg.to_str().expect("utf-8 path"))];
+    for shared in [false, true] {
+        let env: &[(&str, &str)] = if shared { &seg_env } else { &[] };
+        let (out, snap) = run_and_dump(h, exe, env);
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        check(shared, &snap);
+        if shared {
+            let live = panic_runtime::Live::open(&seg)
+                .and_then(|mut l| l.snapshot())
+                .expect("segment");
+            assert_dump_matches_live(&snap, &live);
+            return live;
+        }
+    }
+    unreachable!("the loop returns in its shared round")
+}
+
 #[test]
 fn counts_are_exact_across_eight_threads() {
     let h = Harness::new();
@@ -156,24 +186,10 @@ fn threads_without_a_slot_are_counted_not_timed_and_slots_are_reused() {
 fn instrumented_code_before_the_constructor_is_kept() {
     let h = Harness::new();
     let exe = h.build("early", 2, 1);
-    for shared in [false, true] {
-        let seg = h.path("early.seg");
-        let env: Vec<(&str, &str)> = if shared {
-            vec![("CARGO_PANIC_SHM", seg.to_str().expect("utf-8 path"))]
-        } else {
-            vec![]
-        };
-        let (out, snap) = run_and_dump(&h, &exe, &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        assert_eq!(sites(&snap, 2), vec![4, 2], "shared: {shared}");
+    run_private_then_shared(&h, &exe, |shared, snap| {
+        assert_eq!(sites(snap, 2), vec![4, 2], "shared: {shared}");
         assert_eq!(snap.hists[0].count, 4, "shared: {shared}");
-        if shared {
-            let live = panic_runtime::Live::open(&seg)
-                .and_then(|mut l| l.snapshot())
-                .expect("segment");
-            assert_dump_matches_live(&snap, &live);
-        }
-    }
+    });
 }
 
 #[test]
@@ -199,26 +215,12 @@ fn c_and_rust_bucket_indexes_agree() {
 fn counting_probes_in_threads_that_come_and_go_are_exact() {
     let h = Harness::new();
     let exe = h.build("probes", 3, 1);
-    for shared in [false, true] {
-        let seg = h.path("probes.seg");
-        let env: Vec<(&str, &str)> = if shared {
-            vec![("CARGO_PANIC_SHM", seg.to_str().expect("utf-8 path"))]
-        } else {
-            vec![]
-        };
-        let (out, snap) = run_and_dump(&h, &exe, &env);
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let live = run_private_then_shared(&h, &exe, |shared, snap| {
         // 48 workers x 100,000 on site 0, main 3 times on site 1.
-        assert_eq!(sites(&snap, 3), vec![4_800_000, 3, 0], "shared: {shared}");
+        assert_eq!(sites(snap, 3), vec![4_800_000, 3, 0], "shared: {shared}");
         assert_eq!(snap.header.blocks_over, 0);
-        if shared {
-            let live = panic_runtime::Live::open(&seg)
-                .and_then(|mut l| l.snapshot())
-                .expect("segment");
-            assert_dump_matches_live(&snap, &live);
-            // 41 threads at most at once (main and a wave of 40): three chunks of
-            // 16 blocks, never more, because exited threads hand theirs back.
-            assert_eq!(live.header.n_blocks, 48, "{:?}", live.header);
-        }
-    }
+    });
+    // 41 threads at most at once (main and a wave of 40): three chunks of 16
+    // blocks, never more, because exited threads hand theirs back.
+    assert_eq!(live.header.n_blocks, 48, "{:?}", live.header);
 }

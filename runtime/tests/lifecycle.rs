@@ -30,6 +30,18 @@ fn spawn_until_ready(
     (child, line)
 }
 
+/// Lets a driver started by [`spawn_until_ready`] go on (a line on its stdin)
+/// and waits for it, boundedly.
+fn release(child: &mut std::process::Child) -> std::process::ExitStatus {
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(b"go\n")
+        .expect("release the driver");
+    wait_limited(child)
+}
+
 /// Parses the `<word> <tid>` line a driver prints.
 fn printed_tid(stdout: &[u8], word: &str) -> u32 {
     let text = String::from_utf8_lossy(stdout);
@@ -193,14 +205,7 @@ fn live_segment_is_readable_while_the_program_runs() {
     // No dump while running.
     assert!(!dump.exists());
 
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"go\n")
-        .expect("release the driver");
-    let status = wait_limited(&mut child);
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(release(&mut child).code(), Some(0));
 
     // The same mapping now shows the end, and the dump agrees with it.
     let end = live.snapshot().expect("final snapshot");
@@ -290,13 +295,7 @@ fn a_live_reader_sees_the_counts_of_running_threads() {
     assert_eq!(snap.header.state, State::Running);
     assert_eq!(sites(&snap, 3), vec![4_800_000, 3, 7]);
 
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"go\n")
-        .expect("release the driver");
-    assert_eq!(wait_limited(&mut child).code(), Some(0));
+    assert_eq!(release(&mut child).code(), Some(0));
     let end = live.snapshot().expect("final snapshot");
     assert_eq!(sites(&end, 3), vec![4_800_000, 3, 7]);
     assert_dump_matches_live(&Snapshot::read(&dump).expect("dump"), &end);
