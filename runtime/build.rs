@@ -9,11 +9,15 @@ use std::path::{Path, PathBuf};
 
 const HEADER: &str = "c/panic_abi.h";
 const SOURCE: &str = "c/panic_runtime.c";
+/// Where `panic_kabi.h` lives: the kernel/user boundary is defined once, next
+/// to the BPF programs; the runtime writes its thread table.
+const KABI_DIR: &str = "../bpf/src/bpf";
 
 fn main() {
     println!("cargo::rerun-if-changed={HEADER}");
     println!("cargo::rerun-if-changed={SOURCE}");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed={KABI_DIR}/panic_kabi.h");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
 
     let header = fs::read_to_string(HEADER).unwrap_or_else(|e| panic!("cannot read {HEADER}: {e}"));
@@ -40,6 +44,7 @@ fn build_archive(out_dir: &Path) {
     build
         .file(SOURCE)
         .include("c")
+        .include(KABI_DIR)
         .out_dir(out_dir)
         .cargo_metadata(false)
         .opt_level(2)

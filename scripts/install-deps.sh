@@ -10,8 +10,10 @@
 #   libz3-dev, libclang-dev the verifier: the z3 crate links Debian's libz3 and
 #                   needs libclang for its bindings
 #   coq             proofs/: the verifier's lemmas are checked by coqc on every run
+#   libelf-dev, zlib1g-dev, pkg-config   bpf/: libbpf-sys builds its vendored
+#                   libbpf against them (clang-19 compiles the eBPF programs)
 set -euo pipefail
-packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build libz3-dev libclang-dev coq)
+packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build libz3-dev libclang-dev coq libelf-dev zlib1g-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

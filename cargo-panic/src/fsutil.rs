@@ -2,6 +2,7 @@
 //! same directory and renamed into place, so a reader never sees a partial file.
 
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -18,9 +19,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("failed to create a temporary file in {}", dir.display()))?;
     tmp.write_all(bytes)
         .with_context(|| format!("failed to write {}", path.display()))?;
+    // A temp file is created 0600; the result is an ordinary file (0644 less the
+    // umask), readable by whoever may run the program it describes.
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o666 & !umask()))
+        .with_context(|| format!("failed to set the mode of {}", path.display()))?;
     tmp.persist(path)
         .with_context(|| format!("failed to rename into {}", path.display()))?;
     Ok(())
+}
+
+/// The process's umask, from /proc (setting it to read it would race with
+/// other threads creating files); 022 when /proc does not say.
+fn umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Umask:"))
+                .and_then(|v| u32::from_str_radix(v.trim(), 8).ok())
+        })
+        .unwrap_or(0o022)
 }
 
 /// Serialises `value` as pretty JSON (with a final newline) and writes it atomically.

@@ -5,6 +5,7 @@ pub mod ccargs;
 pub mod clang;
 pub mod env;
 pub mod fsutil;
+pub mod kernel;
 pub mod linkargs;
 pub mod linked;
 pub mod manifest;

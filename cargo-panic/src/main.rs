@@ -70,6 +70,12 @@ enum Command {
         /// Where to write the profile (JSON)
         #[arg(long, short, default_value = "panic-profile.json")]
         out: PathBuf,
+        /// Watch the program from the kernel (eBPF): per-thread and per-site
+        /// on-CPU, run-queue and blocked time. Needs root (or CAP_BPF and
+        /// CAP_PERFMON). `--kernel` alone means `on`; `auto` runs without
+        /// kernel data when it cannot load, and says so in the profile.
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off", require_equals = true)]
+        kernel: run_cmd::KernelMode,
         /// The binary and its arguments
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -161,7 +167,11 @@ fn main() {
 fn dispatch(cli: Cli) -> Result<i32> {
     match cli.command {
         Command::Build { args } => build_cmd::build(&args),
-        Command::Run { out, command } => run_cmd::run(&out, &command),
+        Command::Run {
+            out,
+            kernel,
+            command,
+        } => run_cmd::run(&out, kernel, &command),
         Command::Cc {
             out,
             uninstrumented_on_error,

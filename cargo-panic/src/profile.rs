@@ -11,6 +11,7 @@ use panic_runtime::SiteKind;
 use panic_runtime::segment::{Snapshot, State};
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::{KernelSection, SiteKernel};
 use crate::manifest::Manifest;
 
 pub const VERSION: u32 = 1;
@@ -28,6 +29,10 @@ pub struct Profile {
     /// The threads that held a runtime slot when the program ended, and where they were.
     pub threads: Vec<ThreadState>,
     pub sites: Vec<ProfileSite>,
+    /// What the kernel saw (`cargo panic run --kernel`): per-thread times, and
+    /// per site in each site's `kernel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<KernelSection>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,6 +99,10 @@ pub struct ProfileSite {
     pub demoted: bool,
     /// Durations of the site's region, for timed sites that recorded any.
     pub dwell_ns: Option<Dwell>,
+    /// The region's self time split by the kernel into on-CPU, run-queue and
+    /// blocked time (`--kernel` runs; see `kernel.rs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<SiteKernel>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,11 +150,7 @@ impl Profile {
             );
         }
         let h = &snap.header;
-        let end = if h.tsc_end != 0 {
-            (h.tsc_end, h.ns_end)
-        } else {
-            end
-        };
+        let end = end_point(snap, end);
         let clock = h.clock;
         let ns = |ticks: u64| clock.ticks_to_ns(ticks, end);
         let sites = manifest
@@ -182,6 +187,7 @@ impl Profile {
                     count: snap.counters[i],
                     demoted: s.adaptive && hist.is_some_and(|h| h.demoted),
                     dwell_ns: dwell,
+                    kernel: None,
                 }
             })
             .collect();
@@ -230,7 +236,24 @@ impl Profile {
             },
             threads,
             sites,
+            kernel: None,
         })
+    }
+
+    /// Adds what the kernel saw of the run (same manifest, snapshot and end
+    /// point as `build`).
+    pub fn add_kernel(
+        &mut self,
+        manifest: &Manifest,
+        snap: &Snapshot,
+        end: (u64, u64),
+        report: &panic_bpf::KernelReport,
+    ) {
+        let (section, sites) = crate::kernel::join(manifest, snap, end_point(snap, end), report);
+        for (site, k) in self.sites.iter_mut().zip(sites) {
+            site.kernel = k;
+        }
+        self.kernel = Some(section);
     }
 
     /// The `n` first sites by `by` (count, or total dwell), zero counts left out.
@@ -274,11 +297,19 @@ impl Profile {
                 panic_runtime::abi::MAX_BLOCKS
             );
         }
-        let _ = writeln!(
+        let split = self.kernel.as_ref().is_some_and(|k| k.per_site);
+        if let Some(k) = &self.kernel {
+            render_kernel_summary(&mut out, k);
+        }
+        let _ = write!(
             out,
-            "{:>12} {:>9} {:>9} {:>9} {:>10} {:<8} {:<48} location",
-            "count", "p50", "p99", "max", "total", "kind", "function"
+            "{:>12} {:>9} {:>9} {:>9} {:>10} ",
+            "count", "p50", "p99", "max", "total"
         );
+        if split {
+            let _ = write!(out, "{:>10} {:>10} {:>10} ", "cpu", "runq", "blocked");
+        }
+        let _ = writeln!(out, "{:<8} {:<48} location", "kind", "function");
         for s in self.top(n, by) {
             let (p50, p99, max, total) = match &s.dwell_ns {
                 Some(d) => (fmt_ns(d.p50), fmt_ns(d.p99), fmt_ns(d.max), fmt_ns(d.total)),
@@ -288,20 +319,84 @@ impl Profile {
             if let Some(c) = &s.callee {
                 function = format!("{function} -> {c}");
             }
+            let _ = write!(
+                out,
+                "{:>12} {:>9} {:>9} {:>9} {:>10} ",
+                s.count, p50, p99, max, total
+            );
+            if split {
+                let (cpu, runq, blocked) = match &s.kernel {
+                    Some(k) => (
+                        fmt_ns(k.times.cpu_ns),
+                        fmt_ns(k.times.runq_ns),
+                        fmt_ns(k.times.blocked_ns),
+                    ),
+                    None => ("-".into(), "-".into(), "-".into()),
+                };
+                let _ = write!(out, "{cpu:>10} {runq:>10} {blocked:>10} ");
+            }
             let _ = writeln!(
                 out,
-                "{:>12} {:>9} {:>9} {:>9} {:>10} {:<8} {:<48} {}",
-                s.count,
-                p50,
-                p99,
-                max,
-                total,
+                "{:<8} {:<48} {}",
                 s.kind.name(),
                 truncate(&function, 48),
                 location(s.file.as_deref(), s.line)
             );
         }
         out
+    }
+}
+
+/// The kernel section's lines above the site table.
+fn render_kernel_summary(out: &mut String, k: &KernelSection) {
+    if k.status != "on" {
+        let _ = writeln!(
+            out,
+            "kernel: {} ({})",
+            k.status,
+            k.reason.as_deref().unwrap_or("no reason given")
+        );
+        return;
+    }
+    let t = &k.totals;
+    let _ = writeln!(
+        out,
+        "kernel: {} threads: on-CPU {}, run queue {}, blocked {} (I/O {})",
+        k.threads.len(),
+        fmt_ns(t.cpu_ns),
+        fmt_ns(t.runq_ns),
+        fmt_ns(t.blocked_ns),
+        fmt_ns(t.io_ns)
+    );
+    if k.per_site {
+        let o = &k.outside;
+        let _ = writeln!(
+            out,
+            "        outside every region: on-CPU {}, run queue {}, blocked {}",
+            fmt_ns(o.cpu_ns),
+            fmt_ns(o.runq_ns),
+            fmt_ns(o.blocked_ns)
+        );
+    } else if let Some(r) = &k.reason {
+        let _ = writeln!(out, "        {r}");
+    }
+    if k.missed_events > 0 {
+        let _ = writeln!(
+            out,
+            "warning: the kernel programs missed {} scheduler events (another tool was updating task storage); on-CPU times stay exact",
+            k.missed_events
+        );
+    }
+}
+
+/// The run's end as (ticks, ns): the runtime's own record when it made one,
+/// else the caller's reading taken after the program ended.
+fn end_point(snap: &Snapshot, end: (u64, u64)) -> (u64, u64) {
+    let h = &snap.header;
+    if h.tsc_end != 0 {
+        (h.tsc_end, h.ns_end)
+    } else {
+        end
     }
 }
 
@@ -439,6 +534,7 @@ mod tests {
             unwind: false,
             count: samples,
             demoted: false,
+            kernel: None,
             dwell_ns: (samples > 0).then_some(Dwell {
                 samples,
                 p50: 0,
@@ -482,6 +578,7 @@ mod tests {
                 site("cold_short", true, 10, 10 * 50),
                 site("hot_short", true, 5_000, 5_000 * 20),
             ],
+            kernel: None,
         };
         assert_eq!(
             short_regions(&p, MIN_MEAN_REGION_NS, MIN_HOT_COUNT),

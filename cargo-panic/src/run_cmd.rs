@@ -59,7 +59,38 @@ impl Drop for SegmentFile {
     }
 }
 
-pub fn run(out: &Path, command: &[String]) -> Result<i32> {
+/// `--kernel`: whether to watch the program with the eBPF side.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelMode {
+    /// No kernel data.
+    Off,
+    /// Kernel data, or an error saying why it cannot be had.
+    On,
+    /// Kernel data when it can be had; otherwise the profile says why not.
+    Auto,
+}
+
+/// Starts the kernel side for a program with `n_sites` sites, as `mode` asks.
+/// Returns the monitor, or (auto only) why there is none.
+fn start_monitor(
+    mode: KernelMode,
+    n_sites: usize,
+) -> Result<Option<Result<panic_bpf::Monitor, String>>> {
+    if mode == KernelMode::Off {
+        return Ok(None);
+    }
+    let n = u32::try_from(n_sites).context("too many sites for the kernel side")?;
+    match panic_bpf::Monitor::start(n) {
+        Ok(m) => Ok(Some(Ok(m))),
+        Err(e) if mode == KernelMode::Auto => {
+            eprintln!("cargo-panic: running without kernel data: {e}");
+            Ok(Some(Err(e.to_string())))
+        }
+        Err(e) => Err(anyhow::Error::new(e).context("cannot watch the program from the kernel")),
+    }
+}
+
+pub fn run(out: &Path, kernel: KernelMode, command: &[String]) -> Result<i32> {
     let binary = PathBuf::from(&command[0]);
     let args = &command[1..];
     // Everything that can be wrong is checked before the program runs.
@@ -83,17 +114,25 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
         .map_or(0, |d| d.as_nanos());
     let seg = SegmentFile(dir.join(format!("{SEGMENT_PREFIX}{}-{nanos}", std::process::id())));
 
-    let started = Instant::now();
+    // Loaded before the program starts, so it is watched from its first instruction.
+    let monitor = start_monitor(kernel, manifest.sites.len())?;
+
     let exec_path = if binary.components().count() == 1 {
         Path::new(".").join(&binary)
     } else {
         binary.clone()
     };
-    let mut child = Command::new(&exec_path)
-        .args(args)
-        .env(abi::ENV_SHM, &seg.0)
-        .spawn()
-        .with_context(|| format!("failed to start {}", binary.display()))?;
+    let mut cmd = Command::new(&exec_path);
+    cmd.args(args).env(abi::ENV_SHM, &seg.0);
+    let started = Instant::now();
+    let mut child = match &monitor {
+        Some(Ok(m)) => {
+            cmd.env(abi::ENV_KTHREADS, m.threads_pin());
+            m.spawn(&mut cmd).map_err(anyhow::Error::new)
+        }
+        _ => cmd.spawn().map_err(anyhow::Error::new),
+    }
+    .with_context(|| format!("failed to start {}", binary.display()))?;
     // While the target runs, Ctrl-C goes to it (same process group); we wait for
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
@@ -102,6 +141,15 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
     drop(guard);
     let wall_ns = started.elapsed().as_nanos() as u64;
     let end = Clock::now();
+    // Read, then unload (links, maps and pins go with the monitor).
+    let kernel_report = match &monitor {
+        Some(Ok(m)) => Some(m.report().context("reading the kernel's accounting")?),
+        _ => None,
+    };
+    let unavailable = match monitor {
+        Some(Err(reason)) => Some(reason),
+        _ => None,
+    };
 
     let bytes = std::fs::read(&seg.0).map_err(|e| {
         anyhow::anyhow!(
@@ -126,7 +174,7 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
             signal: sig,
         },
     };
-    let profile = Profile::build(
+    let mut profile = Profile::build(
         &manifest,
         &snapshot,
         end,
@@ -135,6 +183,11 @@ pub fn run(out: &Path, command: &[String]) -> Result<i32> {
         exit,
         wall_ns,
     )?;
+    if let Some(report) = &kernel_report {
+        profile.add_kernel(&manifest, &snapshot, end, report);
+    } else if let Some(reason) = unavailable {
+        profile.kernel = Some(cargo_panic::kernel::KernelSection::unavailable(reason));
+    }
     cargo_panic::fsutil::write_json_atomic(out, &profile)?;
     eprintln!(
         "cargo-panic: profile of {} written to {} ({} sites)",

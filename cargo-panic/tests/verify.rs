@@ -201,22 +201,6 @@ fn cargo_can_run_it_as_a_subcommand() {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
 }
 
-/// `cargo panic cc` in a copy of examples/`name` with `cc_args`; returns the dir.
-fn build_c_example(name: &str, cc_args: &[&str]) -> tempfile::TempDir {
-    common::require_tools(&["clang-19", "make"]);
-    let dir = tempfile::tempdir().unwrap();
-    common::copy_dir(&common::repo().join("examples").join(name), dir.path());
-    let out = cargo_panic()
-        .arg("cc")
-        .args(cc_args)
-        .args(["--", "make"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    dir
-}
-
 /// The regions as `root: touches` lines, sorted: the snapshot form.
 fn regions(check: &Value) -> Vec<String> {
     let mut v: Vec<String> = check["regions"]
@@ -244,7 +228,7 @@ fn regions(check: &Value) -> Vec<String> {
 
 #[test]
 fn the_lock_ring_example_has_a_non_chordal_dependence_graph() {
-    let dir = build_c_example("c-lockring", &["--time", "transfer_*"]);
+    let dir = common::build_c_example("c-lockring", &["--time", "transfer_*"]);
     let bin = dir.path().join("c-lockring");
     let out = verify(&["--binary", bin.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
@@ -323,7 +307,7 @@ fn the_lock_ring_example_has_a_non_chordal_dependence_graph() {
 
 #[test]
 fn the_threads_example_has_a_chordal_dependence_graph() {
-    let dir = build_c_example("c-threads", &[]);
+    let dir = common::build_c_example("c-threads", &[]);
     let bin = dir.path().join("c-threads");
     let out = verify(&["--binary", bin.to_str().unwrap(), "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));

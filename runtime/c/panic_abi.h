@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 4
+#define PANIC_ABI_VERSION 5
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -75,6 +75,14 @@
 /* "ns" makes the runtime use CLOCK_MONOTONIC even where the TSC is invariant
  * (tests use it to cover that path; a user who distrusts the TSC can too). */
 #define PANIC_ENV_CLOCK "CARGO_PANIC_CLOCK"
+/* Path of a pinned BPF map on bpffs: the thread table of bpf/src/bpf/panic_kabi.h
+ * (struct panic_kthreads), set up by cargo-panic's BPF loader. The runtime of the
+ * main executable maps it and publishes, for each of its threads, the tid and the
+ * innermost open region's site, so the kernel side can split each site's time
+ * into on-CPU, run queue and blocked; it also keeps each region's self time
+ * (PANIC_HIST_SELF). Any failure (no such pin, not mappable, wrong magic or
+ * version) is said in one line, and the run goes on without it. */
+#define PANIC_ENV_KTHREADS "CARGO_PANIC_KTHREADS"
 
 /* ---- dwell histograms: log-linear buckets over clock ticks ----
  * Values below 2^SUB_BITS get one bucket each. A value v >= 2^SUB_BITS with
@@ -170,6 +178,7 @@
 #define PANIC_HDR_BLOCK_SIZE 184   /* u64 bytes per block: n_sites * 8, padded to a page */
 #define PANIC_HDR_N_BLOCKS 192     /* u64 blocks in the segment (atomic, grows) */
 #define PANIC_HDR_BLOCKS_OVER 200  /* u64 threads that found no free block */
+#define PANIC_HDR_KTHREADS 208     /* u32 1 when the kernel thread table was mapped: self times are kept */
 
 /* Thread slot: written only by its owning thread (relaxed atomics), read by anyone. */
 #define PANIC_SLOT_TID 0       /* u32 kernel tid, 0 = free (atomic, claimed by CAS) */
@@ -181,8 +190,9 @@
 #define PANIC_FRAME_SITE 0     /* u32 site index */
 #define PANIC_FRAME_HIST 4     /* u32 hist index */
 #define PANIC_FRAME_T 8        /* u64 ticks at entry */
-#define PANIC_FRAME_SIZE 16
-#define PANIC_SLOT_SIZE 1048   /* 24 + MAX_DEPTH * FRAME_SIZE */
+#define PANIC_FRAME_CHILD 16   /* u64 ticks of this region's closed timed child regions (kernel mode only) */
+#define PANIC_FRAME_SIZE 24
+#define PANIC_SLOT_SIZE 1560   /* 24 + MAX_DEPTH * FRAME_SIZE */
 
 /* Histogram of one timed site (updated with atomics by any thread). */
 #define PANIC_HIST_COUNT 0     /* u64 recorded durations */
@@ -194,8 +204,20 @@
  * CAS loop (max of ~v); readers decode it with ~stored. */
 #define PANIC_HIST_MIN 24      /* u64 ~(smallest duration in ticks); 0 when empty */
 #define PANIC_HIST_FLAGS 32    /* u64, PANIC_HIST_FLAG_* bits (atomic) */
-#define PANIC_HIST_BUCKETS_OFF 40 /* u64[PANIC_HIST_BUCKETS] */
-#define PANIC_HIST_SIZE 22056  /* 40 + BUCKETS * 8 */
+/* Self time: a region's duration minus the durations of the timed regions
+ * closed inside it (its direct children), summed over its recorded durations.
+ * Kept only while the kernel thread table is mapped (PANIC_ENV_KTHREADS,
+ * PANIC_HDR_KTHREADS); 0 otherwise. Some time stays in the self time of the
+ * region whose exit ends it: that of regions abandoned by unwinding or longjmp
+ * (closed by an outer exit, they record nothing), of regions nested deeper
+ * than PANIC_MAX_DEPTH (never timed), and, for a region opened before the table
+ * was mapped (code run before the runtime's constructor), that of its children
+ * closed before then. A region still open at the end has no self time here: a
+ * reader derives it from the thread's open frames, innermost first, as
+ * (end - t) - child - (end - t of the next inner open frame, if any). */
+#define PANIC_HIST_SELF 40     /* u64 sum of self times in ticks (atomic) */
+#define PANIC_HIST_BUCKETS_OFF 48 /* u64[PANIC_HIST_BUCKETS] */
+#define PANIC_HIST_SIZE 22064  /* 48 + BUCKETS * 8 */
 
 /* Adaptive timing. After PANIC_DEMOTE_AFTER recorded durations, a region whose
  * mean is below PANIC_DEMOTE_BELOW_NS is demoted: the runtime sets
@@ -248,6 +270,7 @@ struct panic_header {
     uint64_t block_size;
     uint64_t n_blocks;
     uint64_t blocks_over;
+    uint32_t kthreads;
 };
 
 struct panic_hist {
@@ -256,6 +279,7 @@ struct panic_hist {
     uint64_t max;
     uint64_t min; /* stored as ~min: see PANIC_HIST_MIN */
     uint64_t flags; /* PANIC_HIST_FLAG_* */
+    uint64_t self_total; /* see PANIC_HIST_SELF */
     uint64_t buckets[PANIC_HIST_BUCKETS];
 };
 
@@ -263,6 +287,7 @@ struct panic_frame {
     uint32_t site;
     uint32_t hist;
     uint64_t t;
+    uint64_t child; /* see PANIC_FRAME_CHILD */
 };
 
 struct panic_thread_slot {
@@ -311,6 +336,7 @@ PANIC_CHECK_OFF(panic_header, off_blocks, PANIC_HDR_OFF_BLOCKS);
 PANIC_CHECK_OFF(panic_header, block_size, PANIC_HDR_BLOCK_SIZE);
 PANIC_CHECK_OFF(panic_header, n_blocks, PANIC_HDR_N_BLOCKS);
 PANIC_CHECK_OFF(panic_header, blocks_over, PANIC_HDR_BLOCKS_OVER);
+PANIC_CHECK_OFF(panic_header, kthreads, PANIC_HDR_KTHREADS);
 _Static_assert(sizeof(struct panic_header) <= PANIC_HEADER_SIZE, "header does not fit its page");
 PANIC_CHECK_OFF(panic_thread_slot, tid, PANIC_SLOT_TID);
 PANIC_CHECK_OFF(panic_thread_slot, depth, PANIC_SLOT_DEPTH);
@@ -319,17 +345,21 @@ PANIC_CHECK_OFF(panic_thread_slot, last_exit, PANIC_SLOT_LAST_EXIT);
 PANIC_CHECK_OFF(panic_thread_slot, entered, PANIC_SLOT_ENTERED);
 PANIC_CHECK_OFF(panic_thread_slot, stack, PANIC_SLOT_STACK);
 _Static_assert(sizeof(struct panic_thread_slot) == PANIC_SLOT_SIZE, "PANIC_SLOT_SIZE is wrong");
+_Static_assert(PANIC_SLOT_SIZE == PANIC_SLOT_STACK + PANIC_MAX_DEPTH * PANIC_FRAME_SIZE, "PANIC_SLOT_SIZE is wrong");
 PANIC_CHECK_OFF(panic_frame, site, PANIC_FRAME_SITE);
 PANIC_CHECK_OFF(panic_frame, hist, PANIC_FRAME_HIST);
 PANIC_CHECK_OFF(panic_frame, t, PANIC_FRAME_T);
+PANIC_CHECK_OFF(panic_frame, child, PANIC_FRAME_CHILD);
 _Static_assert(sizeof(struct panic_frame) == PANIC_FRAME_SIZE, "PANIC_FRAME_SIZE is wrong");
 PANIC_CHECK_OFF(panic_hist, count, PANIC_HIST_COUNT);
 PANIC_CHECK_OFF(panic_hist, total, PANIC_HIST_TOTAL);
 PANIC_CHECK_OFF(panic_hist, max, PANIC_HIST_MAX);
 PANIC_CHECK_OFF(panic_hist, min, PANIC_HIST_MIN);
 PANIC_CHECK_OFF(panic_hist, flags, PANIC_HIST_FLAGS);
+PANIC_CHECK_OFF(panic_hist, self_total, PANIC_HIST_SELF);
 PANIC_CHECK_OFF(panic_hist, buckets, PANIC_HIST_BUCKETS_OFF);
 _Static_assert(sizeof(struct panic_hist) == PANIC_HIST_SIZE, "PANIC_HIST_SIZE is wrong");
+_Static_assert(PANIC_HIST_SIZE == PANIC_HIST_BUCKETS_OFF + PANIC_HIST_BUCKETS * 8, "PANIC_HIST_SIZE is wrong");
 _Static_assert(PANIC_HIST_BUCKETS == (PANIC_HIST_MAX_EXP - PANIC_HIST_SUB_BITS + 2) << PANIC_HIST_SUB_BITS,
                "PANIC_HIST_BUCKETS does not match SUB_BITS and MAX_EXP");
 #undef PANIC_CHECK_OFF

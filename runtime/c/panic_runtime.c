@@ -5,7 +5,9 @@
  * segment described in panic_abi.h (header, thread slots, counters, histograms)
  * either in private memory or, when CARGO_PANIC_SHM names a file, in that file
  * mapped MAP_SHARED so a reader sees it live. At exit and on fatal signals it
- * can write a copy of the segment to CARGO_PANIC_DUMP.
+ * can write a copy of the segment to CARGO_PANIC_DUMP. When CARGO_PANIC_KTHREADS
+ * names cargo-panic's pinned BPF thread table ("kernel mode"), it also publishes
+ * there which region each thread is in, and keeps each region's self time.
  *
  * What it never does: allocate (no malloc), use stdio, or call anything that is
  * not async-signal-safe on a path a signal handler can take. The hot paths
@@ -20,12 +22,14 @@
  */
 #define _GNU_SOURCE
 #include "panic_abi.h"
+#include "panic_kabi.h"
 
 #include <dlfcn.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/bpf.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h> /* rename(2) only: nothing here uses FILE or printf */
@@ -53,6 +57,13 @@
 #define PAD(n) (((uint64_t)(n) + PANIC_PAGE - 1) & ~(uint64_t)(PANIC_PAGE - 1))
 #define SLOTS_BYTES PAD((uint64_t)PANIC_MAX_THREADS * PANIC_SLOT_SIZE)
 #define OFF_COUNTERS ((uint64_t)PANIC_HEADER_SIZE + SLOTS_BYTES)
+
+/* Kernel thread table slot i belongs to runtime thread slot i, and a slot's
+ * cur_site is published there as is. */
+_Static_assert(PANIC_KTHREADS == PANIC_MAX_THREADS, "the kernel thread table needs one slot per thread slot");
+_Static_assert(PANIC_KNO_SITE == PANIC_NO_SITE, "the kernel's no-site value must be the runtime's");
+/* Bytes of the thread table's mapping (a BPF array maps whole pages). */
+#define KTHREADS_BYTES PAD(sizeof(struct panic_kthreads))
 
 /* Alternate signal stacks: one for the main thread, one per slot for the others. */
 #define MAIN_ALTSTACK_SIZE (64 * 1024)
@@ -137,6 +148,19 @@ static int clock_state;
 #define CLOCK_IS_NS 1
 #define CLOCK_IS_TSC 2
 
+/* The kernel thread table (PANIC_ENV_KTHREADS) while this process writes it:
+ * set by the main executable's constructor, NULL otherwise (no table, a copy of
+ * the runtime in a shared library, a forked child). */
+static struct panic_kthreads *kthreads;
+
+/* Which fast path the entry points take; derived from clock_state and kthreads
+ * by set_hot_mode. It is the entry points' first load: kernel mode is one more
+ * value of it rather than a second test, so it costs the plain fast path
+ * nothing. 0: the general paths only (clock not decided, or not the TSC). */
+static int hot_mode;
+#define HOT_TSC 1        /* the TSC fast path */
+#define HOT_TSC_KERNEL 2 /* the TSC fast path that also writes the thread table */
+
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 static pthread_key_t slot_key;
 static int slot_key_ok;
@@ -168,6 +192,13 @@ static uint64_t mono_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static void set_hot_mode(void) {
+    int mode = 0;
+    if (PANIC_HAVE_TSC && __atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC)
+        mode = __atomic_load_n(&kthreads, RELAXED) ? HOT_TSC_KERNEL : HOT_TSC;
+    __atomic_store_n(&hot_mode, mode, __ATOMIC_RELEASE);
+}
+
 /* Picks the clock once: the TSC when cpuid says it is invariant, else
  * CLOCK_MONOTONIC. `force_ns` comes from CARGO_PANIC_CLOCK=ns and only counts
  * when nothing has been timed yet, so one run never mixes two kinds of ticks. */
@@ -182,6 +213,7 @@ static COLD void clock_decide(int force_ns) {
 #endif
     int expected = 0;
     __atomic_compare_exchange_n(&clock_state, &expected, kind, 0, RELAXED, RELAXED);
+    set_hot_mode();
 }
 
 static COLD uint64_t now_slow(void) {
@@ -384,10 +416,22 @@ static void give_altstack(char *stack, size_t size) {
     sigaltstack(&ss, NULL);
 }
 
+/* Slot s's entry in the kernel thread table k. */
+static inline __attribute__((always_inline)) struct panic_kthread *kslot(struct panic_kthreads *k,
+                                                                        struct panic_thread_slot *s) {
+    return &k->slot[s - seg.slots];
+}
+
 /* pthread key destructor: runs at thread exit and hands the slot back. */
 static void release_slot(void *arg) {
     struct panic_thread_slot *s = arg;
     size_t i = (size_t)(s - seg.slots);
+    /* The kernel's entry first: once the slot is free, its next owner writes it. */
+    struct panic_kthreads *k = __atomic_load_n(&kthreads, RELAXED);
+    if (k && i < PANIC_MAX_THREADS) {
+        __atomic_store_n(&kslot(k, s)->site, PANIC_KNO_SITE, RELAXED);
+        __atomic_store_n(&kslot(k, s)->tid, 0, __ATOMIC_RELEASE);
+    }
     stack_t cur;
     if (i < PANIC_MAX_THREADS && sigaltstack(NULL, &cur) == 0 &&
         cur.ss_sp == (void *)slot_altstacks[i] && !(cur.ss_flags & SS_ONSTACK)) {
@@ -402,6 +446,15 @@ static void release_slot(void *arg) {
     tls_state = TLS_RETIRED;
 }
 
+/* Publishes slot s as tid's in the kernel thread table: the site before the
+ * tid (a new tid never shows the previous owner's site), then a new claims
+ * count, so the kernel side rechecks the slot indexes it cached. */
+static void kthread_claim(struct panic_kthreads *k, struct panic_thread_slot *s, uint32_t tid) {
+    __atomic_store_n(&kslot(k, s)->site, __atomic_load_n(&s->cur_site, RELAXED), RELAXED);
+    __atomic_store_n(&kslot(k, s)->tid, tid, __ATOMIC_RELEASE);
+    __atomic_fetch_add(&k->claims, 1, __ATOMIC_RELEASE);
+}
+
 /* First region of a thread: claim a free slot (tid 0 -> our tid). */
 static COLD struct panic_thread_slot *claim_slot(void) {
     if (tls_state != 0)
@@ -413,12 +466,19 @@ static COLD struct panic_thread_slot *claim_slot(void) {
         struct panic_thread_slot *s = &seg.slots[i];
         uint32_t expected = 0;
         if (__atomic_load_n(&s->tid, RELAXED) != 0 ||
-            !__atomic_compare_exchange_n(&s->tid, &expected, tid, 0, __ATOMIC_ACQUIRE, RELAXED))
+            !__atomic_compare_exchange_n(&s->tid, &expected, tid, 0, __ATOMIC_SEQ_CST, RELAXED))
             continue;
         __atomic_store_n(&s->depth, 0, RELAXED);
         __atomic_store_n(&s->cur_site, PANIC_NO_SITE, RELAXED);
         __atomic_store_n(&s->last_exit, PANIC_NO_SITE, RELAXED);
         __atomic_store_n(&s->entered, 0, RELAXED);
+        /* Seq-cst pairs with kthreads_setup's: a slot claimed while the table
+         * is being attached is published by this thread, by the setup's scan,
+         * or by both. (Such a thread, started by an earlier constructor, may
+         * have a region change unpublished until its next one.) */
+        struct panic_kthreads *k = __atomic_load_n(&kthreads, __ATOMIC_SEQ_CST);
+        if (k)
+            kthread_claim(k, s, tid);
         atomic_max_u32(&HDR->threads_used, i + 1);
         tls_slot = s;
         if (slot_key_ok)
@@ -601,11 +661,12 @@ __attribute__((weak, visibility("default"))) int pthread_create(pthread_t *threa
 
 /* The fast paths run only with the TSC clock, a claimed slot and a frame to
  * spare; they make no call, so they need no stack frame. Anything else goes to
- * the general versions below, which are tail calls. */
-static inline int fast_clock(void) {
-    return PANIC_HAVE_TSC && LIKELY(__atomic_load_n(&clock_state, RELAXED) == CLOCK_IS_TSC);
-}
-
+ * the general versions below, which are tail calls.
+ *
+ * Kernel mode: open_frame and close_frame take the thread table `k` (NULL when
+ * there is none). The plain fast path passes a constant NULL, so its kernel
+ * code is compiled out; kernel mode has its own out-of-line copy of the fast
+ * path (enter_kernel, exit_kernel), which hot_mode selects. */
 static inline __attribute__((always_inline)) uint64_t fast_ticks(void) {
 #if PANIC_HAVE_TSC
     return __rdtsc();
@@ -617,7 +678,8 @@ static inline __attribute__((always_inline)) uint64_t fast_ticks(void) {
 /* Opens a region at depth d of slot s (the counter is already counted). */
 static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_thread_slot *s, uint32_t d,
                                                                  uint64_t *site_counter,
-                                                                 struct panic_hist *hist, uint64_t t) {
+                                                                 struct panic_hist *hist, uint64_t t,
+                                                                 struct panic_kthreads *k) {
     if (LIKELY(d < PANIC_MAX_DEPTH)) {
         struct panic_frame *f = &s->stack[d];
         uint32_t site = (uint32_t)(site_counter - __start_panic_counters);
@@ -625,6 +687,10 @@ static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_th
         __atomic_store_n(&f->hist, (uint32_t)(hist - __start_panic_hists), RELAXED);
         __atomic_store_n(&f->t, t, RELAXED);
         __atomic_store_n(&s->cur_site, site, RELAXED);
+        if (k) {
+            __atomic_store_n(&f->child, 0, RELAXED);
+            __atomic_store_n(&kslot(k, s)->site, site, RELAXED);
+        }
     } else {
         __atomic_fetch_add(&HDR->depth_over, 1, RELAXED);
     }
@@ -643,22 +709,53 @@ static COLD uint32_t enter_slow(uint64_t *site_counter, struct panic_hist *hist)
             return PANIC_NO_TOKEN;
     }
     uint32_t d = __atomic_load_n(&s->depth, RELAXED);
-    return open_frame(s, d, site_counter, hist, d < PANIC_MAX_DEPTH ? now() : 0);
+    return open_frame(s, d, site_counter, hist, d < PANIC_MAX_DEPTH ? now() : 0,
+                      __atomic_load_n(&kthreads, RELAXED));
+}
+
+/* The TSC fast path of enter for the calling thread's slot s, with thread
+ * table k (a constant at each use). */
+static inline __attribute__((always_inline)) uint32_t enter_fast(struct panic_thread_slot *s,
+                                                                 uint64_t *site_counter,
+                                                                 struct panic_hist *hist,
+                                                                 struct panic_kthreads *k) {
+    uint32_t d;
+    if (UNLIKELY(s == NULL || (d = __atomic_load_n(&s->depth, RELAXED)) >= PANIC_MAX_DEPTH))
+        return enter_slow(site_counter, hist);
+    count_site(site_counter);
+    return open_frame(s, d, site_counter, hist, fast_ticks(), k);
+}
+
+/* Kernel mode's fast path for the calling thread's slot s (hot in kernel mode,
+ * so not COLD). */
+static __attribute__((noinline)) uint32_t enter_kernel(struct panic_thread_slot *s, uint64_t *site_counter,
+                                                       struct panic_hist *hist) {
+    struct panic_kthreads *k = __atomic_load_n(&kthreads, RELAXED);
+    if (UNLIKELY(k == NULL))
+        return enter_slow(site_counter, hist);
+    return enter_fast(s, site_counter, hist, k);
 }
 
 uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist) {
     struct panic_thread_slot *s = tls_slot;
+    int mode = __atomic_load_n(&hot_mode, RELAXED);
     uint32_t d;
-    if (UNLIKELY(!fast_clock() || s == NULL || (d = __atomic_load_n(&s->depth, RELAXED)) >= PANIC_MAX_DEPTH))
-        return enter_slow(site_counter, hist);
+    /* Written as one test, the way the fast path was tuned (the compiler keeps
+     * it free of register moves). */
+    if (UNLIKELY(mode != HOT_TSC || s == NULL || (d = __atomic_load_n(&s->depth, RELAXED)) >= PANIC_MAX_DEPTH))
+        return mode == HOT_TSC_KERNEL ? enter_kernel(s, site_counter, hist) : enter_slow(site_counter, hist);
     count_site(site_counter);
-    return open_frame(s, d, site_counter, hist, fast_ticks());
+    return open_frame(s, d, site_counter, hist, fast_ticks(), NULL);
 }
 
 /* Closes the region at depth `token` (which is < depth): publishes the site
- * below it, drops everything from `token` up, and records the duration. */
+ * below it, drops everything from `token` up, and records the duration. In
+ * kernel mode also the region's self time: its duration minus its closed
+ * children's (frames above `token` that are still open were abandoned; their
+ * time stays in this region's self time), and adds the duration to the
+ * parent's children. */
 static inline __attribute__((always_inline)) void close_frame(struct panic_thread_slot *s, uint32_t token,
-                                                              uint64_t t) {
+                                                              uint64_t t, struct panic_kthreads *k) {
     if (UNLIKELY(token >= PANIC_MAX_DEPTH)) {
         /* Nothing above MAX_DEPTH was timed, and cur_site already names the
          * deepest timed frame, which is still open. */
@@ -669,13 +766,28 @@ static inline __attribute__((always_inline)) void close_frame(struct panic_threa
     uint32_t hi = __atomic_load_n(&f->hist, RELAXED);
     uint64_t v = t - __atomic_load_n(&f->t, RELAXED);
     __atomic_store_n(&s->last_exit, __atomic_load_n(&f->site, RELAXED), RELAXED);
-    __atomic_store_n(&s->cur_site,
-                     LIKELY(token != 0) ? __atomic_load_n(&s->stack[token - 1].site, RELAXED) : PANIC_NO_SITE,
-                     RELAXED);
+    uint32_t cur = LIKELY(token != 0) ? __atomic_load_n(&s->stack[token - 1].site, RELAXED) : PANIC_NO_SITE;
+    __atomic_store_n(&s->cur_site, cur, RELAXED);
     __atomic_store_n(&s->depth, token, RELAXED);
+    uint64_t self = 0;
+    if (k) {
+        __atomic_store_n(&kslot(k, s)->site, cur, RELAXED);
+        uint64_t child = __atomic_load_n(&f->child, RELAXED);
+        /* Clock steps aside, children fit in their parent; never wrap below 0. */
+        self = LIKELY(v >= child) ? v - child : 0;
+        if (LIKELY(token != 0)) {
+            /* Only this thread writes its frames: no atomic add needed. */
+            uint64_t *pc = &s->stack[token - 1].child;
+            __atomic_store_n(pc, __atomic_load_n(pc, RELAXED) + v, RELAXED);
+        }
+    }
     /* The bound check keeps a bad hist pointer from writing anywhere. */
-    if (LIKELY(hi < N_HISTS))
-        hist_record(&__start_panic_hists[hi], v);
+    if (LIKELY(hi < N_HISTS)) {
+        struct panic_hist *h = &__start_panic_hists[hi];
+        if (k)
+            __atomic_fetch_add(&h->self_total, self, RELAXED);
+        hist_record(h, v);
+    }
 }
 
 /* The general exit: any clock, stale tokens, and outer tokens whose inner
@@ -691,14 +803,11 @@ static COLD void exit_slow(uint32_t token, int have_t, uint64_t t) {
         return;
     if (token + 1 != d)
         __atomic_fetch_add(&HDR->abandoned, (uint64_t)(d - token - 1), RELAXED);
-    close_frame(s, token, t);
+    close_frame(s, token, t, __atomic_load_n(&kthreads, RELAXED));
 }
 
-void __panic_dwell_exit(uint32_t token) {
-    if (UNLIKELY(!fast_clock())) {
-        exit_slow(token, 0, 0);
-        return;
-    }
+/* The TSC fast path of exit, with thread table k (a constant at each use). */
+static inline __attribute__((always_inline)) void exit_fast(uint32_t token, struct panic_kthreads *k) {
     uint64_t t = fast_ticks();
     struct panic_thread_slot *s = tls_slot;
     if (UNLIKELY(s == NULL || (uint64_t)token + 1 != __atomic_load_n(&s->depth, RELAXED) ||
@@ -706,7 +815,30 @@ void __panic_dwell_exit(uint32_t token) {
         exit_slow(token, 1, t);
         return;
     }
-    close_frame(s, token, t);
+    close_frame(s, token, t, k);
+}
+
+/* Kernel mode's fast path (hot in kernel mode, so not COLD). */
+static __attribute__((noinline)) void exit_kernel(uint32_t token) {
+    struct panic_kthreads *k = __atomic_load_n(&kthreads, RELAXED);
+    if (UNLIKELY(k == NULL)) {
+        exit_slow(token, 0, 0);
+        return;
+    }
+    exit_fast(token, k);
+}
+
+void __panic_dwell_exit(uint32_t token) {
+    int mode = __atomic_load_n(&hot_mode, RELAXED);
+    if (LIKELY(mode == HOT_TSC)) {
+        exit_fast(token, NULL);
+        return;
+    }
+    if (mode == HOT_TSC_KERNEL) {
+        exit_kernel(token);
+        return;
+    }
+    exit_slow(token, 0, 0);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -948,6 +1080,80 @@ static void shm_setup(const char *path) {
     shm_fd = fd;
 }
 
+/* ------------------------------------------------------------------------- */
+/* Kernel thread table                                                       */
+/* ------------------------------------------------------------------------- */
+
+#define NO_KERNEL_TIMES "; running without per-site kernel times"
+
+/* Maps the pinned thread table at `path` (PANIC_ENV_KTHREADS) and, if the
+ * loader set it up for this ABI, enters kernel mode. Any failure says one line
+ * and leaves the run as it would be without the table. */
+static void kthreads_setup(const char *path) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.pathname = (uint64_t)(uintptr_t)path;
+    int fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr);
+    if (fd < 0) {
+        say("cannot open kernel thread table", path, errno, NO_KERNEL_TIMES);
+        return;
+    }
+    void *map = mmap(NULL, KTHREADS_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = map == MAP_FAILED ? errno : 0;
+    close(fd); /* the mapping keeps the map alive */
+    if (err) {
+        say("cannot map kernel thread table", path, err, NO_KERNEL_TIMES);
+        return;
+    }
+    struct panic_kthreads *k = map;
+    uint64_t magic = __atomic_load_n(&k->magic, __ATOMIC_ACQUIRE);
+    uint32_t version = k->version;
+    if (magic != PANIC_KTHREADS_MAGIC || version != PANIC_KABI_VERSION) {
+        munmap(map, KTHREADS_BYTES);
+        char tail[160];
+        size_t n = 0;
+        if (magic != PANIC_KTHREADS_MAGIC) {
+            err = EBADMSG;
+            append(tail, &n, sizeof tail, " (wrong magic: the loader did not set it up)");
+        } else {
+            err = EPROTONOSUPPORT;
+            append(tail, &n, sizeof tail, " (version ");
+            append_u64(tail, &n, sizeof tail, version);
+            append(tail, &n, sizeof tail, ", this runtime reads version ");
+            append_u64(tail, &n, sizeof tail, PANIC_KABI_VERSION);
+            append(tail, &n, sizeof tail, ")");
+        }
+        append(tail, &n, sizeof tail, NO_KERNEL_TIMES);
+        tail[n] = 0;
+        say("cannot use kernel thread table", path, err, tail);
+        return;
+    }
+    /* The owner before any slot: the kernel side reads slots only for it. */
+    __atomic_store_n(&k->owner, (int32_t)getpid(), __ATOMIC_RELEASE);
+    __atomic_store_n(&kthreads, k, __ATOMIC_SEQ_CST);
+    /* Threads that claimed a slot before now (instrumented code that ran before
+     * this constructor) publish nothing themselves: publish them here. */
+    for (uint32_t i = 0; i < PANIC_MAX_THREADS; i++) {
+        uint32_t tid = __atomic_load_n(&seg.slots[i].tid, __ATOMIC_SEQ_CST);
+        if (tid != 0)
+            kthread_claim(k, &seg.slots[i], tid);
+    }
+    HDR->kthreads = 1;
+    set_hot_mode();
+}
+
+/* In a forked child: the table belongs to the parent (the mapping is shared),
+ * and the kernel side reads it only for the parent's tasks. Leave kernel mode
+ * before anything writes it. */
+static void kthreads_detach(void) {
+    struct panic_kthreads *k = kthreads;
+    if (k == NULL)
+        return;
+    __atomic_store_n(&kthreads, NULL, RELAXED);
+    set_hot_mode();
+    munmap(k, KTHREADS_BYTES);
+}
+
 /* Replaces a shared mapping with a private copy of its current contents. */
 static void privatize(void *addr, uint64_t len) {
     void *tmp = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -958,10 +1164,12 @@ static void privatize(void *addr, uint64_t len) {
         munmap(tmp, len);
 }
 
-/* In a forked child: stop writing into the parent's segment and dump. The child
- * keeps counting into private memory; only the forking thread survives, so every
- * other slot is freed. */
+/* In a forked child: stop writing into the parent's segment, dump and kernel
+ * thread table (the table first: it is shared memory that nothing here may
+ * touch). The child keeps counting into private memory, without kernel mode;
+ * only the forking thread survives, so every other slot is freed. */
 static void atfork_child(void) {
+    kthreads_detach();
     dump_path[0] = 0;
     /* A thread that was growing the blocks when the parent forked does not
      * exist here: its lock would never be released. */
@@ -991,6 +1199,7 @@ static void atfork_child(void) {
         }
     }
     HDR->pid = (int32_t)getpid();
+    HDR->kthreads = 0;
     for (uint32_t i = 0; i < PANIC_MAX_THREADS; i++)
         if (&seg.slots[i] != tls_slot)
             __atomic_store_n(&seg.slots[i].tid, 0, RELAXED);
@@ -1071,6 +1280,9 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     const char *shm = getenv(PANIC_ENV_SHM);
     if (shm && *shm)
         shm_setup(shm);
+    const char *kt = getenv(PANIC_ENV_KTHREADS);
+    if (kt && *kt)
+        kthreads_setup(kt);
     /* Blocks go where the segment is, so they are decided after it. */
     enable_blocks();
 
@@ -1079,6 +1291,7 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     unsetenv(PANIC_ENV_DUMP);
     unsetenv(PANIC_ENV_CLOCK);
     unsetenv(PANIC_ENV_ADAPTIVE);
+    unsetenv(PANIC_ENV_KTHREADS);
 
     install_signal_handlers();
     on_exit(on_exit_cb, NULL);

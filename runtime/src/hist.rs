@@ -74,6 +74,11 @@ pub struct Hist {
     pub max: u64,
     /// Smallest duration, exact; `u64::MAX` when empty.
     pub min: u64,
+    /// Sum of the region's self times in ticks: each duration minus the
+    /// durations of the timed regions closed inside it (`PANIC_HIST_SELF`).
+    /// Kept only in kernel mode ([`crate::Header::kthreads`]), 0 otherwise;
+    /// regions still open are not in it ([`crate::Snapshot::self_ticks`] adds them).
+    pub self_total: u64,
     /// Counts per bucket, [`BUCKETS`] of them.
     pub buckets: Vec<u64>,
     /// The runtime demoted the region after `PANIC_DEMOTE_AFTER` durations whose
@@ -95,6 +100,7 @@ impl Hist {
             total: 0,
             max: 0,
             min: u64::MAX,
+            self_total: 0,
             buckets: vec![0; BUCKETS],
             demoted: false,
         }

@@ -30,7 +30,7 @@ pub mod abi {
 
 pub use clock::{Clock, ClockKind};
 pub use hist::Hist;
-pub use segment::{Header, Live, SegmentError, Snapshot, State, ThreadSlot};
+pub use segment::{Frame, Header, Live, SegmentError, Snapshot, State, ThreadSlot};
 
 /// What a site is (the manifest's `kind`, the pass's classification):
 /// `PANIC_KIND_*` in the header. Serialized as its lowercase [`name`](Self::name).
@@ -186,6 +186,7 @@ mod tests {
         assert_eq!(abi::NO_SITE, 0xffff_ffff);
         assert_eq!(abi::SYM_DWELL_ENTER, "__panic_dwell_enter");
         assert_eq!(abi::ENV_SHM, "CARGO_PANIC_SHM");
+        assert_eq!(abi::ENV_KTHREADS, "CARGO_PANIC_KTHREADS");
         assert_eq!(
             abi::SLOT_SIZE,
             abi::SLOT_STACK + abi::MAX_DEPTH * abi::FRAME_SIZE

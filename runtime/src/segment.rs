@@ -147,6 +147,10 @@ pub struct Header {
     /// Threads that found no free counter block and counted into the shared
     /// counters without a lock (they may have lost counts to each other).
     pub blocks_over: u64,
+    /// Kernel mode: the runtime mapped cargo-panic's BPF thread table
+    /// (`CARGO_PANIC_KTHREADS`), so it kept self times ([`Hist::self_total`],
+    /// [`Frame::child`]).
+    pub kthreads: bool,
 }
 
 impl Header {
@@ -161,6 +165,32 @@ impl Header {
     pub fn end_or_now(&self) -> (u64, u64) {
         self.end().unwrap_or_else(Clock::now)
     }
+
+    /// [`end_or_now`](Self::end_or_now) in the run's ticks (the nanoseconds
+    /// for a [`ClockKind::Ns`] run, whose end point's first half would be TSC
+    /// cycles when it comes from [`Clock::now`]).
+    pub fn end_ticks(&self) -> u64 {
+        let (ticks, ns) = self.end_or_now();
+        match self.clock.kind {
+            ClockKind::Tsc => ticks,
+            ClockKind::Ns => ns,
+        }
+    }
+}
+
+/// One open timed region of a thread: a frame of its slot's stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// Site index of the region.
+    pub site: u32,
+    /// Histogram index of the region.
+    pub hist: u32,
+    /// Ticks when the region was entered.
+    pub t: u64,
+    /// Ticks of the timed regions closed inside this one so far (its direct
+    /// children). Kept only in kernel mode ([`Header::kthreads`]); otherwise
+    /// it means nothing.
+    pub child: u64,
 }
 
 /// One thread slot in use (or used earlier in the run).
@@ -181,6 +211,9 @@ pub struct ThreadSlot {
     pub entered: u64,
     /// Sites of the open timed regions, outermost first (at most `MAX_DEPTH`).
     pub frames: Vec<u32>,
+    /// The open timed regions themselves, outermost first: `stack[i].site`
+    /// is `frames[i]`.
+    pub stack: Vec<Frame>,
 }
 
 /// A parsed copy of a segment.
@@ -362,6 +395,7 @@ impl Snapshot {
             total_size,
             n_blocks,
             blocks_over: b.u64(abi::HDR_BLOCKS_OVER)?,
+            kthreads: b.u32(abi::HDR_KTHREADS)? != 0,
         };
 
         let mut threads = Vec::new();
@@ -373,9 +407,18 @@ impl Snapshot {
             }
             let depth = b.u32(base + abi::SLOT_DEPTH)?;
             let open = u64::from(depth).min(abi::MAX_DEPTH);
-            let frames = (0..open)
-                .map(|f| b.u32(base + abi::SLOT_STACK + f * abi::FRAME_SIZE + abi::FRAME_SITE))
-                .collect::<Result<_, _>>()?;
+            let stack = (0..open)
+                .map(|f| {
+                    let at = base + abi::SLOT_STACK + f * abi::FRAME_SIZE;
+                    Ok(Frame {
+                        site: b.u32(at + abi::FRAME_SITE)?,
+                        hist: b.u32(at + abi::FRAME_HIST)?,
+                        t: b.u64(at + abi::FRAME_T)?,
+                        child: b.u64(at + abi::FRAME_CHILD)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, SegmentError>>()?;
+            let frames = stack.iter().map(|f| f.site).collect();
             threads.push(ThreadSlot {
                 index: index as usize,
                 tid,
@@ -384,6 +427,7 @@ impl Snapshot {
                 last_exit: site(b.u32(base + abi::SLOT_LAST_EXIT)?),
                 entered: b.u64(base + abi::SLOT_ENTERED)?,
                 frames,
+                stack,
             });
         }
 
@@ -406,6 +450,7 @@ impl Snapshot {
                     total: b.u64(base + abi::HIST_TOTAL)?,
                     max: b.u64(base + abi::HIST_MAX)?,
                     min: !b.u64(base + abi::HIST_MIN)?,
+                    self_total: b.u64(base + abi::HIST_SELF)?,
                     buckets: (0..abi::HIST_BUCKETS)
                         .map(|k| b.u64(base + abi::HIST_BUCKETS_OFF + k * 8))
                         .collect::<Result<_, _>>()?,
@@ -438,6 +483,33 @@ impl Snapshot {
         self.header
             .clock
             .ticks_to_ns(ticks, self.header.end_or_now())
+    }
+
+    /// Self time per histogram (indexed like [`Snapshot::hists`]), in ticks:
+    /// [`Hist::self_total`] plus, for regions still open at the end
+    /// ([`Header::end_ticks`]), their self time so far. A thread's open frames
+    /// are nested, so frame k's is `(end - t_k) - child_k - (end - t_{k+1})`,
+    /// the last term being the next inner open frame's duration (none for the
+    /// innermost), clamped at 0. All zeros unless the run was in kernel mode
+    /// ([`Header::kthreads`]): no self time is kept otherwise.
+    pub fn self_ticks(&self) -> Vec<u64> {
+        let mut out: Vec<u64> = self.hists.iter().map(|h| h.self_total).collect();
+        if !self.header.kthreads {
+            return out;
+        }
+        let end = self.header.end_ticks();
+        for thread in &self.threads {
+            let mut inner = 0u64;
+            for f in thread.stack.iter().rev() {
+                let dur = end.saturating_sub(f.t);
+                let own = dur.saturating_sub(f.child).saturating_sub(inner);
+                if let Some(total) = out.get_mut(f.hist as usize) {
+                    *total = total.wrapping_add(own);
+                }
+                inner = dur;
+            }
+        }
+        out
     }
 
     /// The slot of a live thread, by kernel thread id.
@@ -612,6 +684,7 @@ mod tests {
         put32(&mut s, abi::HDR_HIST_SIZE, abi::HIST_SIZE as u32);
         put32(&mut s, abi::HDR_HIST_BUCKETS, abi::HIST_BUCKETS as u32);
         put32(&mut s, abi::HDR_HIST_SUB_BITS, abi::HIST_SUB_BITS as u32);
+        put32(&mut s, abi::HDR_KTHREADS, 1);
         // Slot 0: a live thread two regions deep; slot 1: released; slot 5: claimed past threads_used.
         let slot = |i: u64| abi::HEADER_SIZE + i * abi::SLOT_SIZE;
         put32(&mut s, slot(0) + abi::SLOT_TID, 77);
@@ -619,12 +692,15 @@ mod tests {
         put32(&mut s, slot(0) + abi::SLOT_CUR_SITE, 1);
         put32(&mut s, slot(0) + abi::SLOT_LAST_EXIT, abi::NO_SITE as u32);
         put64(&mut s, slot(0) + abi::SLOT_ENTERED, 9);
-        put32(&mut s, slot(0) + abi::SLOT_STACK + abi::FRAME_SITE, 0);
-        put32(
-            &mut s,
-            slot(0) + abi::SLOT_STACK + abi::FRAME_SIZE + abi::FRAME_SITE,
-            1,
-        );
+        // Frame k: site k, hist k, entered 1_000_000 / 500_000 ticks before
+        // the end (2_001_000), with 100_000 / 50_000 ticks of closed children.
+        for (k, t, child) in [(0u64, 1_001_000u64, 100_000u64), (1, 1_501_000, 50_000)] {
+            let frame = slot(0) + abi::SLOT_STACK + k * abi::FRAME_SIZE;
+            put32(&mut s, frame + abi::FRAME_SITE, k as u32);
+            put32(&mut s, frame + abi::FRAME_HIST, k as u32);
+            put64(&mut s, frame + abi::FRAME_T, t);
+            put64(&mut s, frame + abi::FRAME_CHILD, child);
+        }
         put32(&mut s, slot(1) + abi::SLOT_CUR_SITE, abi::NO_SITE as u32);
         put32(&mut s, slot(1) + abi::SLOT_LAST_EXIT, 0);
         put32(&mut s, slot(5) + abi::SLOT_TID, 99);
@@ -639,6 +715,7 @@ mod tests {
             put64(&mut s, off_hists + abi::HIST_TOTAL, 300);
             put64(&mut s, off_hists + abi::HIST_MAX, 200);
             put64(&mut s, off_hists + abi::HIST_MIN, !100);
+            put64(&mut s, off_hists + abi::HIST_SELF, 250);
             put64(&mut s, off_hists + abi::HIST_BUCKETS_OFF + 100 * 8, 1);
             put64(
                 &mut s,
@@ -668,9 +745,10 @@ mod tests {
         assert_eq!(snap.hists.len(), 2);
         let hist = &snap.hists[0];
         assert_eq!(
-            (hist.count, hist.total, hist.max, hist.min),
-            (2, 300, 200, 100)
+            (hist.count, hist.total, hist.max, hist.min, hist.self_total),
+            (2, 300, 200, 100, 250)
         );
+        assert!(h.kthreads);
         assert_eq!(hist.quantile(0.5), Some(100));
         // A zero-filled hist decodes as empty.
         assert!(snap.hists[1].is_empty());
@@ -683,8 +761,69 @@ mod tests {
             (2, Some(1), None, 9)
         );
         assert_eq!(t.frames, vec![0, 1]);
+        assert_eq!(
+            t.stack,
+            vec![
+                Frame {
+                    site: 0,
+                    hist: 0,
+                    t: 1_001_000,
+                    child: 100_000
+                },
+                Frame {
+                    site: 1,
+                    hist: 1,
+                    t: 1_501_000,
+                    child: 50_000
+                }
+            ]
+        );
         assert_eq!(snap.threads[1].last_exit, Some(0));
         assert_eq!(snap.threads[1].cur_site, None);
+    }
+
+    #[test]
+    fn self_ticks_add_the_open_regions_self_time_so_far() {
+        let snap = Snapshot::parse(&segment(3, 3)).expect("parses");
+        // Inner frame: 500_000 open - 50_000 children = 450_000. Outer:
+        // 1_000_000 open - 100_000 closed children - 500_000 of the open inner one.
+        assert_eq!(snap.self_ticks(), vec![250 + 400_000, 450_000, 0]);
+
+        // Children longer than the region (a clock step): clamped, never wrapped.
+        let mut s = segment(3, 3);
+        let child = abi::HEADER_SIZE + abi::SLOT_STACK + abi::FRAME_CHILD;
+        s[child as usize..child as usize + 8].copy_from_slice(&2_000_000u64.to_le_bytes());
+        let snap = Snapshot::parse(&s).expect("parses");
+        assert_eq!(snap.self_ticks(), vec![250, 450_000, 0]);
+
+        // A frame naming a hist past the table is skipped.
+        let mut s = segment(3, 1);
+        let hist1 = abi::HEADER_SIZE + abi::SLOT_STACK + abi::FRAME_SIZE + abi::FRAME_HIST;
+        s[hist1 as usize..hist1 as usize + 4].copy_from_slice(&7u32.to_le_bytes());
+        let snap = Snapshot::parse(&s).expect("parses");
+        assert_eq!(snap.self_ticks(), vec![250 + 400_000]);
+
+        // Without kernel mode no self time is kept: the frames' `child` means
+        // nothing and only the (zero) totals are reported.
+        let mut s = segment(3, 3);
+        s[abi::HDR_KTHREADS as usize..abi::HDR_KTHREADS as usize + 4].fill(0);
+        let snap = Snapshot::parse(&s).expect("parses");
+        assert!(!snap.header.kthreads);
+        assert_eq!(snap.self_ticks(), vec![250, 0, 0]);
+    }
+
+    #[test]
+    fn end_ticks_are_the_runs_ticks() {
+        let snap = Snapshot::parse(&segment(1, 1)).expect("parses");
+        assert_eq!(snap.header.end_ticks(), 2_001_000);
+        let mut ns = snap.header.clone();
+        ns.clock.kind = ClockKind::Ns;
+        assert_eq!(ns.end_ticks(), 1_000_010);
+        // A running Ns-clock program: the reader's nanoseconds, never its TSC.
+        ns.state = State::Running;
+        let before = Clock::now().1;
+        let got = ns.end_ticks();
+        assert!((before..=Clock::now().1).contains(&got), "{got}");
     }
 
     #[test]

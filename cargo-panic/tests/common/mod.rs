@@ -115,8 +115,19 @@ pub fn run_profiled(exe: &Path, args: &[&str]) -> (Output, Value) {
 
 /// `cargo panic run --out <profile>`; returns (output, profile).
 pub fn run_profiled_to(exe: &Path, args: &[&str], profile: &Path) -> (Output, Value) {
+    run_profiled_with(&[], exe, args, profile)
+}
+
+/// `cargo panic run <run_args> --out <profile>`; returns (output, profile).
+pub fn run_profiled_with(
+    run_args: &[&str],
+    exe: &Path,
+    args: &[&str],
+    profile: &Path,
+) -> (Output, Value) {
     let out = cargo_panic()
         .arg("run")
+        .args(run_args)
         .arg("--out")
         .arg(profile)
         .arg("--")
@@ -127,4 +138,20 @@ pub fn run_profiled_to(exe: &Path, args: &[&str], profile: &Path) -> (Output, Va
     assert!(profile.is_file(), "no profile written:\n{}", show(&out));
     let v: Value = serde_json::from_slice(&std::fs::read(profile).unwrap()).unwrap();
     (out, v)
+}
+
+/// `cargo panic cc` in a copy of examples/`name` with `cc_args`; returns the dir.
+pub fn build_c_example(name: &str, cc_args: &[&str]) -> tempfile::TempDir {
+    require_tools(&["clang-19", "make"]);
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&repo().join("examples").join(name), dir.path());
+    let out = cargo_panic()
+        .arg("cc")
+        .args(cc_args)
+        .args(["--", "make"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    dir
 }

@@ -19,12 +19,13 @@ static void *worker(void *arg) {
     return NULL;
 }
 
-static int go;
+static int go, counted;
 
 static void *parked(void *arg) {
     (void)arg;
     for (int i = 0; i < 7; i++)
         COUNT(2);
+    __atomic_store_n(&counted, 1, __ATOMIC_RELEASE);
     while (!__atomic_load_n(&go, __ATOMIC_ACQUIRE))
         sleep_ms(1);
     return NULL;
@@ -50,6 +51,9 @@ int main(int argc, char **argv) {
     if (argc > 1) {
         pthread_t p;
         CHECK(pthread_create(&p, NULL, parked, NULL) == 0);
+        /* "ready" once the parked thread's counts are in its block. */
+        while (!__atomic_load_n(&counted, __ATOMIC_ACQUIRE))
+            sleep_ms(1);
         printf("ready\n");
         fflush(stdout);
         char line[8];

@@ -61,6 +61,9 @@ impl Harness {
         let exe = self.path(driver);
         let c_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
         let runtime_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
+        // panic_kabi.h, for drivers that include the runtime's source or the
+        // kernel thread table's layout.
+        let kabi = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bpf/src/bpf");
         let mut cmd = Command::new("gcc");
         cmd.args([
             "-std=gnu11",
@@ -77,6 +80,8 @@ impl Harness {
         .arg(&c_dir)
         .arg("-I")
         .arg(&runtime_src)
+        .arg("-I")
+        .arg(&kabi)
         .arg(c_dir.join(format!("{driver}.c")))
         .arg(&table);
         if link_runtime {
@@ -95,7 +100,12 @@ impl Harness {
     /// A command for `exe` with no CARGO_PANIC_* variables from outside.
     pub fn command(&self, exe: &Path) -> Command {
         let mut cmd = Command::new(exe);
-        for var in ["CARGO_PANIC_SHM", "CARGO_PANIC_DUMP", "CARGO_PANIC_CLOCK"] {
+        for var in [
+            "CARGO_PANIC_SHM",
+            "CARGO_PANIC_DUMP",
+            "CARGO_PANIC_CLOCK",
+            "CARGO_PANIC_KTHREADS",
+        ] {
             cmd.env_remove(var);
         }
         cmd.current_dir(self.dir.path());

@@ -1,0 +1,250 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * panic.bpf.c: per-task and per-site time accounting for the watched tasks
+ * (DESIGN §4 "Dwell"). The types are in panic_kabi.h; this file is only logic.
+ *
+ * Watched = has an entry in the `tasks` task storage. The loader creates the
+ * first one (the target, through a pidfd, before it runs); sched_process_fork
+ * gives every thread or process a watched task creates its own. Unwatched tasks
+ * cost one failed storage lookup per event.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+#include "panic_kabi.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Sites in the program's manifest; the per-site array has one more element,
+ * the last, for time spent outside every region. Set by the loader. */
+const volatile __u32 n_sites = 0;
+
+/* Exited tasks that did not fit in `exited` (it is full). */
+__u64 lost_tasks = 0;
+
+struct {
+    __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
+    __type(value, struct panic_task);
+} tasks SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_kthreads);
+} kthreads SEC(".maps");
+
+/* n_sites + 1 elements (the loader sizes it); mmapable so the loader reads it
+ * without a syscall per site. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_time);
+} sites SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u32);
+    __type(value, struct panic_task);
+} exited SEC(".maps");
+
+/* The site a task has published in the thread table, or PANIC_KNO_SITE. Only
+ * the owner process's tasks have slots. A task's slot index is cached; the
+ * table is searched again only when a slot was claimed since the last search. */
+static __u32 published_site(struct panic_task *ts)
+{
+    __u32 zero = 0;
+    struct panic_kthreads *kt = bpf_map_lookup_elem(&kthreads, &zero);
+    if (!kt || kt->owner == 0 || (__u32)kt->owner != ts->tgid)
+        return PANIC_KNO_SITE;
+    __u32 k = ts->kslot;
+    if (k > 0 && k <= PANIC_KTHREADS && kt->slot[k - 1].tid == ts->tid)
+        return kt->slot[k - 1].site;
+    /* Stored as claims + 1, so 0 means "never searched". (A volatile load:
+     * this clang has no BPF acquire loads; on x86 every load is one.) */
+    __u32 stamp = (__u32)*(volatile __u64 *)&kt->claims + 1;
+    if (ts->kclaims == stamp)
+        return PANIC_KNO_SITE;
+    ts->kclaims = stamp;
+    ts->kslot = 0;
+    for (__u32 i = 0; i < PANIC_KTHREADS; i++) {
+        if (kt->slot[i].tid == ts->tid) {
+            ts->kslot = i + 1;
+            return kt->slot[i].site;
+        }
+    }
+    return PANIC_KNO_SITE;
+}
+
+static struct panic_time *site_time(__u32 site)
+{
+    __u32 idx = site < n_sites ? site : n_sites;
+    return bpf_map_lookup_elem(&sites, &idx);
+}
+
+/* Adds `d` ns of the kind `state` names to the task and to `site`. */
+static void add_time(struct panic_task *ts, __u32 state, __u32 site, __u64 d)
+{
+    if (d == 0)
+        return;
+    struct panic_time *st = site_time(site);
+    switch (state) {
+    case PANIC_TS_ONCPU:
+        ts->t.cpu_ns += d;
+        if (st)
+            __sync_fetch_and_add(&st->cpu_ns, d);
+        break;
+    case PANIC_TS_RUNQ:
+        ts->t.runq_ns += d;
+        if (st)
+            __sync_fetch_and_add(&st->runq_ns, d);
+        break;
+    case PANIC_TS_IO:
+        ts->t.io_ns += d;
+        if (st)
+            __sync_fetch_and_add(&st->io_ns, d);
+        /* fall through: I/O wait is blocked time too */
+    case PANIC_TS_BLOCKED:
+        ts->t.blocked_ns += d;
+        if (st)
+            __sync_fetch_and_add(&st->blocked_ns, d);
+        break;
+    default:
+        break;
+    }
+}
+
+/* Closes the task's current interval at `now`; `exec` is the kernel's
+ * cumulative on-CPU time of the task, exact at scheduler events, and `site`
+ * the site on-CPU time goes to. Normally the interval is all of one kind (the
+ * state's). When events were missed it is split: the growth of `exec` is
+ * on-CPU time, the rest is off-CPU time of the recorded kind (run-queue time
+ * when the task was thought to be on a CPU). */
+static void close_interval(struct panic_task *ts, __u64 now, __u64 exec, __u32 site, bool running_now)
+{
+    __u64 wall = now - ts->since;
+    __u64 ran = exec - ts->exec;
+    if (ran > wall)
+        ran = wall;
+    if (ts->state == PANIC_TS_ONCPU && running_now) {
+        add_time(ts, PANIC_TS_ONCPU, site, wall);
+    } else if (ts->state == PANIC_TS_ONCPU) {
+        /* Switching in while thought on a CPU: its switch-out was missed. */
+        ts->missed++;
+        add_time(ts, PANIC_TS_ONCPU, site, ran);
+        add_time(ts, PANIC_TS_RUNQ, ts->site, wall - ran);
+    } else if (ts->state != 0) {
+        /* Off-CPU; it can have run only if events were missed. */
+        if (ran > 0 || running_now)
+            ts->missed++;
+        add_time(ts, PANIC_TS_ONCPU, site, ran);
+        add_time(ts, ts->state, ts->site, wall - ran);
+    }
+    ts->since = now;
+    ts->exec = exec;
+}
+
+static void copy_counts(struct panic_task *ts, struct task_struct *p)
+{
+    ts->nvcsw = p->nvcsw;
+    ts->nivcsw = p->nivcsw;
+    ts->min_flt = p->min_flt;
+    ts->maj_flt = p->maj_flt;
+    bpf_probe_read_kernel_str(ts->comm, sizeof ts->comm, p->comm);
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_struct *next,
+             unsigned int prev_state)
+{
+    __u64 now = bpf_ktime_get_ns();
+    struct panic_task *ts = bpf_task_storage_get(&tasks, prev, 0, 0);
+    if (ts && ts->state < PANIC_TS_DEAD) {
+        __u32 site = published_site(ts);
+        close_interval(ts, now, prev->se.sum_exec_runtime, site, true);
+        ts->site = site;
+        if (preempt || prev_state == 0)
+            ts->state = PANIC_TS_RUNQ;
+        else if (BPF_CORE_READ_BITFIELD(prev, in_iowait))
+            ts->state = PANIC_TS_IO;
+        else
+            ts->state = PANIC_TS_BLOCKED;
+    }
+    ts = bpf_task_storage_get(&tasks, next, 0, 0);
+    if (ts && ts->state < PANIC_TS_DEAD) {
+        if (ts->started == 0)
+            ts->started = now;
+        close_interval(ts, now, next->se.sum_exec_runtime, ts->site, false);
+        ts->state = PANIC_TS_ONCPU;
+    }
+    return 0;
+}
+
+static int on_wakeup(struct task_struct *p)
+{
+    struct panic_task *ts = bpf_task_storage_get(&tasks, p, 0, 0);
+    if (!ts || ts->state >= PANIC_TS_DEAD)
+        return 0;
+    if (ts->state != 0 && ts->state != PANIC_TS_BLOCKED && ts->state != PANIC_TS_IO)
+        return 0; /* already runnable or running: a wakeup that raced its sleep */
+    __u64 now = bpf_ktime_get_ns();
+    if (ts->started == 0)
+        ts->started = now; /* first sight: the loader's entry, or a new task */
+    close_interval(ts, now, p->se.sum_exec_runtime, ts->site, false);
+    ts->state = PANIC_TS_RUNQ;
+    return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(panic_wakeup, struct task_struct *p)
+{
+    return on_wakeup(p);
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(panic_wakeup_new, struct task_struct *p)
+{
+    return on_wakeup(p);
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(panic_fork, struct task_struct *parent, struct task_struct *child)
+{
+    if (!bpf_task_storage_get(&tasks, parent, 0, 0))
+        return 0;
+    struct panic_task *ts = bpf_task_storage_get(&tasks, child, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+    if (!ts)
+        return 0;
+    ts->tgid = child->tgid;
+    ts->tid = child->pid;
+    ts->site = PANIC_KNO_SITE;
+    return 0;
+}
+
+/* The task is current and about to die: close its books here, before its
+ * parent can be told (so a waiting loader always finds them). The few
+ * microseconds of exit work after this point are not counted. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(panic_exit, struct task_struct *p, bool group_dead)
+{
+    struct panic_task *ts = bpf_task_storage_get(&tasks, p, 0, 0);
+    if (!ts || ts->state >= PANIC_TS_DEAD)
+        return 0;
+    __u64 now = bpf_ktime_get_ns();
+    /* Running: se.sum_exec_runtime may lag by a tick here, the clock does not. */
+    close_interval(ts, now, ts->exec, published_site(ts), true);
+    copy_counts(ts, p);
+    ts->ended = now;
+    ts->state = PANIC_TS_DEAD;
+    __u32 tid = ts->tid;
+    if (bpf_map_update_elem(&exited, &tid, ts, BPF_ANY) != 0)
+        __sync_fetch_and_add(&lost_tasks, 1);
+    return 0;
+}

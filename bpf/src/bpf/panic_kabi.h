@@ -1,0 +1,102 @@
+/*
+ * panic_kabi.h: the kernel/user boundary, defined once. The BPF programs
+ * (panic.bpf.c) include it; their Rust loader gets the same types from the
+ * libbpf-cargo skeleton (never from a hand copy); the runtime includes it for
+ * the thread table it writes. Change anything here and bump PANIC_KABI_VERSION.
+ *
+ * Semantics (DESIGN §4 "Dwell"): every watched task is always in exactly one of
+ * four states: on a CPU, waiting in a run queue, blocked on I/O, or blocked on
+ * anything else. The BPF programs move it between them at sched_switch,
+ * sched_wakeup and fork, and add each interval to the task's totals and to the
+ * site the task had published when the interval began. A task cannot change its
+ * site while it is off the CPU, so off-CPU time (run queue and blocked) is
+ * attributed to sites exactly. On-CPU time is attributed per slice, to the site
+ * published when the slice ended; the profile derives the exact per-site on-CPU
+ * time from the runtime's self time instead (see ARCHITECTURE.md).
+ *
+ * A program can miss an event (task storage is unavailable on a CPU while a
+ * task storage update from user space is in progress there). Intervals then
+ * merge; the kernel's own on-CPU clock (se.sum_exec_runtime, exact at every
+ * scheduler event) splits a merged interval into its on-CPU and off-CPU parts,
+ * so no time is lost, and the miss is counted.
+ */
+#ifndef PANIC_KABI_H
+#define PANIC_KABI_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+#define PANIC_KABI_VERSION 1
+/* "PANICKTH" little-endian: the loader writes it into the thread table. */
+#define PANIC_KTHREADS_MAGIC 0x4854434b43494e41ULL
+/* Slots in the thread table: one per runtime thread slot (the runtime checks
+ * that this equals its PANIC_MAX_THREADS). */
+#define PANIC_KTHREADS 256
+/* A slot's site when its thread is in no instrumented region. */
+#define PANIC_KNO_SITE 0xffffffffu
+
+/* One runtime thread slot as the kernel sees it. Written only by the thread
+ * that owns it (plain stores), read by the BPF programs. */
+struct panic_kthread {
+    __u32 tid;  /* kernel tid of the owner, 0 = free */
+    __u32 site; /* innermost open region's site index, or PANIC_KNO_SITE */
+};
+
+/* The thread table: the only value of a one-entry BPF_F_MMAPABLE array, pinned
+ * under the run's bpffs directory as "threads". The loader fills magic and
+ * version before the target starts and passes the pin path in
+ * CARGO_PANIC_KTHREADS; the runtime of the target's main executable maps it,
+ * checks magic and version, and writes owner (its pid) before any slot. */
+struct panic_kthreads {
+    __u64 magic;
+    __u32 version;
+    __s32 owner;  /* tgid whose runtime writes the slots; the BPF side reads slots only for its tasks */
+    __u64 claims; /* bumped (release) each time a slot gets a new tid: cached slot indexes are rechecked */
+    __u64 reserved;
+    struct panic_kthread slot[PANIC_KTHREADS];
+};
+
+/* What a task or a site spent its time on, in nanoseconds. */
+struct panic_time {
+    __u64 cpu_ns;     /* on a CPU (for a site: slices that ended while it was published) */
+    __u64 runq_ns;    /* runnable, waiting for a CPU (after a wakeup or a preemption) */
+    __u64 blocked_ns; /* sleeping, I/O included */
+    __u64 io_ns;      /* the part of blocked_ns the kernel marked as I/O wait */
+};
+
+/* Task states (panic_task.state). */
+#define PANIC_TS_ONCPU 1
+#define PANIC_TS_RUNQ 2
+#define PANIC_TS_BLOCKED 3
+#define PANIC_TS_IO 4
+#define PANIC_TS_DEAD 5 /* passed sched_process_exit: its books are closed */
+/* Never accounted: only passes watching on to the tasks it creates (the
+ * loader's own thread while it starts the target). */
+#define PANIC_TS_CARRIER 6
+
+/* Per-task accounting, kept in task storage while the task lives (its existence
+ * is what "watched" means) and copied to the `exited` hash map (key: tid) at
+ * sched_process_exit, before the task's parent can learn that it exited. */
+struct panic_task {
+    struct panic_time t;
+    __u64 nvcsw;   /* voluntary context switches (the kernel's count) */
+    __u64 nivcsw;  /* involuntary ones */
+    __u64 min_flt; /* page faults without I/O */
+    __u64 maj_flt; /* page faults that read from disk */
+    __u64 since;   /* bpf_ktime_get_ns() when the current state began */
+    __u64 started; /* when the task was first seen (fork or watch) */
+    __u64 ended;   /* when it passed sched_process_exit (0 while alive) */
+    __u64 exec;    /* the kernel's se.sum_exec_runtime at `since` */
+    __u32 tgid;
+    __u32 tid;
+    __u32 state;   /* PANIC_TS_* */
+    __u32 site;    /* site the current off-CPU interval is attributed to */
+    __u32 kslot;   /* thread table slot + 1 that named this tid; 0 = not found yet */
+    __u32 kclaims; /* low 32 bits of claims + 1 when the table was last searched */
+    __u32 missed;  /* scheduler events of this task the programs did not see */
+    __u32 reserved;
+    char comm[16];
+};
+
+#endif

@@ -1,0 +1,536 @@
+//! `panic-bpf`: the kernel side of cargo-panic. eBPF programs in C
+//! (`src/bpf/panic.bpf.c`, types in `src/bpf/panic_kabi.h`, the one definition
+//! of the kernel/user boundary) compiled by libbpf-cargo into a skeleton, and
+//! [`Monitor`], which loads them, watches a process tree and reads back where
+//! its time went: per task on-CPU / run queue / blocked (I/O apart), and the
+//! same split per instrumented site, through the thread table the runtime
+//! writes (`CARGO_PANIC_KTHREADS`).
+//!
+//! Lifecycle: the programs' links and the maps live as long as the
+//! [`Monitor`]; the run's pins live in a run directory under bpffs that is
+//! removed when the monitor is dropped, and swept by the next run if this
+//! process was killed first. Links are never pinned, so a killed loader leaves
+//! no program attached.
+
+#[allow(clippy::undocumented_unsafe_blocks)] // generated code
+mod skel {
+    include!(concat!(env!("OUT_DIR"), "/panic.skel.rs"));
+}
+
+pub mod bpffs;
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{MapCore, MapFlags, OpenObject};
+
+use bpffs::RunDir;
+use skel::types;
+
+/// The file name of the thread table's pin in the run directory.
+pub const THREADS_PIN: &str = "threads";
+
+/// Why the kernel side cannot run. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum KernelError {
+    #[error(
+        "loading eBPF programs needs root (or the capabilities CAP_BPF and CAP_PERFMON), and this process lacks {missing}: run it with sudo, or pass --kernel=auto to run without kernel data"
+    )]
+    NotPermitted { missing: String },
+    #[error(
+        "this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): the kernel side needs a kernel built with CONFIG_DEBUG_INFO_BTF=y; pass --kernel=auto to run without kernel data"
+    )]
+    NoBtf,
+    #[error("{0}")]
+    Bpffs(String),
+    #[error(
+        "the pin directory {0} already exists and belongs to another run; remove it if no cargo panic run is using it"
+    )]
+    PinBusy(PathBuf),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}: {source}")]
+    Bpf {
+        what: &'static str,
+        #[source]
+        source: libbpf_rs::Error,
+    },
+}
+
+fn bpf_err(what: &'static str) -> impl FnOnce(libbpf_rs::Error) -> KernelError {
+    move |source| KernelError::Bpf { what, source }
+}
+
+/// Where a task or a site spent its time, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Times {
+    /// On a CPU. For a site: the slices that ended while the site was published
+    /// (see `panic_kabi.h`); exact per-site on-CPU time needs the runtime's
+    /// self time too.
+    pub cpu_ns: u64,
+    /// Runnable and waiting for a CPU.
+    pub runq_ns: u64,
+    /// Sleeping, I/O included.
+    pub blocked_ns: u64,
+    /// The part of `blocked_ns` the kernel marked as I/O wait.
+    pub io_ns: u64,
+}
+
+impl Times {
+    fn from_raw(t: &types::panic_time) -> Times {
+        Times {
+            cpu_ns: t.cpu_ns,
+            runq_ns: t.runq_ns,
+            blocked_ns: t.blocked_ns,
+            io_ns: t.io_ns,
+        }
+    }
+
+    pub fn add(&mut self, o: &Times) {
+        self.cpu_ns += o.cpu_ns;
+        self.runq_ns += o.runq_ns;
+        self.blocked_ns += o.blocked_ns;
+        self.io_ns += o.io_ns;
+    }
+
+    /// Everything but on-CPU time: what a site's off-CPU attribution is exact for.
+    pub fn off_cpu_ns(&self) -> u64 {
+        self.runq_ns + self.blocked_ns
+    }
+}
+
+/// One watched task (thread) that exited while watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskTimes {
+    pub tid: u32,
+    /// The process (thread group) it belonged to.
+    pub tgid: u32,
+    pub comm: String,
+    pub times: Times,
+    /// Context switches the kernel counted: voluntary (it blocked) and
+    /// involuntary (it was preempted).
+    pub voluntary_switches: u64,
+    pub involuntary_switches: u64,
+    pub minor_faults: u64,
+    pub major_faults: u64,
+    /// Nanoseconds between the task's first scheduler event and its exit.
+    pub lifetime_ns: u64,
+    /// Scheduler events of this task the programs missed (see `panic_kabi.h`):
+    /// its on-CPU time stays exact, the kind of some off-CPU time is a guess.
+    pub missed_events: u32,
+}
+
+/// What the kernel saw of a watched run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelReport {
+    /// Every watched task that exited, ordered by tid.
+    pub tasks: Vec<TaskTimes>,
+    /// Per site index of the target's manifest.
+    pub sites: Vec<Times>,
+    /// Time of watched tasks while in no instrumented region (including tasks
+    /// of processes without the runtime).
+    pub outside: Times,
+    /// Exited tasks that did not fit in the kernel's table (their per-site
+    /// time is still counted; their totals are not).
+    pub lost_tasks: u64,
+}
+
+impl KernelReport {
+    /// The sum over the tasks.
+    pub fn task_totals(&self) -> Times {
+        let mut t = Times::default();
+        for task in &self.tasks {
+            t.add(&task.times);
+        }
+        t
+    }
+
+    /// The sum over the sites and the time outside every region.
+    pub fn site_totals(&self) -> Times {
+        let mut t = self.outside;
+        for s in &self.sites {
+            t.add(s);
+        }
+        t
+    }
+}
+
+/// Checks what loading needs before anything is loaded: BTF and the
+/// capabilities (root has them all).
+pub fn check_supported() -> Result<(), KernelError> {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(KernelError::NoBtf);
+    }
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        return Err(KernelError::NotPermitted {
+            missing: missing.join(" and "),
+        });
+    }
+    Ok(())
+}
+
+/// The capabilities loading needs that this process lacks (CAP_SYS_ADMIN
+/// covers both).
+fn missing_capabilities() -> Vec<&'static str> {
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_PERFMON: u32 = 38;
+    const CAP_BPF: u32 = 39;
+    let eff = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    let has = |cap: u32| eff & (1u64 << cap) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return Vec::new();
+    }
+    let mut missing = Vec::new();
+    if !has(CAP_BPF) {
+        missing.push("CAP_BPF");
+    }
+    if !has(CAP_PERFMON) {
+        missing.push("CAP_PERFMON");
+    }
+    missing
+}
+
+/// A read-write mapping of an mmapable BPF array, unmapped on drop.
+struct MapMemory {
+    ptr: *mut u8,
+    len: usize,
+}
+
+impl MapMemory {
+    fn new(fd: std::os::fd::BorrowedFd<'_>, len: usize) -> Result<MapMemory, KernelError> {
+        let page = 4096;
+        let len = len.div_ceil(page) * page;
+        // SAFETY: maps `len` bytes of an mmapable BPF array; the kernel checks the size.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(KernelError::Io {
+                what: "mapping a BPF array".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(MapMemory {
+            ptr: ptr.cast(),
+            len,
+        })
+    }
+}
+
+impl Drop for MapMemory {
+    fn drop(&mut self) {
+        // SAFETY: unmaps exactly what `new` mapped.
+        unsafe {
+            libc::munmap(self.ptr.cast(), self.len);
+        }
+    }
+}
+
+/// The loaded programs, attached, watching the tasks they were told to watch
+/// and everything those tasks create.
+pub struct Monitor {
+    // Field order is drop order: the mappings and the skeleton (links, map
+    // fds) go before the object storage the skeleton borrows, and the pins last.
+    sites: MapMemory,
+    kthreads: MapMemory,
+    skel: skel::PanicSkel<'static>,
+    _object: Box<MaybeUninit<OpenObject>>,
+    run: RunDir,
+    n_sites: u32,
+}
+
+impl Monitor {
+    /// Loads and attaches the programs for a target with `n_sites` sites, and
+    /// pins its thread table (initialised, owner unset) in a new run directory.
+    pub fn start(n_sites: u32) -> Result<Monitor, KernelError> {
+        check_supported()?;
+        bpffs::ensure_mounted()?;
+        let run = RunDir::create()?;
+
+        let mut object = Box::new(MaybeUninit::<OpenObject>::uninit());
+        // SAFETY: the skeleton borrows the boxed object, whose heap address
+        // never changes; `Monitor` drops the skeleton before the box (field order).
+        let object_ref: &'static mut MaybeUninit<OpenObject> =
+            unsafe { &mut *std::ptr::from_mut(object.as_mut()) };
+        let mut open = skel::PanicSkelBuilder::default()
+            .open(object_ref)
+            .map_err(bpf_err("opening the eBPF object"))?;
+        open.maps
+            .sites
+            .set_max_entries(n_sites + 1)
+            .map_err(bpf_err("sizing the per-site map"))?;
+        open.maps
+            .rodata_data
+            .as_deref_mut()
+            .expect("the object has a .rodata section (n_sites)")
+            .n_sites = n_sites;
+        let mut skel = open.load().map_err(|e| load_error(e))?;
+        skel.attach()
+            .map_err(bpf_err("attaching the scheduler tracepoints"))?;
+
+        let kthreads = MapMemory::new(
+            skel.maps.kthreads.as_fd(),
+            size_of::<types::panic_kthreads>(),
+        )?;
+        let sites = MapMemory::new(
+            skel.maps.sites.as_fd(),
+            (n_sites as usize + 1) * size_of::<types::panic_time>(),
+        )?;
+        // SAFETY: the mapping holds one panic_kthreads, zeroed by the kernel.
+        unsafe {
+            let kt = kthreads.ptr.cast::<types::panic_kthreads>();
+            (*kt).magic = PANIC_KTHREADS_MAGIC;
+            (*kt).version = PANIC_KABI_VERSION;
+        }
+        let pin = run.path().join(THREADS_PIN);
+        skel.maps
+            .kthreads
+            .pin(&pin)
+            .map_err(bpf_err("pinning the thread table"))?;
+        run.restrict(&pin)?;
+        Ok(Monitor {
+            sites,
+            kthreads,
+            skel,
+            _object: object,
+            run,
+            n_sites,
+        })
+    }
+
+    /// The pinned thread table: the target's `CARGO_PANIC_KTHREADS`.
+    pub fn threads_pin(&self) -> PathBuf {
+        self.run.path().join(THREADS_PIN)
+    }
+
+    /// The run directory holding this monitor's pins.
+    pub fn run_dir(&self) -> &Path {
+        self.run.path()
+    }
+
+    /// Watches process `pid` (and from then on every task it creates). Call it
+    /// before the process runs anything worth measuring: it is accounted from
+    /// its next scheduler event on.
+    pub fn watch(&self, pid: i32) -> Result<(), KernelError> {
+        self.put_task(&pidfd(pid, 0)?, pid, pid, 0)
+    }
+
+    /// Creates the task storage entry of the task `fd` names.
+    fn put_task(&self, fd: &OwnedFd, tgid: i32, tid: i32, state: u32) -> Result<(), KernelError> {
+        let task = types::panic_task {
+            tgid: tgid as u32,
+            tid: tid as u32,
+            state,
+            site: PANIC_KNO_SITE,
+            ..Default::default()
+        };
+        // SAFETY: panic_task is plain old data; the slice covers exactly it.
+        let value = unsafe {
+            std::slice::from_raw_parts(
+                std::ptr::from_ref(&task).cast::<u8>(),
+                size_of::<types::panic_task>(),
+            )
+        };
+        self.skel
+            .maps
+            .tasks
+            .update(&fd.as_raw_fd().to_ne_bytes(), value, MapFlags::ANY)
+            .map_err(bpf_err("watching the target (task storage)"))
+    }
+
+    /// Starts `cmd` watched from its first instruction: the calling thread is
+    /// watched while it forks, so the fork program gives the child its entry
+    /// before the child runs, and nothing else is watched (the thread's own
+    /// entry is removed again once the child exists).
+    pub fn spawn(&self, cmd: &mut Command) -> Result<Child, KernelError> {
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() };
+        let me = pidfd(tid, PIDFD_THREAD)?;
+        self.put_task(&me, 0, tid, PANIC_TS_CARRIER)?;
+        let child = cmd.spawn();
+        let unwatched = self
+            .skel
+            .maps
+            .tasks
+            .delete(&me.as_raw_fd().to_ne_bytes())
+            .map_err(bpf_err("unwatching the loader's thread"));
+        let mut child = child.map_err(|e| KernelError::Io {
+            what: "starting the target".into(),
+            source: e,
+        })?;
+        if let Err(e) = unwatched {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(e);
+        }
+        Ok(child)
+    }
+
+    /// The pid that mapped the thread table (0 until a runtime has).
+    pub fn table_owner(&self) -> i32 {
+        // SAFETY: reads one aligned i32 of the live mapping.
+        unsafe {
+            std::ptr::read_volatile(std::ptr::addr_of!(
+                (*self.kthreads.ptr.cast::<types::panic_kthreads>()).owner
+            ))
+        }
+    }
+
+    /// Reads what has been accounted so far. Tasks appear once they exited.
+    pub fn report(&self) -> Result<KernelReport, KernelError> {
+        let raw_sites = self.sites.ptr.cast::<types::panic_time>();
+        let n = self.n_sites as usize;
+        let read = |i: usize| {
+            // SAFETY: the mapping holds n_sites + 1 panic_time; volatile copies of
+            // words the BPF programs update atomically.
+            Times::from_raw(&unsafe { std::ptr::read_volatile(raw_sites.add(i)) })
+        };
+        let sites = (0..n).map(read).collect();
+        let outside = read(n);
+
+        let exited = &self.skel.maps.exited;
+        let mut tasks = Vec::new();
+        for key in exited.keys() {
+            let Some(bytes) = exited
+                .lookup(&key, MapFlags::ANY)
+                .map_err(bpf_err("reading the exited tasks"))?
+            else {
+                continue;
+            };
+            if bytes.len() != size_of::<types::panic_task>() {
+                continue;
+            }
+            // SAFETY: the value is one panic_task (size checked), read unaligned.
+            let t: types::panic_task = unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast()) };
+            tasks.push(task_times(&t));
+        }
+        tasks.sort_by_key(|t| t.tid);
+        let lost_tasks = self
+            .skel
+            .maps
+            .bss_data
+            .as_deref()
+            .map_or(0, |b| b.lost_tasks);
+        Ok(KernelReport {
+            tasks,
+            sites,
+            outside,
+            lost_tasks,
+        })
+    }
+}
+
+/// pidfd_open's flag for a pidfd that names one thread (Linux 6.9).
+const PIDFD_THREAD: u32 = libc::O_EXCL as u32;
+
+fn pidfd(pid: i32, flags: u32) -> Result<OwnedFd, KernelError> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, flags) };
+    if fd < 0 {
+        return Err(KernelError::Io {
+            what: format!("opening a pidfd for task {pid}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn task_times(t: &types::panic_task) -> TaskTimes {
+    let comm: Vec<u8> = t
+        .comm
+        .iter()
+        .map(|&c| c as u8)
+        .take_while(|&c| c != 0)
+        .collect();
+    TaskTimes {
+        tid: t.tid,
+        tgid: t.tgid,
+        comm: String::from_utf8_lossy(&comm).into_owned(),
+        times: Times::from_raw(&t.t),
+        voluntary_switches: t.nvcsw,
+        involuntary_switches: t.nivcsw,
+        minor_faults: t.min_flt,
+        major_faults: t.maj_flt,
+        lifetime_ns: t.ended.saturating_sub(t.started),
+        missed_events: t.missed,
+    }
+}
+
+/// A load failure, with the cause named where the errno is telling.
+fn load_error(e: libbpf_rs::Error) -> KernelError {
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
+        return KernelError::NotPermitted {
+            missing: missing.join(" and "),
+        };
+    }
+    KernelError::Bpf {
+        what: "loading the eBPF programs (the kernel's verifier log is above)",
+        source: e,
+    }
+}
+
+// The numbers of panic_kabi.h the loader writes. The header is the definition;
+// the skeleton carries types, not macros, so these few are checked against the
+// header's text at test time (tests::constants_match_the_header).
+pub const PANIC_KABI_VERSION: u32 = 1;
+pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_434b_4349_4e41;
+pub const PANIC_KNO_SITE: u32 = u32::MAX;
+pub const PANIC_TS_CARRIER: u32 = 6;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_match_the_header() {
+        let h = include_str!("bpf/panic_kabi.h");
+        let value = |name: &str| {
+            h.lines()
+                .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+                .unwrap_or_else(|| panic!("{name} is not in panic_kabi.h"))
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .trim_end_matches("ULL")
+                .trim_end_matches('u')
+                .to_string()
+        };
+        let num = |s: String| {
+            s.strip_prefix("0x").map_or_else(
+                || s.parse::<u64>().unwrap(),
+                |h| u64::from_str_radix(h, 16).unwrap(),
+            )
+        };
+        assert_eq!(
+            num(value("PANIC_KABI_VERSION")),
+            u64::from(PANIC_KABI_VERSION)
+        );
+        assert_eq!(num(value("PANIC_KTHREADS_MAGIC")), PANIC_KTHREADS_MAGIC);
+        assert_eq!(num(value("PANIC_KNO_SITE")), u64::from(PANIC_KNO_SITE));
+        assert_eq!(num(value("PANIC_TS_CARRIER")), u64::from(PANIC_TS_CARRIER));
+    }
+}

@@ -1,0 +1,134 @@
+//! The monitor on real processes (root: CI runs these for real).
+
+use std::process::Command;
+
+use panic_bpf::{Monitor, Times};
+
+const MS: u64 = 1_000_000;
+
+fn monitor() -> Monitor {
+    Monitor::start(4).unwrap_or_else(|e| {
+        panic!("the kernel side cannot load here ({e}); these tests need root on a kernel with BTF")
+    })
+}
+
+/// `got` within `want` ± `tol` (a fraction).
+fn within(what: &str, got: u64, want: u64, tol: f64) {
+    let lo = (want as f64 * (1.0 - tol)) as u64;
+    let hi = (want as f64 * (1.0 + tol)) as u64;
+    assert!(
+        (lo..=hi).contains(&got),
+        "{what}: {} ms, expected {} ms ±{:.0}%",
+        got / MS,
+        want / MS,
+        tol * 100.0
+    );
+}
+
+/// Compiles a small C program (gcc is on every machine this builds on).
+fn c_program(name: &str, source: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("panic-bpf-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join(format!("{name}.c"));
+    let exe = dir.join(name);
+    std::fs::write(&src, source).unwrap();
+    let out = Command::new("cc")
+        .arg("-O1")
+        .arg(&src)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cc failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    exe
+}
+
+const SPIN_SLEEP: &str = r#"
+#include <time.h>
+static double cpu(void) {
+    struct timespec t; clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+int main(void) {
+    double t0 = cpu();
+    while (cpu() - t0 < 0.2) {}
+    struct timespec d = {0, 200000000};
+    nanosleep(&d, 0);
+    return 0;
+}
+"#;
+
+/// A program that spins 200 ms of CPU time, then sleeps 200 ms.
+#[test]
+fn spin_then_sleep_splits_into_cpu_and_blocked() {
+    let exe = c_program("spin_sleep", SPIN_SLEEP);
+    let m = monitor();
+    let mut child = m.spawn(&mut Command::new(&exe)).unwrap();
+    assert!(child.wait().unwrap().success());
+    let r = m.report().unwrap();
+    let main: Vec<_> = r.tasks.iter().filter(|t| t.tid == child.id()).collect();
+    assert_eq!(
+        main.len(),
+        1,
+        "the target's main thread is reported: {:?}",
+        r.tasks
+    );
+    let t = main[0].times;
+    eprintln!("{:?}", main[0]);
+    // One-sided: exec and start-up add a little of each.
+    within("on-CPU", t.cpu_ns, 215 * MS, 0.08);
+    within("blocked", t.blocked_ns, 215 * MS, 0.08);
+    assert!(t.io_ns <= t.blocked_ns);
+    // Every nanosecond of the watched tasks is in exactly one site or outside.
+    let (sites, tasks): (Times, Times) = (r.site_totals(), r.task_totals());
+    assert_eq!(
+        sites.runq_ns + sites.blocked_ns,
+        tasks.runq_ns + tasks.blocked_ns
+    );
+    assert_eq!(sites.cpu_ns, tasks.cpu_ns);
+    drop(m);
+}
+
+/// Only the target's tree is watched: an identical process next to it is not.
+#[test]
+fn an_unwatched_twin_is_not_accounted() {
+    let m = monitor();
+    let mut twin = Command::new("sleep").arg("0.1").spawn().unwrap();
+    let mut child = m.spawn(Command::new("sleep").arg("0.1")).unwrap();
+    child.wait().unwrap();
+    twin.wait().unwrap();
+    let r = m.report().unwrap();
+    assert!(r.tasks.iter().any(|t| t.tid == child.id()));
+    assert!(r.tasks.iter().all(|t| t.tid != twin.id()), "{:?}", r.tasks);
+}
+
+/// Children and threads of the target are watched too.
+#[test]
+fn the_process_tree_is_watched() {
+    let m = monitor();
+    let mut child = m
+        .spawn(Command::new("sh").args(["-c", "sleep 0.05; sleep 0.05"]))
+        .unwrap();
+    child.wait().unwrap();
+    let r = m.report().unwrap();
+    let sleeps = r.tasks.iter().filter(|t| t.comm == "sleep").count();
+    assert_eq!(
+        sleeps, 2,
+        "both sleeps are the target's children: {:?}",
+        r.tasks
+    );
+}
+
+/// Dropping the monitor removes its pins and run directory.
+#[test]
+fn dropping_the_monitor_removes_its_pins() {
+    let m = monitor();
+    let dir = m.run_dir().to_path_buf();
+    assert!(m.threads_pin().exists());
+    drop(m);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}

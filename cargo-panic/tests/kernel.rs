@@ -1,0 +1,240 @@
+//! `cargo panic run --kernel`: the eBPF side on real programs (root: CI runs
+//! these for real; without root or BTF every test here fails saying so).
+//! The program is examples/c-split, whose README gives the expected split.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+use common::{build_c_example, cargo_panic, run_profiled_with, show};
+
+const MS: u64 = 1_000_000;
+
+fn c_split() -> (tempfile::TempDir, PathBuf) {
+    let dir = build_c_example(
+        "c-split",
+        &["--time", "spin", "--time", "nap", "--time", "burn"],
+    );
+    let exe = dir.path().join("c-split");
+    (dir, exe)
+}
+
+/// `cargo panic run --kernel` of c-split in `mode` for `ms`; returns the profile.
+fn run_kernel(exe: &Path, mode: &str, ms: u64) -> Value {
+    let out_dir = tempfile::tempdir().unwrap();
+    let (out, p) = run_profiled_with(
+        &["--kernel"],
+        exe,
+        &[mode, &ms.to_string()],
+        &out_dir.path().join("p.json"),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(p["kernel"]["status"], "on", "{}", show(&out));
+    assert_eq!(p["kernel"]["per_site"], true, "{}", show(&out));
+    p
+}
+
+/// The kernel object of the site of `kind` in `function` (one such site).
+fn site<'a>(p: &'a Value, function: &str, kind: &str) -> &'a Value {
+    let found: Vec<&Value> = p["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["function"] == function && s["kind"] == kind)
+        .collect();
+    assert_eq!(found.len(), 1, "one {kind} site in {function}");
+    &found[0]["kernel"]
+}
+
+fn ns(v: &Value, field: &str) -> u64 {
+    v[field]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no {field} in {v}"))
+}
+
+fn between(what: &str, got: u64, lo_ms: u64, hi_ms: u64) {
+    assert!(
+        (lo_ms * MS..=hi_ms * MS).contains(&got),
+        "{what}: {:.1} ms, expected {lo_ms}..{hi_ms} ms",
+        got as f64 / MS as f64
+    );
+}
+
+/// Off-CPU time is attributed to exactly one site or to "outside": the sums
+/// match the thread totals to the nanosecond. On-CPU time outside regions is
+/// the remainder, so it adds up too.
+fn check_sums(p: &Value) {
+    let k = &p["kernel"];
+    let mut sum = [0u64; 3];
+    for s in p["sites"].as_array().unwrap() {
+        if s["kernel"].is_object() {
+            for (i, f) in ["cpu_ns", "runq_ns", "blocked_ns"].iter().enumerate() {
+                sum[i] += ns(&s["kernel"], f);
+            }
+        }
+    }
+    for (i, f) in ["cpu_ns", "runq_ns", "blocked_ns"].iter().enumerate() {
+        assert_eq!(
+            ns(&k["regions"], f),
+            sum[i],
+            "regions.{f} is the sum over sites"
+        );
+        assert_eq!(
+            sum[i] + ns(&k["outside"], f),
+            ns(&k["totals"], f),
+            "{f}: sites + outside = threads"
+        );
+    }
+}
+
+#[test]
+fn a_spinning_site_is_on_cpu_and_a_sleeping_site_is_blocked() {
+    let (_dir, exe) = c_split();
+
+    let p = run_kernel(&exe, "spin", 200);
+    let spin = site(&p, "spin", "entry");
+    // The loop stops on the thread's CPU clock: 200 ms of CPU, whatever the load.
+    between("spin on-CPU", ns(spin, "cpu_ns"), 195, 240);
+    between("spin blocked", ns(spin, "blocked_ns"), 0, 10);
+    check_sums(&p);
+
+    let p = run_kernel(&exe, "nap", 200);
+    // The innermost region is the nanosleep call inside nap.
+    let call = site(&p, "nap", "blocking");
+    between("nap's nanosleep blocked", ns(call, "blocked_ns"), 195, 260);
+    between("nap's nanosleep on-CPU", ns(call, "cpu_ns"), 0, 10);
+    between(
+        "nap's own self time",
+        ns(site(&p, "nap", "entry"), "self_ns"),
+        0,
+        10,
+    );
+    check_sums(&p);
+}
+
+#[test]
+fn two_threads_pinned_to_one_cpu_both_wait_in_the_run_queue() {
+    let (_dir, exe) = c_split();
+    let p = run_kernel(&exe, "compete", 150);
+    let burn = site(&p, "burn", "entry");
+    between("burn on-CPU (two threads)", ns(burn, "cpu_ns"), 295, 400);
+    let threads = p["kernel"]["threads"].as_array().unwrap();
+    for name in ["burn-a", "burn-b"] {
+        let t: Vec<&Value> = threads.iter().filter(|t| t["comm"] == name).collect();
+        assert_eq!(t.len(), 1, "thread {name} in {threads:?}");
+        // Fair share on one CPU: each waits about as long as the other runs.
+        between(&format!("{name} run queue"), ns(t[0], "runq_ns"), 40, 2_000);
+        between(&format!("{name} on-CPU"), ns(t[0], "cpu_ns"), 148, 200);
+    }
+    check_sums(&p);
+}
+
+/// An identical process running the same binary at the same time is not
+/// watched: none of its threads is in the report.
+#[test]
+fn an_unwatched_twin_is_not_in_the_report() {
+    let (_dir, exe) = c_split();
+    let mut twin = Command::new(&exe).args(["spin", "300"]).spawn().unwrap();
+    let p = run_kernel(&exe, "spin", 100);
+    let twin_pid = twin.id();
+    assert!(twin.wait().unwrap().success());
+    let threads = p["kernel"]["threads"].as_array().unwrap();
+    assert!(!threads.is_empty());
+    assert!(
+        threads.iter().all(|t| t["pid"] != twin_pid),
+        "the twin {twin_pid} is in {threads:?}"
+    );
+}
+
+/// The run's pin directory is gone after the run, and directories left by a
+/// killed run (its pid gone) are swept at the next start.
+#[test]
+fn pins_are_removed_after_the_run_and_stale_ones_swept() {
+    let (_dir, exe) = c_split();
+    let runs = Path::new("/sys/fs/bpf/cargo-panic");
+    // A run directory of a process that no longer exists.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    std::fs::create_dir_all(runs).unwrap();
+    let stale = runs.join(format!("{dead}-1"));
+    std::fs::create_dir_all(&stale).unwrap();
+
+    let out_dir = tempfile::tempdir().unwrap();
+    let child = cargo_panic()
+        .args(["run", "--kernel", "--out"])
+        .arg(out_dir.path().join("p.json"))
+        .arg("--")
+        .arg(&exe)
+        .args(["nap", "20"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!stale.exists(), "{} was not swept", stale.display());
+    let left: Vec<String> = std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&format!("{pid}-")))
+        .collect();
+    assert!(left.is_empty(), "pins left behind: {left:?}");
+}
+
+/// Without the privileges: `--kernel` fails saying what is missing;
+/// `--kernel=auto` runs and the profile says why there is no kernel data.
+#[test]
+fn without_privileges_kernel_fails_and_auto_runs_without() {
+    let (dir, exe) = c_split();
+    common::require_tools(&["setpriv"]);
+    // The unprivileged user must reach the binary and write the profile.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(out_dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let profile = out_dir.path().join("p.json");
+    let as_nobody = |kernel: &str| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_cargo-panic"))
+        .args(["run", kernel, "--out"])
+        .arg(&profile)
+        .arg("--")
+        .arg(&exe)
+        .args(["nap", "10"])
+        .env("CARGO_PANIC_HOME", common::home());
+        c.output().unwrap()
+    };
+    let out = as_nobody("--kernel");
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs root") && err.contains("CAP_BPF"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        !profile.exists(),
+        "no profile from a run that did not happen"
+    );
+
+    let out = as_nobody("--kernel=auto");
+    assert!(out.status.success(), "{}", show(&out));
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    assert_eq!(p["kernel"]["status"], "unavailable");
+    assert!(
+        p["kernel"]["reason"].as_str().unwrap().contains("CAP_BPF"),
+        "{p}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("running without kernel data"));
+}

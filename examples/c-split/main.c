@@ -1,0 +1,93 @@
+/* c-split: known places for time to go, for the kernel's per-site split
+ * (`cargo panic run --kernel`). Build with the regions timed:
+ *   cargo panic cc --time 'spin' --time 'nap' --time 'burn' -- make
+ *
+ *   c-split spin MS      spin() burns MS ms of this thread's CPU time
+ *   c-split nap MS       nap() sleeps MS ms
+ *   c-split compete MS   two threads, both pinned to CPU 0, each burn MS ms of
+ *                        CPU time in burn(): each waits in the run queue
+ *                        while the other runs
+ *
+ * Expected (see README.md): spin's region is on-CPU for MS ms; nap's sleep is
+ * blocked time of the nanosleep call inside nap (the innermost region); in
+ * compete, burn is on-CPU for 2*MS ms and each burn thread waits in the run
+ * queue for a large part of MS. */
+
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static double thread_cpu_ms(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
+}
+
+/* Burns `ms` of the calling thread's CPU time. */
+NOINLINE void spin(long ms) {
+    double t0 = thread_cpu_ms();
+    while (thread_cpu_ms() - t0 < (double)ms) {
+    }
+}
+
+NOINLINE void nap(long ms) {
+    struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&d, &d) != 0) {
+    }
+}
+
+static long burn_ms;
+static pthread_barrier_t start;
+
+/* One competitor: pinned to CPU 0, then the same loop as spin (inline, so that
+ * the time is burn's own, not a child region's). */
+NOINLINE void *burn(void *name) {
+    pthread_setname_np(pthread_self(), name);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    if (pthread_setaffinity_np(pthread_self(), sizeof one, &one) != 0) {
+        fprintf(stderr, "c-split: cannot pin to CPU 0\n");
+        exit(2);
+    }
+    pthread_barrier_wait(&start);
+    double t0 = thread_cpu_ms();
+    while (thread_cpu_ms() - t0 < (double)burn_ms) {
+    }
+    return NULL;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: c-split spin|nap|compete MS\n");
+        return 2;
+    }
+    long ms = strtol(argv[2], NULL, 10);
+    if (ms <= 0) {
+        fprintf(stderr, "c-split: MS must be a positive number of milliseconds\n");
+        return 2;
+    }
+    if (strcmp(argv[1], "spin") == 0) {
+        spin(ms);
+    } else if (strcmp(argv[1], "nap") == 0) {
+        nap(ms);
+    } else if (strcmp(argv[1], "compete") == 0) {
+        burn_ms = ms;
+        pthread_barrier_init(&start, NULL, 2);
+        pthread_t a, b;
+        pthread_create(&a, NULL, burn, "burn-a");
+        pthread_create(&b, NULL, burn, "burn-b");
+        pthread_join(a, NULL);
+        pthread_join(b, NULL);
+    } else {
+        fprintf(stderr, "c-split: unknown mode %s (spin, nap or compete)\n", argv[1]);
+        return 2;
+    }
+    return 0;
+}
