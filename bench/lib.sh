@@ -59,3 +59,28 @@ measure() {
 # Table rows.
 row() { printf '%-66s %10s %10s %8s %8s %s\n' "$@"; }
 hr() { printf '%s\n' "------------------------------------------------------------------------------------------------------------------"; }
+
+# Sets MACHINE ("nproc | cpu | kernel | <tool> | mem") and LOAD_START, and
+# prints both. $1: the tool version that matters to the script.
+machine_line() {
+  local cpu
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+  MACHINE="nproc $(nproc) | cpu ${cpu:-unknown} | kernel $(uname -r) | $1 | mem $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+  LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  echo "machine: $MACHINE"
+  echo "load average at start: $LOAD_START"
+}
+
+# Builds cargo-panic in release, copies both binaries into $1, and builds the
+# clang plugin into $CARGO_PANIC_HOME. Logs go to $LOG. Sets PLUGIN_S (seconds
+# the plugin took).
+build_cargo_panic() {
+  note "building cargo-panic (release)"
+  logged "$LOG/cargo-panic.log" cargo build --release --locked -p cargo-panic
+  cp target/release/cargo-panic target/release/cargo-panic-link "$1/"
+  note "building the clang plugin into a fresh home"
+  local t0=$EPOCHREALTIME
+  logged "$LOG/plugin.log" "$1/cargo-panic" plugin-path
+  PLUGIN_S=$(since "$t0")
+}
+

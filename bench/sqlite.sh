@@ -51,22 +51,12 @@ BENCH_NAME="sqlite bench"
 source "$ROOT/bench/lib.sh"
 
 HOST=$(rustc -vV | sed -n 's/^host: //p')
-CPU=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
-MACHINE="nproc $(nproc) | cpu ${CPU:-unknown} | kernel $(uname -r) | $(clang-19 --version | head -n 1) | mem $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
-LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "machine: $MACHINE"
-echo "load average at start: $LOAD_START"
+machine_line "$(clang-19 --version | head -n 1)"
 
 # ---------------------------------------------------------------------------
 # Setup: cargo-panic, its plugin, the amalgamation
 # ---------------------------------------------------------------------------
-note "building cargo-panic (release)"
-logged "$LOG/cargo-panic.log" cargo build --release --locked -p cargo-panic
-cp target/release/cargo-panic target/release/cargo-panic-link "$BIN/"
-note "building the clang plugin into a fresh home (not part of the compile times)"
-t0=$EPOCHREALTIME
-logged "$LOG/plugin.log" "$BIN/cargo-panic" plugin-path
-PLUGIN_S=$(since "$t0")
+build_cargo_panic "$BIN"
 
 note "locating the SQLite amalgamation (libsqlite3-sys sources)"
 logged "$LOG/fetch.log" cargo fetch --locked

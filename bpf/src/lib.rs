@@ -20,7 +20,7 @@ mod skel {
 pub mod bpffs;
 
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 
@@ -32,6 +32,49 @@ use skel::types;
 
 /// The file name of the thread table's pin in the run directory.
 pub const THREADS_PIN: &str = "threads";
+/// The per-site budgets' pin, next to the thread table (the runtime finds it there).
+pub const BUDGETS_PIN: &str = "budgets";
+/// How often each CPU checks the budgets of the thread it is running.
+pub const BUDGET_TICK_NS: u64 = 1_000_000;
+
+/// A dwell budget on one site (the entry of a timed region).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetSpec {
+    pub site: u32,
+    /// The site's histogram index (the runtime never demotes the region).
+    pub hist: u32,
+    pub budget_ns: u64,
+    /// The signal sent to the thread over budget (SIGKILL for kill); None: record only.
+    pub signal: Option<i32>,
+}
+
+/// Who acted on a thread over budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActedBy {
+    /// The BPF program signalled it, on the CPU it was running on.
+    Kernel,
+    /// It was off-CPU; the loader signalled it on the kernel's event.
+    Loader,
+    /// Record only.
+    Nobody,
+}
+
+/// One thread over budget, as the kernel saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetEvent {
+    /// CLOCK_MONOTONIC ns when the kernel saw it over budget.
+    pub at_ns: u64,
+    /// When the thread entered the region.
+    pub since_ns: u64,
+    pub budget_ns: u64,
+    pub tid: u32,
+    pub pid: u32,
+    pub site: u32,
+    pub signal: Option<i32>,
+    pub by: ActedBy,
+    /// What sending the signal returned (0: queued; negative errno).
+    pub result: i32,
+}
 
 /// Why the kernel side cannot run. Each message says what to do.
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +165,8 @@ pub struct TaskTimes {
     pub major_faults: u64,
     /// Nanoseconds between the task's first scheduler event and its exit.
     pub lifetime_ns: u64,
+    /// CLOCK_MONOTONIC ns of its exit.
+    pub ended_ns: u64,
     /// Scheduler events of this task the programs missed (see `panic_kabi.h`):
     /// its on-CPU time stays exact, the kind of some off-CPU time is a guess.
     pub missed_events: u32,
@@ -140,6 +185,10 @@ pub struct KernelReport {
     /// Exited tasks that did not fit in the kernel's table (their per-site
     /// time is still counted; their totals are not).
     pub lost_tasks: u64,
+    /// Threads over budget, in the order the kernel saw them.
+    pub budget_events: Vec<BudgetEvent>,
+    /// Budget events the ring buffer could not hold.
+    pub lost_events: u64,
 }
 
 impl KernelReport {
@@ -251,20 +300,27 @@ impl Drop for MapMemory {
 /// The loaded programs, attached, watching the tasks they were told to watch
 /// and everything those tasks create.
 pub struct Monitor {
-    // Field order is drop order: the mappings and the skeleton (links, map
-    // fds) go before the object storage the skeleton borrows, and the pins last.
+    // Field order is drop order: the perf-event links (each closes its perf
+    // event), the mappings and the skeleton (links, map fds) go before the
+    // object storage the skeleton borrows, and the pins last.
+    _tick_links: Vec<libbpf_rs::Link>,
     sites: MapMemory,
     kthreads: MapMemory,
+    _budgets: Option<MapMemory>,
+    events: std::sync::Mutex<Vec<BudgetEvent>>,
     skel: skel::PanicSkel<'static>,
     _object: Box<MaybeUninit<OpenObject>>,
     run: RunDir,
     n_sites: u32,
+    has_budgets: bool,
 }
 
 impl Monitor {
     /// Loads and attaches the programs for a target with `n_sites` sites, and
-    /// pins its thread table (initialised, owner unset) in a new run directory.
-    pub fn start(n_sites: u32) -> Result<Monitor, KernelError> {
+    /// pins its thread table (initialised, owner unset) and its budgets in a
+    /// new run directory. With budgets, every online CPU also gets a
+    /// millisecond tick that checks the thread it runs.
+    pub fn start(n_sites: u32, budgets: &[BudgetSpec]) -> Result<Monitor, KernelError> {
         check_supported()?;
         bpffs::ensure_mounted()?;
         let run = RunDir::create()?;
@@ -282,11 +338,19 @@ impl Monitor {
             .set_max_entries(n_sites + 1)
             .map_err(bpf_err("sizing the per-site map"))?;
         open.maps
+            .budgets
+            .set_max_entries(n_sites + 1)
+            .map_err(bpf_err("sizing the budget map"))?;
+        let rodata = open
+            .maps
             .rodata_data
             .as_deref_mut()
-            .expect("the object has a .rodata section (n_sites)")
-            .n_sites = n_sites;
-        let mut skel = open.load().map_err(|e| load_error(e))?;
+            .expect("the object has a .rodata section (n_sites)");
+        rodata.n_sites = n_sites;
+        rodata.have_budgets = u32::from(!budgets.is_empty());
+        // Without budgets the tick is never attached: do not even load it.
+        open.progs.panic_tick.set_autoload(!budgets.is_empty());
+        let mut skel = open.load().map_err(load_error)?;
         skel.attach()
             .map_err(bpf_err("attaching the scheduler tracepoints"))?;
 
@@ -310,13 +374,64 @@ impl Monitor {
             .pin(&pin)
             .map_err(bpf_err("pinning the thread table"))?;
         run.restrict(&pin)?;
+
+        let mut budget_mem = None;
+        let mut tick_links = Vec::new();
+        if !budgets.is_empty() {
+            let mem = MapMemory::new(
+                skel.maps.budgets.as_fd(),
+                (n_sites as usize + 1) * size_of::<types::panic_site_budget>(),
+            )?;
+            let table = mem.ptr.cast::<types::panic_site_budget>();
+            for b in budgets {
+                if b.site >= n_sites {
+                    continue;
+                }
+                let (action, signal) = match b.signal {
+                    Some(sig) => (PANIC_BUDGET_SIGNAL, sig as u32),
+                    None => (PANIC_BUDGET_RECORD, 0),
+                };
+                // SAFETY: site < n_sites, within the n_sites + 1 mapped elements.
+                unsafe {
+                    *table.add(b.site as usize) = types::panic_site_budget {
+                        budget_ns: b.budget_ns,
+                        action,
+                        signal,
+                        hist: b.hist,
+                        reserved: 0,
+                    };
+                }
+            }
+            let pin = run.path().join(BUDGETS_PIN);
+            skel.maps
+                .budgets
+                .pin(&pin)
+                .map_err(bpf_err("pinning the budgets"))?;
+            run.restrict(&pin)?;
+            budget_mem = Some(mem);
+            for cpu in online_cpus()? {
+                let fd = cpu_clock_event(cpu, BUDGET_TICK_NS)?;
+                let link = skel
+                    .progs
+                    .panic_tick
+                    .attach_perf_event(fd.as_raw_fd())
+                    .map_err(bpf_err("attaching the budget tick"))?;
+                // The link owns the perf event now and closes it when dropped.
+                let _ = fd.into_raw_fd();
+                tick_links.push(link);
+            }
+        }
         Ok(Monitor {
+            _tick_links: tick_links,
             sites,
             kthreads,
+            _budgets: budget_mem,
+            events: std::sync::Mutex::new(Vec::new()),
             skel,
             _object: object,
             run,
             n_sites,
+            has_budgets: !budgets.is_empty(),
         })
     }
 
@@ -427,18 +542,64 @@ impl Monitor {
             tasks.push(task_times(&t));
         }
         tasks.sort_by_key(|t| t.tid);
-        let lost_tasks = self
-            .skel
-            .maps
-            .bss_data
-            .as_deref()
-            .map_or(0, |b| b.lost_tasks);
+        let bss = self.skel.maps.bss_data.as_deref();
         Ok(KernelReport {
             tasks,
             sites,
             outside,
-            lost_tasks,
+            lost_tasks: bss.map_or(0, |b| b.lost_tasks),
+            budget_events: self.events.lock().map(|e| e.clone()).unwrap_or_default(),
+            lost_events: bss.map_or(0, |b| b.lost_events),
         })
+    }
+
+    /// Waits for `child` to end while handling the kernel's budget events:
+    /// an over-budget thread that was off-CPU is signalled here, within a
+    /// millisecond of the event. The events go to the report.
+    pub fn wait(&self, child: &mut Child) -> Result<std::process::ExitStatus, KernelError> {
+        let io = |e: std::io::Error| KernelError::Io {
+            what: "waiting for the target".into(),
+            source: e,
+        };
+        if !self.has_budgets {
+            return child.wait().map_err(io);
+        }
+        let handle = |data: &[u8]| -> i32 {
+            if data.len() < size_of::<types::panic_budget_event>() {
+                return 0;
+            }
+            // SAFETY: the record holds one panic_budget_event (size checked).
+            let e: types::panic_budget_event =
+                unsafe { std::ptr::read_unaligned(data.as_ptr().cast()) };
+            let mut ev = budget_event(&e);
+            if ev.by == ActedBy::Loader
+                && let Some(sig) = ev.signal
+            {
+                // SAFETY: tgkill takes plain integers; a gone thread gives ESRCH.
+                let rc = unsafe { libc::syscall(libc::SYS_tgkill, e.pid, e.tid, sig) };
+                ev.result = if rc == 0 {
+                    0
+                } else {
+                    -std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+                };
+            }
+            if let Ok(mut v) = self.events.lock() {
+                v.push(ev);
+            }
+            0
+        };
+        let mut builder = libbpf_rs::RingBufferBuilder::new();
+        builder
+            .add(&self.skel.maps.events, handle)
+            .map_err(bpf_err("reading budget events"))?;
+        let ring = builder.build().map_err(bpf_err("reading budget events"))?;
+        loop {
+            let _ = ring.poll(std::time::Duration::from_millis(1));
+            if let Some(status) = child.try_wait().map_err(io)? {
+                let _ = ring.consume();
+                return Ok(status);
+            }
+        }
     }
 }
 
@@ -455,6 +616,99 @@ fn pidfd(pid: i32, flags: u32) -> Result<OwnedFd, KernelError> {
         });
     }
     // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn budget_event(e: &types::panic_budget_event) -> BudgetEvent {
+    BudgetEvent {
+        at_ns: e.at,
+        since_ns: e.since,
+        budget_ns: e.budget_ns,
+        tid: e.tid,
+        pid: e.pid,
+        site: e.site,
+        signal: (e.action == PANIC_BUDGET_SIGNAL).then_some(e.signal as i32),
+        by: match e.by {
+            PANIC_BY_KERNEL => ActedBy::Kernel,
+            PANIC_BY_LOADER => ActedBy::Loader,
+            _ => ActedBy::Nobody,
+        },
+        result: e.result,
+    }
+}
+
+/// The online CPUs, from sysfs ("0-3,5").
+fn online_cpus() -> Result<Vec<i32>, KernelError> {
+    let path = "/sys/devices/system/cpu/online";
+    let text = std::fs::read_to_string(path).map_err(|e| KernelError::Io {
+        what: format!("reading {path}"),
+        source: e,
+    })?;
+    let mut cpus = Vec::new();
+    for part in text.trim().split(',').filter(|p| !p.is_empty()) {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let bad = |_| KernelError::Io {
+            what: format!("parsing {path}"),
+            source: std::io::Error::other(format!("unexpected '{part}'")),
+        };
+        let (a, b): (i32, i32) = (a.parse().map_err(bad)?, b.parse().map_err(bad)?);
+        cpus.extend(a..=b);
+    }
+    Ok(cpus)
+}
+
+/// perf_event_attr as of PERF_ATTR_SIZE_VER0 (64 bytes, a stable prefix):
+/// enough for a software clock event that samples every `period` ns.
+#[repr(C)]
+struct PerfEventAttr {
+    kind: u32,
+    size: u32,
+    config: u64,
+    sample_period: u64,
+    sample_type: u64,
+    read_format: u64,
+    flags: u64,
+    wakeup_events: u32,
+    bp_type: u32,
+    config1: u64,
+}
+
+/// A cpu-clock perf event on `cpu` firing every `period_ns`.
+fn cpu_clock_event(cpu: i32, period_ns: u64) -> Result<OwnedFd, KernelError> {
+    const PERF_TYPE_SOFTWARE: u32 = 1;
+    const PERF_COUNT_SW_CPU_CLOCK: u64 = 0;
+    const PERF_FLAG_FD_CLOEXEC: u64 = 8;
+    let attr = PerfEventAttr {
+        kind: PERF_TYPE_SOFTWARE,
+        size: size_of::<PerfEventAttr>() as u32,
+        config: PERF_COUNT_SW_CPU_CLOCK,
+        sample_period: period_ns,
+        sample_type: 0,
+        read_format: 0,
+        flags: 0,
+        wakeup_events: 0,
+        bp_type: 0,
+        config1: 0,
+    };
+    // SAFETY: perf_event_open reads `attr` (size given in it); pid -1 with a
+    // cpu means every task on that CPU.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            std::ptr::from_ref(&attr),
+            -1,
+            cpu,
+            -1,
+            PERF_FLAG_FD_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(KernelError::Io {
+            what: format!("opening a cpu-clock perf event on CPU {cpu}"),
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    // SAFETY: a new fd owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
@@ -475,6 +729,7 @@ fn task_times(t: &types::panic_task) -> TaskTimes {
         minor_faults: t.min_flt,
         major_faults: t.maj_flt,
         lifetime_ns: t.ended.saturating_sub(t.started),
+        ended_ns: t.ended,
         missed_events: t.missed,
     }
 }
@@ -496,10 +751,14 @@ fn load_error(e: libbpf_rs::Error) -> KernelError {
 // The numbers of panic_kabi.h the loader writes. The header is the definition;
 // the skeleton carries types, not macros, so these few are checked against the
 // header's text at test time (tests::constants_match_the_header).
-pub const PANIC_KABI_VERSION: u32 = 1;
+pub const PANIC_KABI_VERSION: u32 = 2;
 pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_434b_4349_4e41;
 pub const PANIC_KNO_SITE: u32 = u32::MAX;
 pub const PANIC_TS_CARRIER: u32 = 6;
+pub const PANIC_BUDGET_RECORD: u32 = 1;
+pub const PANIC_BUDGET_SIGNAL: u32 = 2;
+pub const PANIC_BY_KERNEL: u32 = 1;
+pub const PANIC_BY_LOADER: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -532,5 +791,13 @@ mod tests {
         assert_eq!(num(value("PANIC_KTHREADS_MAGIC")), PANIC_KTHREADS_MAGIC);
         assert_eq!(num(value("PANIC_KNO_SITE")), u64::from(PANIC_KNO_SITE));
         assert_eq!(num(value("PANIC_TS_CARRIER")), u64::from(PANIC_TS_CARRIER));
+        for (name, v) in [
+            ("PANIC_BUDGET_RECORD", PANIC_BUDGET_RECORD),
+            ("PANIC_BUDGET_SIGNAL", PANIC_BUDGET_SIGNAL),
+            ("PANIC_BY_KERNEL", PANIC_BY_KERNEL),
+            ("PANIC_BY_LOADER", PANIC_BY_LOADER),
+        ] {
+            assert_eq!(num(value(name)), u64::from(v), "{name}");
+        }
     }
 }

@@ -7,7 +7,7 @@ use panic_bpf::{Monitor, Times};
 const MS: u64 = 1_000_000;
 
 fn monitor() -> Monitor {
-    Monitor::start(4).unwrap_or_else(|e| {
+    Monitor::start(4, &[]).unwrap_or_else(|e| {
         panic!("the kernel side cannot load here ({e}); these tests need root on a kernel with BTF")
     })
 }
@@ -129,6 +129,29 @@ fn dropping_the_monitor_removes_its_pins() {
     let m = monitor();
     let dir = m.run_dir().to_path_buf();
     assert!(m.threads_pin().exists());
+    drop(m);
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
+
+/// With budgets the tick program loads and attaches on every CPU, the budgets
+/// are pinned next to the thread table, and both pins go with the monitor.
+#[test]
+fn budgets_are_pinned_and_removed_with_the_monitor() {
+    let budget = panic_bpf::BudgetSpec {
+        site: 1,
+        hist: 0,
+        budget_ns: 50 * MS,
+        signal: Some(9),
+    };
+    let m = Monitor::start(4, &[budget]).unwrap();
+    let dir = m.run_dir().to_path_buf();
+    let pin = dir.join(panic_bpf::BUDGETS_PIN);
+    assert!(pin.exists());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&pin), 0o600);
+    assert_eq!(mode(&m.threads_pin()), 0o600);
+    assert_eq!(mode(&dir), 0o700);
     drop(m);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }

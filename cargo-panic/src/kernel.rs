@@ -9,10 +9,11 @@
 //! slices, and a slice often spans several regions.) Time outside every
 //! region is what remains of the task totals.
 
-use panic_bpf::{KernelReport, TaskTimes, Times};
+use panic_bpf::{ActedBy, BudgetEvent, BudgetSpec, KernelReport, TaskTimes, Times};
 use panic_runtime::segment::Snapshot;
 use serde::{Deserialize, Serialize};
 
+use crate::budget::Action;
 use crate::manifest::Manifest;
 
 /// Nanoseconds by what a task was doing.
@@ -111,6 +112,113 @@ pub struct KernelSection {
     pub lost_threads: u64,
     #[serde(default)]
     pub threads: Vec<KernelTask>,
+    /// The budgets in force (`--budget`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budgets: Vec<ProfileBudget>,
+    /// Budget events the kernel could not pass on (its ring buffer was full).
+    #[serde(default, skip_serializing_if = "is_zero64")]
+    pub lost_budget_events: u64,
+}
+
+fn is_zero64(v: &u64) -> bool {
+    *v == 0
+}
+
+/// A budget in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileBudget {
+    pub site: u32,
+    pub function: String,
+    pub budget_ns: u64,
+    pub action: String,
+}
+
+/// A thread over budget (the profile's `budget_events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileBudgetEvent {
+    pub site: u32,
+    pub function: String,
+    pub tid: u32,
+    pub pid: u32,
+    pub budget_ns: u64,
+    /// How long the thread had been in the region when the kernel saw it over budget.
+    pub dwell_ns: u64,
+    /// `dwell_ns - budget_ns`.
+    pub overrun_ns: u64,
+    /// `record`, `kill` or `signal=SIG...`.
+    pub action: String,
+    /// Who acted: `kernel` (the thread was on a CPU and the BPF program
+    /// signalled it), `loader` (it was off-CPU: cargo-panic signalled it on the
+    /// kernel's event) or `none` (record).
+    pub by: String,
+    /// What sending the signal returned: 0, or a negative errno.
+    pub result: i32,
+    /// When the thread exited, how long after its budget ran out (for `kill`:
+    /// the latency of the kill).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exited_after_budget_ns: Option<u64>,
+}
+
+fn action_of(signal: Option<i32>) -> Action {
+    match signal {
+        None => Action::Record,
+        Some(s) if s == libc::SIGKILL => Action::Kill,
+        Some(s) => Action::Signal(s),
+    }
+}
+
+/// The budgets in force, named.
+pub fn budgets(manifest: &Manifest, specs: &[BudgetSpec]) -> Vec<ProfileBudget> {
+    specs
+        .iter()
+        .map(|b| ProfileBudget {
+            site: b.site,
+            function: function_of(manifest, b.site),
+            budget_ns: b.budget_ns,
+            action: action_of(b.signal).to_string(),
+        })
+        .collect()
+}
+
+fn function_of(manifest: &Manifest, site: u32) -> String {
+    manifest
+        .sites
+        .get(site as usize)
+        .map_or_else(|| format!("#{site}"), |s| s.function.clone())
+}
+
+/// The report's budget events, named and with the exit time of the thread.
+pub fn budget_events(manifest: &Manifest, report: &KernelReport) -> Vec<ProfileBudgetEvent> {
+    report
+        .budget_events
+        .iter()
+        .map(|e: &BudgetEvent| {
+            let dwell = e.at_ns.saturating_sub(e.since_ns);
+            let deadline = e.since_ns + e.budget_ns;
+            ProfileBudgetEvent {
+                site: e.site,
+                function: function_of(manifest, e.site),
+                tid: e.tid,
+                pid: e.pid,
+                budget_ns: e.budget_ns,
+                dwell_ns: dwell,
+                overrun_ns: dwell.saturating_sub(e.budget_ns),
+                action: action_of(e.signal).to_string(),
+                by: match e.by {
+                    ActedBy::Kernel => "kernel",
+                    ActedBy::Loader => "loader",
+                    ActedBy::Nobody => "none",
+                }
+                .into(),
+                result: e.result,
+                exited_after_budget_ns: report
+                    .tasks
+                    .iter()
+                    .find(|t| t.tid == e.tid && t.ended_ns >= deadline)
+                    .map(|t| t.ended_ns - deadline),
+            }
+        })
+        .collect()
 }
 
 impl KernelSection {
@@ -127,6 +235,8 @@ impl KernelSection {
             missed_events: 0,
             lost_threads: 0,
             threads: Vec::new(),
+            budgets: Vec::new(),
+            lost_budget_events: 0,
         }
     }
 }
@@ -193,6 +303,8 @@ pub fn join(
         missed_events: threads.iter().map(|t| u64::from(t.missed_events)).sum(),
         lost_threads: report.lost_tasks,
         threads,
+        budgets: Vec::new(),
+        lost_budget_events: report.lost_events,
     };
     (section, sites)
 }

@@ -74,8 +74,14 @@ enum Command {
         /// on-CPU, run-queue and blocked time. Needs root (or CAP_BPF and
         /// CAP_PERFMON). `--kernel` alone means `on`; `auto` runs without
         /// kernel data when it cannot load, and says so in the profile.
-        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", default_value = "off", require_equals = true)]
-        kernel: run_cmd::KernelMode,
+        #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "on", require_equals = true)]
+        kernel: Option<run_cmd::KernelMode>,
+        /// A dwell budget, enforced by the kernel: `PATTERN=DURATION[:ACTION]`,
+        /// PATTERN a glob over timed functions (or `#<site index>`), ACTION
+        /// `record` (default), `kill` or `signal=SIGUSR1`; e.g.
+        /// `my_crate::handle_request=50ms:kill`. Repeatable; implies `--kernel`.
+        #[arg(long, value_name = "SPEC")]
+        budget: Vec<String>,
         /// The binary and its arguments
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -170,8 +176,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Run {
             out,
             kernel,
+            budget,
             command,
-        } => run_cmd::run(&out, kernel, &command),
+        } => run_cmd::run(&out, kernel, &budget, &command),
         Command::Cc {
             out,
             uninstrumented_on_error,

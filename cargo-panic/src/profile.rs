@@ -11,7 +11,7 @@ use panic_runtime::SiteKind;
 use panic_runtime::segment::{Snapshot, State};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{KernelSection, SiteKernel};
+use crate::kernel::{KernelSection, ProfileBudgetEvent, SiteKernel};
 use crate::manifest::Manifest;
 
 pub const VERSION: u32 = 1;
@@ -33,6 +33,10 @@ pub struct Profile {
     /// per site in each site's `kernel`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<KernelSection>,
+    /// Threads that overran a dwell budget (`--budget`), in the order the
+    /// kernel saw them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub budget_events: Vec<ProfileBudgetEvent>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,6 +241,7 @@ impl Profile {
             threads,
             sites,
             kernel: None,
+            budget_events: Vec::new(),
         })
     }
 
@@ -248,11 +253,15 @@ impl Profile {
         snap: &Snapshot,
         end: (u64, u64),
         report: &panic_bpf::KernelReport,
+        budgets: &[panic_bpf::BudgetSpec],
     ) {
-        let (section, sites) = crate::kernel::join(manifest, snap, end_point(snap, end), report);
+        let (mut section, sites) =
+            crate::kernel::join(manifest, snap, end_point(snap, end), report);
         for (site, k) in self.sites.iter_mut().zip(sites) {
             site.kernel = k;
         }
+        section.budgets = crate::kernel::budgets(manifest, budgets);
+        self.budget_events = crate::kernel::budget_events(manifest, report);
         self.kernel = Some(section);
     }
 
@@ -300,6 +309,26 @@ impl Profile {
         let split = self.kernel.as_ref().is_some_and(|k| k.per_site);
         if let Some(k) = &self.kernel {
             render_kernel_summary(&mut out, k);
+        }
+        for e in &self.budget_events {
+            let acted = match e.by.as_str() {
+                "kernel" => format!("{} sent by the kernel", e.action),
+                "loader" => format!("{} sent by cargo-panic (the thread was off-CPU)", e.action),
+                _ => "recorded".into(),
+            };
+            let exited = e
+                .exited_after_budget_ns
+                .map(|x| format!(", thread exited {} after its budget", fmt_ns(x)))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "budget: {} (site {}) over its {} in thread {}, seen {} past it; {acted}{exited}",
+                e.function,
+                e.site,
+                fmt_ns(e.budget_ns),
+                e.tid,
+                fmt_ns(e.overrun_ns)
+            );
         }
         let _ = write!(
             out,
@@ -579,6 +608,7 @@ mod tests {
                 site("hot_short", true, 5_000, 5_000 * 20),
             ],
             kernel: None,
+            budget_events: Vec::new(),
         };
         assert_eq!(
             short_regions(&p, MIN_MEAN_REGION_NS, MIN_HOT_COUNT),

@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use cargo_panic::budget::{self, Budget};
 use cargo_panic::manifest::Manifest;
 use cargo_panic::profile::{Exit, Profile};
 use panic_runtime::Clock;
@@ -75,12 +76,13 @@ pub enum KernelMode {
 fn start_monitor(
     mode: KernelMode,
     n_sites: usize,
+    budgets: &[panic_bpf::BudgetSpec],
 ) -> Result<Option<Result<panic_bpf::Monitor, String>>> {
     if mode == KernelMode::Off {
         return Ok(None);
     }
     let n = u32::try_from(n_sites).context("too many sites for the kernel side")?;
-    match panic_bpf::Monitor::start(n) {
+    match panic_bpf::Monitor::start(n, budgets) {
         Ok(m) => Ok(Some(Ok(m))),
         Err(e) if mode == KernelMode::Auto => {
             eprintln!("cargo-panic: running without kernel data: {e}");
@@ -90,11 +92,50 @@ fn start_monitor(
     }
 }
 
-pub fn run(out: &Path, kernel: KernelMode, command: &[String]) -> Result<i32> {
+/// The budgets of `--budget`, placed on the manifest's sites, and the kernel
+/// mode they leave: budgets need the kernel side, so they turn it on.
+fn budgets(
+    specs: &[String],
+    kernel: Option<KernelMode>,
+    manifest: &Manifest,
+) -> Result<(Vec<panic_bpf::BudgetSpec>, KernelMode)> {
+    let parsed = specs
+        .iter()
+        .map(|s| Budget::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let placed = budget::resolve(&parsed, manifest)?;
+    let mode = match kernel {
+        None if placed.is_empty() => KernelMode::Off,
+        None => KernelMode::On,
+        Some(m) if placed.is_empty() || m == KernelMode::On => m,
+        Some(m) => bail!(
+            "--budget is enforced by the kernel side, so it cannot go with --kernel={}; use --kernel (or leave it out)",
+            if m == KernelMode::Off { "off" } else { "auto" }
+        ),
+    };
+    let specs = placed
+        .iter()
+        .map(|b| panic_bpf::BudgetSpec {
+            site: b.site,
+            hist: manifest.sites[b.site as usize].hist.unwrap_or(u32::MAX),
+            budget_ns: b.budget_ns,
+            signal: b.action.signal(),
+        })
+        .collect();
+    Ok((specs, mode))
+}
+
+pub fn run(
+    out: &Path,
+    kernel: Option<KernelMode>,
+    budget_specs: &[String],
+    command: &[String],
+) -> Result<i32> {
     let binary = PathBuf::from(&command[0]);
     let args = &command[1..];
     // Everything that can be wrong is checked before the program runs.
     let manifest = Manifest::for_binary(&binary)?;
+    let (budget_list, kernel) = budgets(budget_specs, kernel, &manifest)?;
     let out_dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -115,7 +156,7 @@ pub fn run(out: &Path, kernel: KernelMode, command: &[String]) -> Result<i32> {
     let seg = SegmentFile(dir.join(format!("{SEGMENT_PREFIX}{}-{nanos}", std::process::id())));
 
     // Loaded before the program starts, so it is watched from its first instruction.
-    let monitor = start_monitor(kernel, manifest.sites.len())?;
+    let monitor = start_monitor(kernel, manifest.sites.len(), &budget_list)?;
 
     let exec_path = if binary.components().count() == 1 {
         Path::new(".").join(&binary)
@@ -137,7 +178,11 @@ pub fn run(out: &Path, kernel: KernelMode, command: &[String]) -> Result<i32> {
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
     let guard = IgnoreInterrupts::new();
-    let status = child.wait().context("failed to wait for the target")?;
+    let status = match &monitor {
+        Some(Ok(m)) => m.wait(&mut child).map_err(anyhow::Error::new),
+        _ => child.wait().map_err(anyhow::Error::new),
+    }
+    .context("failed to wait for the target")?;
     drop(guard);
     let wall_ns = started.elapsed().as_nanos() as u64;
     let end = Clock::now();
@@ -184,7 +229,7 @@ pub fn run(out: &Path, kernel: KernelMode, command: &[String]) -> Result<i32> {
         wall_ns,
     )?;
     if let Some(report) = &kernel_report {
-        profile.add_kernel(&manifest, &snapshot, end, report);
+        profile.add_kernel(&manifest, &snapshot, end, report, &budget_list);
     } else if let Some(reason) = unavailable {
         profile.kernel = Some(cargo_panic::kernel::KernelSection::unavailable(reason));
     }

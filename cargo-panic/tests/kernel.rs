@@ -15,7 +15,9 @@ const MS: u64 = 1_000_000;
 fn c_split() -> (tempfile::TempDir, PathBuf) {
     let dir = build_c_example(
         "c-split",
-        &["--time", "spin", "--time", "nap", "--time", "burn"],
+        &[
+            "--time", "spin", "--time", "nap", "--time", "burn", "--time", "hog", "--time", "stuck",
+        ],
     );
     let exe = dir.path().join("c-split");
     (dir, exe)
@@ -237,4 +239,129 @@ fn without_privileges_kernel_fails_and_auto_runs_without() {
         "{p}"
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("running without kernel data"));
+}
+
+/// `cargo panic run <extra> --out <tmp> -- c-split mode ms`; returns the output and profile.
+fn run_budget(exe: &Path, extra: &[&str], mode: &str, ms: u64) -> (std::process::Output, Value) {
+    let out_dir = tempfile::tempdir().unwrap();
+    run_profiled_with(
+        extra,
+        exe,
+        &[mode, &ms.to_string()],
+        &out_dir.path().join("p.json"),
+    )
+}
+
+fn events(p: &Value) -> Vec<Value> {
+    p["budget_events"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_busy_loop_over_its_budget_is_killed_by_the_kernel() {
+    let (_dir, exe) = c_split();
+    let (out, p) = run_budget(&exe, &["--budget", "hog=50ms:kill"], "hog", 5_000);
+    assert_eq!(out.status.code(), Some(128 + 9), "{}", show(&out));
+    assert_eq!(p["exit"]["signal"], 9, "{p}");
+    let ev = events(&p);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let e = &ev[0];
+    assert_eq!(e["function"], "hog");
+    assert_eq!(e["action"], "kill");
+    // Normally the tick of the CPU it spins on signals it ("kernel"); on a
+    // loaded machine it can sit in a run queue when its time is up, and then
+    // the loader signals it on the kernel's event.
+    assert!(e["by"] == "kernel" || e["by"] == "loader", "{e}");
+    assert_eq!(e["result"], 0, "{e}");
+    assert_eq!(e["budget_ns"], 50 * MS);
+    // Caught on a CPU tick: within a few ms of the budget (goal ≤ 5 ms; the
+    // test allows for a loaded machine).
+    between("overrun", ns(e, "overrun_ns"), 0, 30);
+    between("exit after budget", ns(e, "exited_after_budget_ns"), 0, 50);
+    assert_eq!(p["kernel"]["budgets"][0]["action"], "kill");
+}
+
+#[test]
+fn record_only_records_and_signal_delivers_the_signal() {
+    let (_dir, exe) = c_split();
+    let (out, p) = run_budget(&exe, &["--budget", "hog=30ms"], "hog", 150);
+    assert!(out.status.success(), "{}", show(&out));
+    let ev = events(&p);
+    assert_eq!(ev.len(), 1, "one activation, one event: {ev:?}");
+    assert_eq!(ev[0]["action"], "record");
+    assert_eq!(ev[0]["by"], "none");
+
+    let (out, p) = run_budget(&exe, &["--budget", "hog=30ms:signal=SIGUSR1"], "hog", 5_000);
+    assert_eq!(
+        out.status.code(),
+        Some(42),
+        "the program's SIGUSR1 handler ran: {}",
+        show(&out)
+    );
+    let ev = events(&p);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["action"], "signal=SIGUSR1");
+    assert!(
+        ev[0]["by"] == "kernel" || ev[0]["by"] == "loader",
+        "{}",
+        ev[0]
+    );
+}
+
+/// A thread that is off-CPU when its budget runs out is still acted on (the
+/// loader signals it on the kernel's event).
+#[test]
+fn a_blocked_thread_over_its_budget_is_killed_too() {
+    let (_dir, exe) = c_split();
+    let (out, p) = run_budget(&exe, &["--budget", "stuck=50ms:kill"], "stuck", 5_000);
+    assert_eq!(out.status.code(), Some(128 + 9), "{}", show(&out));
+    let ev = events(&p);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0]["by"], "loader");
+    between(
+        "exit after budget",
+        ns(&ev[0], "exited_after_budget_ns"),
+        0,
+        100,
+    );
+}
+
+/// The same binary running at the same time without cargo-panic is never
+/// signalled: it finishes its loop.
+#[test]
+fn an_unwatched_twin_is_never_signalled() {
+    let (_dir, exe) = c_split();
+    let twin = Command::new(&exe).args(["hog", "400"]).spawn().unwrap();
+    let (out, _) = run_budget(&exe, &["--budget", "hog=20ms:signal=SIGUSR1"], "hog", 400);
+    assert_eq!(out.status.code(), Some(42), "{}", show(&out));
+    let twin = twin.wait_with_output().unwrap();
+    assert_eq!(twin.status.code(), Some(0), "the twin was signalled");
+}
+
+#[test]
+fn bad_budgets_are_explained_before_anything_runs() {
+    let (_dir, exe) = c_split();
+    for (budget, needle) in [
+        ("hog=fast:kill", "'fast' is not a duration"),
+        (
+            "hgo=50ms",
+            "matches no function of the program; closest timed functions: hog",
+        ),
+        ("main=50ms", "matches main but it is not timed"),
+    ] {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = cargo_panic()
+            .args(["run", "--budget", budget, "--out"])
+            .arg(out_dir.path().join("p.json"))
+            .arg("--")
+            .arg(&exe)
+            .args(["hog", "10"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{budget}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(needle),
+            "{budget}: {}",
+            show(&out)
+        );
+    }
 }

@@ -1,12 +1,15 @@
 /* c-split: known places for time to go, for the kernel's per-site split
  * (`cargo panic run --kernel`). Build with the regions timed:
- *   cargo panic cc --time 'spin' --time 'nap' --time 'burn' -- make
+ *   cargo panic cc --time spin --time nap --time burn --time hog --time stuck -- make
  *
  *   c-split spin MS      spin() burns MS ms of this thread's CPU time
  *   c-split nap MS       nap() sleeps MS ms
  *   c-split compete MS   two threads, both pinned to CPU 0, each burn MS ms of
  *                        CPU time in burn(): each waits in the run queue
  *                        while the other runs
+ *   c-split hog MS       hog() burns MS ms of CPU time; SIGUSR1 makes it exit
+ *                        with status 42 (for dwell budgets: --time hog)
+ *   c-split stuck MS     stuck() sleeps MS ms; SIGUSR1 makes it exit with 42
  *
  * Expected (see README.md): spin's region is on-CPU for MS ms; nap's sleep is
  * blocked time of the nanosleep call inside nap (the innermost region); in
@@ -16,6 +19,7 @@
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +46,31 @@ NOINLINE void nap(long ms) {
     }
 }
 
+static volatile sig_atomic_t got_usr1;
+
+static void on_usr1(int sig) {
+    (void)sig;
+    got_usr1 = 1;
+}
+
+/* A busy loop that a budget can stop: SIGUSR1 ends the program with 42. */
+NOINLINE void hog(long ms) {
+    double t0 = thread_cpu_ms();
+    while (thread_cpu_ms() - t0 < (double)ms) {
+        if (got_usr1)
+            exit(42);
+    }
+}
+
+/* Blocked for ms (a signal interrupts the sleep; SIGUSR1 ends it with 42). */
+NOINLINE void stuck(long ms) {
+    struct timespec d = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&d, &d) != 0) {
+        if (got_usr1)
+            exit(42);
+    }
+}
+
 static long burn_ms;
 static pthread_barrier_t start;
 
@@ -65,7 +94,7 @@ NOINLINE void *burn(void *name) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: c-split spin|nap|compete MS\n");
+        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck MS\n");
         return 2;
     }
     long ms = strtol(argv[2], NULL, 10);
@@ -73,10 +102,18 @@ int main(int argc, char **argv) {
         fprintf(stderr, "c-split: MS must be a positive number of milliseconds\n");
         return 2;
     }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
     if (strcmp(argv[1], "spin") == 0) {
         spin(ms);
     } else if (strcmp(argv[1], "nap") == 0) {
         nap(ms);
+    } else if (strcmp(argv[1], "hog") == 0) {
+        hog(ms);
+    } else if (strcmp(argv[1], "stuck") == 0) {
+        stuck(ms);
     } else if (strcmp(argv[1], "compete") == 0) {
         burn_ms = ms;
         pthread_barrier_init(&start, NULL, 2);
@@ -86,7 +123,7 @@ int main(int argc, char **argv) {
         pthread_join(a, NULL);
         pthread_join(b, NULL);
     } else {
-        fprintf(stderr, "c-split: unknown mode %s (spin, nap or compete)\n", argv[1]);
+        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog or stuck)\n", argv[1]);
         return 2;
     }
     return 0;

@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 5
+#define PANIC_ABI_VERSION 6
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -81,7 +81,15 @@
  * innermost open region's site, so the kernel side can split each site's time
  * into on-CPU, run queue and blocked; it also keeps each region's self time
  * (PANIC_HIST_SELF). Any failure (no such pin, not mappable, wrong magic or
- * version) is said in one line, and the run goes on without it. */
+ * version) is said in one line, and the run goes on without it.
+ * Budgets: the per-site budgets ("budgets", struct panic_site_budget, one per
+ * site of the manifest plus one; the runtime reads any site past the map's end
+ * as unbudgeted) may be pinned in the same directory. The runtime then
+ * publishes, in each thread's table slot, the budgeted regions the thread is
+ * inside (a stack of at most PANIC_KBUDGETS, with their entry times), and pins
+ * their histograms (PANIC_HIST_FLAG_PINNED). No such pin means no budgets, said
+ * nothing; any other failure is said in one line and the run goes on without
+ * budgets (kernel mode otherwise on). */
 #define PANIC_ENV_KTHREADS "CARGO_PANIC_KTHREADS"
 
 /* ---- dwell histograms: log-linear buckets over clock ticks ----
@@ -227,6 +235,10 @@
  * more than a few percent of such a region. CARGO_PANIC_ADAPTIVE=0 turns this off
  * for a run. */
 #define PANIC_HIST_FLAG_DEMOTED 1
+/* A budget bounds this region: never demoted (a demoted region stops calling the
+ * runtime, so its budget could not be tracked). Set in kernel mode, at start-up,
+ * for each site with a budget (PANIC_ENV_KTHREADS, "budgets"). */
+#define PANIC_HIST_FLAG_PINNED 2
 #define PANIC_DEMOTE_AFTER 1024
 #define PANIC_DEMOTE_BELOW_NS 1000
 #define PANIC_ENV_ADAPTIVE "CARGO_PANIC_ADAPTIVE"

@@ -7,7 +7,9 @@
  * mapped MAP_SHARED so a reader sees it live. At exit and on fatal signals it
  * can write a copy of the segment to CARGO_PANIC_DUMP. When CARGO_PANIC_KTHREADS
  * names cargo-panic's pinned BPF thread table ("kernel mode"), it also publishes
- * there which region each thread is in, and keeps each region's self time.
+ * there which region each thread is in, and keeps each region's self time; when
+ * per-site budgets are pinned next to the table, it also publishes the stack of
+ * budgeted regions each thread is inside, which the kernel enforces.
  *
  * What it never does: allocate (no malloc), use stdio, or call anything that is
  * not async-signal-safe on a path a signal handler can take. The hot paths
@@ -64,6 +66,10 @@ _Static_assert(PANIC_KTHREADS == PANIC_MAX_THREADS, "the kernel thread table nee
 _Static_assert(PANIC_KNO_SITE == PANIC_NO_SITE, "the kernel's no-site value must be the runtime's");
 /* Bytes of the thread table's mapping (a BPF array maps whole pages). */
 #define KTHREADS_BYTES PAD(sizeof(struct panic_kthreads))
+/* Bytes of the budgets' mapping: one panic_site_budget per counter slot, plus
+ * one (the map's own elements first, zeroes after them). */
+#define KBUDGETS_BYTES PAD((N_SITES + 1) * sizeof(struct panic_site_budget))
+_Static_assert(PANIC_KBUDGETS <= 32, "fired has one bit per budget entry");
 
 /* Alternate signal stacks: one for the main thread, one per slot for the others. */
 #define MAIN_ALTSTACK_SIZE (64 * 1024)
@@ -152,6 +158,10 @@ static int clock_state;
  * set by the main executable's constructor, NULL otherwise (no table, a copy of
  * the runtime in a shared library, a forked child). */
 static struct panic_kthreads *kthreads;
+/* The per-site budgets ("budgets" next to the thread table, read-only; N_SITES + 1
+ * elements, zero past the map's) while kernel mode has them; NULL otherwise. Set
+ * before kthreads, and cleared with it. */
+static const struct panic_site_budget *kbudgets;
 
 /* Which fast path the entry points take; derived from clock_state and kthreads
  * by set_hot_mode. It is the entry points' first load: kernel mode is one more
@@ -359,10 +369,11 @@ static int adaptive = 1;
 /* Called by the thread that records a histogram's 2^k-th duration: from
  * PANIC_DEMOTE_AFTER on, demotes the region when its mean is below
  * PANIC_DEMOTE_BELOW_NS. The clock must have been calibrated over at least 1 ms;
- * until then the decision waits for the next power of two. */
+ * until then the decision waits for the next power of two. A pinned region
+ * (PANIC_HIST_FLAG_PINNED: it has a budget) is never demoted. */
 static COLD void consider_demotion(struct panic_hist *h, uint64_t count) {
     if (!adaptive || count < PANIC_DEMOTE_AFTER ||
-        (__atomic_load_n(&h->flags, RELAXED) & PANIC_HIST_FLAG_DEMOTED))
+        (__atomic_load_n(&h->flags, RELAXED) & (PANIC_HIST_FLAG_DEMOTED | PANIC_HIST_FLAG_PINNED)))
         return;
     uint64_t total = __atomic_load_n(&h->total, RELAXED);
     double ticks_per_ns = 1.0;
@@ -375,8 +386,13 @@ static COLD void consider_demotion(struct panic_hist *h, uint64_t count) {
         ticks_per_ns = (double)dt / (double)dns;
     }
     double mean_ns = (double)total / (double)count / ticks_per_ns;
-    if (mean_ns < (double)PANIC_DEMOTE_BELOW_NS)
-        __atomic_fetch_or(&h->flags, PANIC_HIST_FLAG_DEMOTED, RELAXED);
+    if (mean_ns >= (double)PANIC_DEMOTE_BELOW_NS)
+        return;
+    /* Never over a pin set meanwhile (start-up, while other threads run). */
+    uint64_t f = __atomic_load_n(&h->flags, RELAXED);
+    while (!(f & (PANIC_HIST_FLAG_DEMOTED | PANIC_HIST_FLAG_PINNED)) &&
+           !__atomic_compare_exchange_n(&h->flags, &f, f | PANIC_HIST_FLAG_DEMOTED, 1, RELAXED, RELAXED)) {
+    }
 }
 
 /* Records one duration. `min` is stored complemented (see PANIC_HIST_MIN), so
@@ -422,6 +438,55 @@ static inline __attribute__((always_inline)) struct panic_kthread *kslot(struct 
     return &k->slot[s - seg.slots];
 }
 
+/* The budget stack (panic_kthread.budget) is a seqlock for its readers, the
+ * BPF programs: the owner makes seq odd, changes the stack, makes seq even. The
+ * release fence after the odd store keeps the changes from becoming visible
+ * before it; the release store of the even value keeps them before it. */
+static inline __attribute__((always_inline)) uint32_t kbudget_begin(struct panic_kthread *ks) {
+    uint32_t seq = __atomic_load_n(&ks->seq, RELAXED);
+    __atomic_store_n(&ks->seq, seq + 1, RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    return seq + 2;
+}
+
+static inline __attribute__((always_inline)) void kbudget_end(struct panic_kthread *ks, uint32_t seq) {
+    __atomic_store_n(&ks->seq, seq, __ATOMIC_RELEASE);
+}
+
+/* Entering a region of a budgeted site at depth d (a timed frame): pushes it on
+ * the thread's budget stack, or counts it in budgets_over when the stack is full
+ * (not enforced then). Only budgeted regions pay for the clock read. Returns d
+ * (the enter's token), so that the enter can tail-call it. */
+static __attribute__((noinline)) uint32_t kbudget_push(struct panic_kthreads *k, struct panic_kthread *ks,
+                                                       uint32_t site, uint32_t d) {
+    uint32_t n = __atomic_load_n(&ks->n_budgets, RELAXED);
+    if (n >= PANIC_KBUDGETS) {
+        __atomic_fetch_add(&k->budgets_over, 1, RELAXED);
+        return d;
+    }
+    uint64_t since = mono_ns(); /* bpf_ktime_get_ns's clock */
+    uint32_t seq = kbudget_begin(ks);
+    __atomic_store_n(&ks->budget[n].site, site, RELAXED);
+    __atomic_store_n(&ks->budget[n].depth, d, RELAXED);
+    __atomic_store_n(&ks->budget[n].since, since, RELAXED);
+    /* The kernel may have acted on the previous region pushed at n. */
+    __atomic_fetch_and(&ks->fired, ~(1u << n), RELAXED);
+    __atomic_store_n(&ks->n_budgets, n + 1, RELAXED);
+    kbudget_end(ks, seq);
+    return d;
+}
+
+/* Closing the frame at depth `token` (and every frame above it): pops the
+ * budget entries of those frames (n_budgets = n > 0 on entry), abandoned ones
+ * included. */
+static void kbudget_pop(struct panic_kthread *ks, uint32_t n, uint32_t token) {
+    uint32_t seq = kbudget_begin(ks);
+    while (n > 0 && __atomic_load_n(&ks->budget[n - 1].depth, RELAXED) >= token)
+        n--;
+    __atomic_store_n(&ks->n_budgets, n, RELAXED);
+    kbudget_end(ks, seq);
+}
+
 /* pthread key destructor: runs at thread exit and hands the slot back. */
 static void release_slot(void *arg) {
     struct panic_thread_slot *s = arg;
@@ -429,8 +494,12 @@ static void release_slot(void *arg) {
     /* The kernel's entry first: once the slot is free, its next owner writes it. */
     struct panic_kthreads *k = __atomic_load_n(&kthreads, RELAXED);
     if (k && i < PANIC_MAX_THREADS) {
-        __atomic_store_n(&kslot(k, s)->site, PANIC_KNO_SITE, RELAXED);
-        __atomic_store_n(&kslot(k, s)->tid, 0, __ATOMIC_RELEASE);
+        struct panic_kthread *ks = kslot(k, s);
+        uint32_t n = __atomic_load_n(&ks->n_budgets, RELAXED);
+        if (n != 0)
+            kbudget_pop(ks, n < PANIC_KBUDGETS ? n : PANIC_KBUDGETS, 0);
+        __atomic_store_n(&ks->site, PANIC_KNO_SITE, RELAXED);
+        __atomic_store_n(&ks->tid, 0, __ATOMIC_RELEASE);
     }
     stack_t cur;
     if (i < PANIC_MAX_THREADS && sigaltstack(NULL, &cur) == 0 &&
@@ -446,12 +515,19 @@ static void release_slot(void *arg) {
     tls_state = TLS_RETIRED;
 }
 
-/* Publishes slot s as tid's in the kernel thread table: the site before the
- * tid (a new tid never shows the previous owner's site), then a new claims
- * count, so the kernel side rechecks the slot indexes it cached. */
+/* Publishes slot s as tid's in the kernel thread table: the site and an empty
+ * budget stack before the tid (a new tid never shows the previous owner's),
+ * then a new claims count, so the kernel side rechecks the slot indexes it
+ * cached. (Regions opened before the table was mapped are not budgeted.) */
 static void kthread_claim(struct panic_kthreads *k, struct panic_thread_slot *s, uint32_t tid) {
-    __atomic_store_n(&kslot(k, s)->site, __atomic_load_n(&s->cur_site, RELAXED), RELAXED);
-    __atomic_store_n(&kslot(k, s)->tid, tid, __ATOMIC_RELEASE);
+    struct panic_kthread *ks = kslot(k, s);
+    __atomic_store_n(&ks->site, __atomic_load_n(&s->cur_site, RELAXED), RELAXED);
+    if (__atomic_load_n(&ks->n_budgets, RELAXED) != 0) {
+        uint32_t seq = kbudget_begin(ks);
+        __atomic_store_n(&ks->n_budgets, 0, RELAXED);
+        kbudget_end(ks, seq);
+    }
+    __atomic_store_n(&ks->tid, tid, __ATOMIC_RELEASE);
     __atomic_fetch_add(&k->claims, 1, __ATOMIC_RELEASE);
 }
 
@@ -680,9 +756,11 @@ static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_th
                                                                  uint64_t *site_counter,
                                                                  struct panic_hist *hist, uint64_t t,
                                                                  struct panic_kthreads *k) {
+    uint32_t site = (uint32_t)(site_counter - __start_panic_counters);
+    /* Kernel mode: the budgets when this frame is timed (NULL otherwise). */
+    const struct panic_site_budget *b = NULL;
     if (LIKELY(d < PANIC_MAX_DEPTH)) {
         struct panic_frame *f = &s->stack[d];
-        uint32_t site = (uint32_t)(site_counter - __start_panic_counters);
         __atomic_store_n(&f->site, site, RELAXED);
         __atomic_store_n(&f->hist, (uint32_t)(hist - __start_panic_hists), RELAXED);
         __atomic_store_n(&f->t, t, RELAXED);
@@ -690,12 +768,16 @@ static inline __attribute__((always_inline)) uint32_t open_frame(struct panic_th
         if (k) {
             __atomic_store_n(&f->child, 0, RELAXED);
             __atomic_store_n(&kslot(k, s)->site, site, RELAXED);
+            b = __atomic_load_n(&kbudgets, RELAXED);
         }
     } else {
         __atomic_fetch_add(&HDR->depth_over, 1, RELAXED);
     }
     __atomic_store_n(&s->depth, d + 1, RELAXED);
     __atomic_store_n(&s->entered, __atomic_load_n(&s->entered, RELAXED) + 1, RELAXED);
+    /* Last, so that it is a tail call: the fast path needs no stack frame. */
+    if (k && UNLIKELY(b != NULL) && __atomic_load_n(&b[site].budget_ns, RELAXED) != 0)
+        return kbudget_push(k, kslot(k, s), site, d);
     return d;
 }
 
@@ -748,6 +830,29 @@ uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist) {
     return open_frame(s, d, site_counter, hist, fast_ticks(), NULL);
 }
 
+/* Records a closed region's duration v into hist hi, and in kernel mode its
+ * self time. */
+static inline __attribute__((always_inline)) void record_closed(uint32_t hi, uint64_t v, uint64_t self,
+                                                               int kernel) {
+    /* The bound check keeps a bad hist pointer from writing anywhere. */
+    if (LIKELY(hi < N_HISTS)) {
+        struct panic_hist *h = &__start_panic_hists[hi];
+        if (kernel)
+            __atomic_fetch_add(&h->self_total, self, RELAXED);
+        hist_record(h, v);
+    }
+}
+
+/* The end of close_frame (closing depth `token`) while the thread is inside
+ * budgeted regions (n_budgets = n > 0): pops those the close ends, records. */
+static __attribute__((noinline)) void close_budgeted(struct panic_kthread *ks, uint32_t n, uint32_t token,
+                                                     uint32_t hi, uint64_t v, uint64_t self) {
+    /* n is in shared memory: never index past the stack. */
+    if (n <= PANIC_KBUDGETS && __atomic_load_n(&ks->budget[n - 1].depth, RELAXED) >= token)
+        kbudget_pop(ks, n, token);
+    record_closed(hi, v, self, 1);
+}
+
 /* Closes the region at depth `token` (which is < depth): publishes the site
  * below it, drops everything from `token` up, and records the duration. In
  * kernel mode also the region's self time: its duration minus its closed
@@ -771,7 +876,8 @@ static inline __attribute__((always_inline)) void close_frame(struct panic_threa
     __atomic_store_n(&s->depth, token, RELAXED);
     uint64_t self = 0;
     if (k) {
-        __atomic_store_n(&kslot(k, s)->site, cur, RELAXED);
+        struct panic_kthread *ks = kslot(k, s);
+        __atomic_store_n(&ks->site, cur, RELAXED);
         uint64_t child = __atomic_load_n(&f->child, RELAXED);
         /* Clock steps aside, children fit in their parent; never wrap below 0. */
         self = LIKELY(v >= child) ? v - child : 0;
@@ -780,14 +886,16 @@ static inline __attribute__((always_inline)) void close_frame(struct panic_threa
             uint64_t *pc = &s->stack[token - 1].child;
             __atomic_store_n(pc, __atomic_load_n(pc, RELAXED) + v, RELAXED);
         }
+        /* Budgeted regions closed here, abandoned ones included (whatever
+         * kbudgets is now: the stack holds what was pushed). The rest is a
+         * tail call, so the fast path needs no stack frame for it. */
+        uint32_t n = __atomic_load_n(&ks->n_budgets, RELAXED);
+        if (UNLIKELY(n != 0)) {
+            close_budgeted(ks, n, token, hi, v, self);
+            return;
+        }
     }
-    /* The bound check keeps a bad hist pointer from writing anywhere. */
-    if (LIKELY(hi < N_HISTS)) {
-        struct panic_hist *h = &__start_panic_hists[hi];
-        if (k)
-            __atomic_fetch_add(&h->self_total, self, RELAXED);
-        hist_record(h, v);
-    }
+    record_closed(hi, v, self, k != NULL);
 }
 
 /* The general exit: any clock, stale tokens, and outer tokens whose inner
@@ -1085,6 +1193,95 @@ static void shm_setup(const char *path) {
 /* ------------------------------------------------------------------------- */
 
 #define NO_KERNEL_TIMES "; running without per-site kernel times"
+#define NO_BUDGETS "; running without budgets"
+
+/* Maps the per-site budgets pinned as "budgets" next to the thread table at
+ * `threads_path` and pins the histogram of every budgeted site, so that it is
+ * never demoted. The map has one element per site of the manifest plus one
+ * (panic_kabi.h), which this runtime cannot count: it reserves N_SITES + 1
+ * elements of zeroes (read-only) and maps the map's first elements over them,
+ * so any site past the map reads as unbudgeted and the hot path needs no bound.
+ * No such pin: no budgets in this run, silently. Any other failure says one
+ * line and leaves kbudgets NULL. */
+static void kbudgets_setup(const char *threads_path) {
+    char path[PATH_MAX];
+    const char *slash = strrchr(threads_path, '/');
+    size_t dir = slash ? (size_t)(slash - threads_path) + 1 : 0;
+    static const char name[] = "budgets";
+    if (dir + sizeof name > sizeof path) {
+        say("cannot open budgets next to", threads_path, ENAMETOOLONG, NO_BUDGETS);
+        return;
+    }
+    memcpy(path, threads_path, dir);
+    memcpy(path + dir, name, sizeof name);
+
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.pathname = (uint64_t)(uintptr_t)path;
+    /* Not BPF_F_RDONLY: the kernel maps a BPF array only MAP_SHARED, which a
+     * read-only file cannot be. The mapping itself is read-only. */
+    int fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            say("cannot open budgets", path, errno, NO_BUDGETS);
+        return;
+    }
+    struct bpf_map_info info;
+    memset(&info, 0, sizeof info);
+    memset(&attr, 0, sizeof attr);
+    attr.info.bpf_fd = (uint32_t)fd;
+    attr.info.info_len = sizeof info;
+    attr.info.info = (uint64_t)(uintptr_t)&info;
+    if (syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) != 0) {
+        say("cannot inspect budgets", path, errno, NO_BUDGETS);
+        close(fd);
+        return;
+    }
+    /* A map of another shape would be misread: say what it is. */
+    if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
+        info.value_size != sizeof(struct panic_site_budget) || info.max_entries == 0) {
+        close(fd);
+        char tail[160];
+        size_t n = 0;
+        if (info.type != BPF_MAP_TYPE_ARRAY) {
+            append(tail, &n, sizeof tail, " (not an array map)");
+        } else if (!(info.map_flags & BPF_F_MMAPABLE)) {
+            append(tail, &n, sizeof tail, " (not mmapable)");
+        } else {
+            append(tail, &n, sizeof tail, " (elements of ");
+            append_u64(tail, &n, sizeof tail, info.value_size);
+            append(tail, &n, sizeof tail, " bytes, this runtime reads ");
+            append_u64(tail, &n, sizeof tail, sizeof(struct panic_site_budget));
+            append(tail, &n, sizeof tail, ")");
+        }
+        append(tail, &n, sizeof tail, NO_BUDGETS);
+        tail[n] = 0;
+        say("cannot use budgets", path, EINVAL, tail);
+        return;
+    }
+    uint64_t elems = info.max_entries < N_SITES + 1 ? info.max_entries : N_SITES + 1;
+    void *area = mmap(NULL, KBUDGETS_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    int err = area == MAP_FAILED ? errno : 0;
+    if (!err &&
+        mmap(area, PAD(elems * sizeof(struct panic_site_budget)), PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0) ==
+            MAP_FAILED) {
+        err = errno;
+        munmap(area, KBUDGETS_BYTES);
+    }
+    close(fd); /* the mapping keeps the map alive */
+    if (err) {
+        say("cannot map budgets", path, err, NO_BUDGETS);
+        return;
+    }
+    const struct panic_site_budget *b = area;
+    uint64_t n_hists = N_HISTS;
+    for (uint64_t i = 0; i < elems; i++) {
+        uint32_t hist = __atomic_load_n(&b[i].hist, RELAXED);
+        if (__atomic_load_n(&b[i].budget_ns, RELAXED) != 0 && hist < n_hists)
+            __atomic_fetch_or(&__start_panic_hists[hist].flags, PANIC_HIST_FLAG_PINNED, RELAXED);
+    }
+    __atomic_store_n(&kbudgets, b, __ATOMIC_RELEASE);
+}
 
 /* Maps the pinned thread table at `path` (PANIC_ENV_KTHREADS) and, if the
  * loader set it up for this ABI, enters kernel mode. Any failure says one line
@@ -1128,6 +1325,7 @@ static void kthreads_setup(const char *path) {
         say("cannot use kernel thread table", path, err, tail);
         return;
     }
+    kbudgets_setup(path);
     /* The owner before any slot: the kernel side reads slots only for it. */
     __atomic_store_n(&k->owner, (int32_t)getpid(), __ATOMIC_RELEASE);
     __atomic_store_n(&kthreads, k, __ATOMIC_SEQ_CST);
@@ -1147,11 +1345,15 @@ static void kthreads_setup(const char *path) {
  * before anything writes it. */
 static void kthreads_detach(void) {
     struct panic_kthreads *k = kthreads;
+    const struct panic_site_budget *b = kbudgets;
     if (k == NULL)
         return;
     __atomic_store_n(&kthreads, NULL, RELAXED);
+    __atomic_store_n(&kbudgets, NULL, RELAXED);
     set_hot_mode();
     munmap(k, KTHREADS_BYTES);
+    if (b)
+        munmap((void *)b, KBUDGETS_BYTES);
 }
 
 /* Replaces a shared mapping with a private copy of its current contents. */

@@ -84,6 +84,9 @@ pub struct Hist {
     /// The runtime demoted the region after `PANIC_DEMOTE_AFTER` durations whose
     /// mean was below `PANIC_DEMOTE_BELOW_NS` (see `panic_abi.h`).
     pub demoted: bool,
+    /// A budget bounds the region, so the runtime never demotes it
+    /// (`PANIC_HIST_FLAG_PINNED`; kernel mode with budgets only).
+    pub pinned: bool,
 }
 
 impl Default for Hist {
@@ -103,6 +106,7 @@ impl Hist {
             self_total: 0,
             buckets: vec![0; BUCKETS],
             demoted: false,
+            pinned: false,
         }
     }
 

@@ -445,6 +445,7 @@ impl Snapshot {
         let hists = (0..n_hists)
             .map(|i| {
                 let base = off_hists + i * abi::HIST_SIZE;
+                let flags = b.u64(base + abi::HIST_FLAGS)?;
                 Ok(Hist {
                     count: b.u64(base + abi::HIST_COUNT)?,
                     total: b.u64(base + abi::HIST_TOTAL)?,
@@ -454,7 +455,8 @@ impl Snapshot {
                     buckets: (0..abi::HIST_BUCKETS)
                         .map(|k| b.u64(base + abi::HIST_BUCKETS_OFF + k * 8))
                         .collect::<Result<_, _>>()?,
-                    demoted: b.u64(base + abi::HIST_FLAGS)? & abi::HIST_FLAG_DEMOTED != 0,
+                    demoted: flags & abi::HIST_FLAG_DEMOTED != 0,
+                    pinned: flags & abi::HIST_FLAG_PINNED != 0,
                 })
             })
             .collect::<Result<_, SegmentError>>()?;

@@ -1,6 +1,8 @@
 //! Kernel mode: the runtime maps a pinned BPF thread table
 //! (`CARGO_PANIC_KTHREADS`, the layout of `bpf/src/bpf/panic_kabi.h`), publishes
-//! each thread's tid and innermost region there, and keeps self times.
+//! each thread's tid and innermost region there, and keeps self times. With
+//! per-site budgets pinned next to the table ("budgets"), it also publishes
+//! each thread's stack of budgeted regions and never demotes them.
 //!
 //! These tests create real BPF maps and pin them on bpffs, so they need root
 //! (and bpffs, which they mount at /sys/fs/bpf when it is not there). Without
@@ -131,20 +133,45 @@ struct Layout {
     version: usize,
     owner: usize,
     claims: usize,
+    budgets_over: usize,
     slot: usize,
     slot_size: usize,
     tid: usize,
     site: usize,
+    seq: usize,
+    n_budgets: usize,
+    fired: usize,
+    budget: usize,
+    kbudget_size: usize,
+    kb_site: usize,
+    kb_depth: usize,
+    kb_since: usize,
+    /// PANIC_KBUDGETS: entries of a slot's budget stack.
+    kbudgets: usize,
+    /// `struct panic_site_budget`, the value of the "budgets" map.
+    sb_size: usize,
+    sb_budget_ns: usize,
+    sb_action: usize,
+    sb_hist: usize,
+    budget_record: u32,
     slots: usize,
     magic_value: u64,
     version_value: u32,
     no_site: u32,
+    /// The driver's counter slots (the runtime's N_SITES), from a dump: the
+    /// "budgets" map has one element more.
+    n_sites: usize,
 }
 
 impl Layout {
     fn from_driver(h: &Harness, exe: &Path) -> Layout {
-        let out = run(h.command(exe).arg("layout"));
+        let dump = h.path("layout.dump");
+        let out = run(h.command(exe).arg("layout").env("CARGO_PANIC_DUMP", &dump));
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        let n_sites = Snapshot::read(&dump)
+            .expect("the layout run's dump")
+            .header
+            .n_sites;
         let text = String::from_utf8(out.stdout).expect("utf-8");
         let kv: HashMap<&str, u64> = text
             .split_whitespace()
@@ -160,25 +187,111 @@ impl Layout {
             version: get("version") as usize,
             owner: get("owner") as usize,
             claims: get("claims") as usize,
+            budgets_over: get("budgets_over") as usize,
             slot: get("slot") as usize,
             slot_size: get("slot_size") as usize,
             tid: get("tid") as usize,
             site: get("site") as usize,
+            seq: get("seq") as usize,
+            n_budgets: get("n_budgets") as usize,
+            fired: get("fired") as usize,
+            budget: get("budget") as usize,
+            kbudget_size: get("kbudget_size") as usize,
+            kb_site: get("kb_site") as usize,
+            kb_depth: get("kb_depth") as usize,
+            kb_since: get("kb_since") as usize,
+            kbudgets: get("kbudgets") as usize,
+            sb_size: get("sb_size") as usize,
+            sb_budget_ns: get("sb_budget_ns") as usize,
+            sb_action: get("sb_action") as usize,
+            sb_hist: get("sb_hist") as usize,
+            budget_record: get("budget_record") as u32,
             slots: get("slots") as usize,
             magic_value: get("magic_value"),
             version_value: get("version_value") as u32,
             no_site: get("no_site") as u32,
+            n_sites: usize::try_from(n_sites).expect("small"),
         };
         // What the runtime relies on: one table slot per runtime thread slot.
         assert_eq!(layout.slots as u64, panic_runtime::abi::MAX_THREADS);
         assert_eq!(u64::from(layout.no_site), panic_runtime::abi::NO_SITE);
         assert_eq!(layout.size, layout.slot + layout.slots * layout.slot_size);
+        assert_eq!(
+            layout.slot_size,
+            layout.budget + layout.kbudgets * layout.kbudget_size
+        );
+        assert!(layout.n_sites > 9, "the budget tests use sites 1-9");
         layout
     }
 }
 
+/// A new BPF array of `entries` values of `value_size` bytes.
+fn array(value_size: usize, entries: u32, map_flags: u32) -> OwnedFd {
+    let attr = MapCreateAttr {
+        map_type: BPF_MAP_TYPE_ARRAY,
+        key_size: 4,
+        value_size: u32::try_from(value_size).expect("small"),
+        max_entries: entries,
+        map_flags,
+    };
+    let fd =
+        bpf(BPF_MAP_CREATE, &attr).unwrap_or_else(|e| panic!("cannot create a BPF array map: {e}"));
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    unsafe { OwnedFd::from_raw_fd(fd as i32) }
+}
+
+/// A new mmapable BPF array of `entries` values of `value_size` bytes, mapped
+/// here (read-write, `value_size * entries` bytes rounded up to pages).
+fn mmapable_array(value_size: usize, entries: u32) -> (OwnedFd, *mut u8, usize) {
+    let fd = array(value_size, entries, BPF_F_MMAPABLE);
+    let len = (value_size * entries as usize).div_ceil(4096) * 4096;
+    // SAFETY: mapping a fresh shared region of the map's pages; nothing
+    // else refers to the address range the kernel picks.
+    let map = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd.as_raw_fd(),
+            0,
+        )
+    };
+    assert_ne!(
+        map,
+        libc::MAP_FAILED,
+        "cannot mmap the BPF map: {}",
+        std::io::Error::last_os_error()
+    );
+    (fd, map.cast(), len)
+}
+
+/// Pins the map `fd` at `path`.
+fn pin_map(fd: &OwnedFd, path: &Path) {
+    let c = CString::new(path.to_str().expect("utf-8")).expect("no NUL");
+    let attr = ObjPinAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+    };
+    bpf(BPF_OBJ_PIN, &attr)
+        .unwrap_or_else(|e| panic!("cannot pin the map at {}: {e}", path.display()));
+}
+
+/// One thread table slot as the runtime left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KSlot {
+    tid: u32,
+    site: u32,
+    seq: u32,
+    fired: u32,
+    /// `(site, depth, since)` of the `n_budgets` entries in use, outermost first.
+    budgets: Vec<(u32, u32, u64)>,
+}
+
 /// A pinned, mmapable one-entry BPF array holding a thread table, mapped here
-/// too. Dropping it unmaps it and removes the pin and its directory.
+/// too, and optionally a "budgets" array pinned next to it. Dropping it unmaps
+/// it and removes the pins and their directory.
 struct Table {
     layout: Layout,
     _fd: OwnedFd,
@@ -192,36 +305,7 @@ impl Table {
     /// A table with the loader's magic and version when `init`, zeroed otherwise.
     fn new(layout: &Layout, init: bool) -> Table {
         require_root_and_bpffs();
-        let attr = MapCreateAttr {
-            map_type: BPF_MAP_TYPE_ARRAY,
-            key_size: 4,
-            value_size: u32::try_from(layout.size).expect("small"),
-            max_entries: 1,
-            map_flags: BPF_F_MMAPABLE,
-        };
-        let fd = bpf(BPF_MAP_CREATE, &attr)
-            .unwrap_or_else(|e| panic!("cannot create a BPF_F_MMAPABLE array map: {e}"));
-        // SAFETY: the kernel just returned this fd, and nothing else owns it.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let len = layout.size.div_ceil(4096) * 4096;
-        // SAFETY: mapping a fresh shared region of the map's pages; nothing
-        // else refers to the address range the kernel picks.
-        let map = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
-                0,
-            )
-        };
-        assert_ne!(
-            map,
-            libc::MAP_FAILED,
-            "cannot mmap the BPF map: {}",
-            std::io::Error::last_os_error()
-        );
+        let (fd, map, len) = mmapable_array(layout.size, 1);
         static N: AtomicUsize = AtomicUsize::new(0);
         let dir = Path::new(BPFFS).join(format!(
             "cargo-panic-test-{}-{}",
@@ -234,7 +318,7 @@ impl Table {
         let table = Table {
             layout: layout.clone(),
             _fd: fd,
-            map: map.cast(),
+            map,
             len,
             dir,
             pin,
@@ -243,15 +327,49 @@ impl Table {
             table.store_u64(layout.magic, layout.magic_value);
             table.store_u32(layout.version, layout.version_value);
         }
-        let path = CString::new(table.pin.to_str().expect("utf-8")).expect("no NUL");
-        let attr = ObjPinAttr {
-            pathname: path.as_ptr() as u64,
-            bpf_fd: table._fd.as_raw_fd() as u32,
-            file_flags: 0,
-        };
-        bpf(BPF_OBJ_PIN, &attr)
-            .unwrap_or_else(|e| panic!("cannot pin the map at {}: {e}", table.pin.display()));
+        pin_map(&table._fd, &table.pin);
         table
+    }
+
+    /// Where the runtime looks for the budgets: next to the table.
+    fn budgets_pin(&self) -> PathBuf {
+        self.dir.join("budgets")
+    }
+
+    /// Pins a "budgets" array of `entries` elements next to the table, as the
+    /// loader would: a budget (1 s, record only) for each site of `budgeted`,
+    /// whose histogram has the site's number (as in the driver).
+    fn pin_budgets(&self, entries: u32, budgeted: &[u32]) {
+        self.pin_budgets_sized(self.layout.sb_size, entries, budgeted);
+    }
+
+    /// Like [`Table::pin_budgets`], with elements of `value_size` bytes.
+    fn pin_budgets_sized(&self, value_size: usize, entries: u32, budgeted: &[u32]) {
+        let l = &self.layout;
+        let (fd, map, len) = mmapable_array(value_size, entries);
+        for &site in budgeted {
+            let at = site as usize * value_size;
+            assert!(at + l.sb_size <= len, "site {site} is past the budgets map");
+            let put = |off: usize, bytes: &[u8]| {
+                // SAFETY: in bounds of the `len`-byte mapping (checked above);
+                // nothing else writes the map yet.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.add(at + off), bytes.len());
+                }
+            };
+            put(l.sb_budget_ns, &1_000_000_000u64.to_le_bytes());
+            put(l.sb_action, &l.budget_record.to_le_bytes());
+            put(l.sb_hist, &site.to_le_bytes());
+        }
+        // SAFETY: the mapping made by `mmapable_array`, not used past this.
+        unsafe { libc::munmap(map.cast(), len) };
+        pin_map(&fd, &self.budgets_pin());
+    }
+
+    /// A "budgets" map of the largest size the runtime reads (`n_sites + 1`).
+    fn pin_budgets_for(&self, budgeted: &[u32]) {
+        let entries = u32::try_from(self.layout.n_sites + 1).expect("small");
+        self.pin_budgets(entries, budgeted);
     }
 
     fn word(&self, off: usize) -> &AtomicU32 {
@@ -289,6 +407,73 @@ impl Table {
         self.u64(self.layout.claims)
     }
 
+    fn budgets_over(&self) -> u64 {
+        self.u64(self.layout.budgets_over)
+    }
+
+    /// Slot `i` with its budget stack (the stack read only while `seq` is even
+    /// and unchanged: the runtime's writes are a seqlock).
+    fn kslot(&self, i: usize) -> KSlot {
+        let l = &self.layout;
+        let at = l.slot + i * l.slot_size;
+        for _ in 0..1000 {
+            let seq = self.u32(at + l.seq);
+            if seq % 2 == 1 {
+                std::thread::yield_now();
+                continue;
+            }
+            let n = self.u32(at + l.n_budgets) as usize;
+            assert!(n <= l.kbudgets, "slot {i}: n_budgets {n}");
+            let budgets = (0..n)
+                .map(|k| {
+                    let b = at + l.budget + k * l.kbudget_size;
+                    (
+                        self.u32(b + l.kb_site),
+                        self.u32(b + l.kb_depth),
+                        self.u64(b + l.kb_since),
+                    )
+                })
+                .collect();
+            let slot = KSlot {
+                tid: self.u32(at + l.tid),
+                site: self.u32(at + l.site),
+                seq,
+                fired: self.u32(at + l.fired),
+                budgets,
+            };
+            if self.u32(at + l.seq) == seq {
+                return slot;
+            }
+        }
+        panic!("slot {i}: the budget stack never stood still");
+    }
+
+    /// The index of the one slot naming `tid`.
+    fn slot_of(&self, tid: u32) -> usize {
+        let found: Vec<_> = (self.slots().iter().enumerate())
+            .filter(|(_, s)| s.0 == tid)
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(found.len(), 1, "slots naming tid {tid}: {found:?}");
+        found[0]
+    }
+
+    /// Sets every slot's `fired` (as the kernel would after acting on budgets).
+    fn set_fired(&self, v: u32) {
+        let l = &self.layout;
+        for i in 0..l.slots {
+            self.store_u32(l.slot + i * l.slot_size + l.fired, v);
+        }
+    }
+
+    /// `n_budgets` of every slot.
+    fn n_budgets(&self) -> Vec<u32> {
+        let l = &self.layout;
+        (0..l.slots)
+            .map(|i| self.u32(l.slot + i * l.slot_size + l.n_budgets))
+            .collect()
+    }
+
     /// `(tid, site)` of every slot.
     fn slots(&self) -> Vec<(u32, u32)> {
         let l = &self.layout;
@@ -321,6 +506,8 @@ impl Drop for Table {
         // nothing past this point.
         unsafe { libc::munmap(self.map.cast(), self.len) };
         let _ = std::fs::remove_file(&self.pin);
+        let budgets = self.budgets_pin();
+        let _ = std::fs::remove_file(&budgets).or_else(|_| std::fs::remove_dir(&budgets));
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
@@ -604,6 +791,7 @@ fn a_table_the_loader_did_not_set_up_is_refused_with_one_line() {
 fn a_forked_child_never_writes_the_table() {
     let s = setup();
     let table = Table::new(&s.layout, true);
+    table.pin_budgets_for(&[1, 3, 5]);
     let mut cmd = s.h.command(&s.exe);
     cmd.arg("fork").env("CARGO_PANIC_KTHREADS", &table.pin);
     let mut d = Driver::spawn(cmd);
@@ -611,10 +799,17 @@ fn a_forked_child_never_writes_the_table() {
     let parent = d.child.id();
     assert_eq!(table.owner(), parent as i32);
     assert_eq!(table.site_of(parent), 1);
+    // The parent is inside budgeted region 1 (depth 0): one entry to pop.
+    let k = table.kslot(table.slot_of(parent));
+    assert_eq!(
+        k.budgets.iter().map(|b| (b.0, b.1)).collect::<Vec<_>>(),
+        vec![(1, 0)]
+    );
     let before = table.bytes();
 
-    // The child enters and leaves regions, leaves some open, and starts a thread
-    // that does the same: in the parent's table nothing may change.
+    // The child enters and leaves regions (budgeted ones among them: 1, 3, 5),
+    // leaves some open, and starts a thread that does the same: in the
+    // parent's table nothing may change.
     d.go();
     let line = d.line();
     let child: u32 = line
@@ -651,4 +846,256 @@ fn before_slots(table: &Table, bytes: &[u8]) -> Vec<(u32, u32)> {
         })
         .filter(|s| s.0 != 0)
         .collect()
+}
+
+// ---- budgets ----
+
+/// `(site, depth)` of a budget stack.
+fn sites_depths(k: &KSlot) -> Vec<(u32, u32)> {
+    k.budgets.iter().map(|b| (b.0, b.1)).collect()
+}
+
+/// Walks the `budgets` driver through its steps (sites 5-9 budgeted) and checks
+/// the worker's budget stack at each one.
+fn budget_walk(env: &[(&str, &str)]) -> Snapshot {
+    let s = setup();
+    let table = Table::new(&s.layout, true);
+    table.pin_budgets_for(&[5, 6, 7, 8, 9]);
+    // As if the kernel had acted on every entry of every slot before.
+    table.set_fired(0xf);
+    let dump = s.h.path("budgets.dump");
+    let mut cmd = s.h.command(&s.exe);
+    cmd.arg("budgets")
+        .env("CARGO_PANIC_KTHREADS", &table.pin)
+        .env("CARGO_PANIC_DUMP", &dump)
+        .envs(env.iter().copied());
+    let mut d = Driver::spawn(cmd);
+
+    // Parked (blocked reading a pipe) in 5 at depth 1, inside unbudgeted 1.
+    let line = d.line();
+    let f: Vec<_> = line.split_whitespace().collect();
+    assert!(f.len() == 4 && f[0] == "parked", "unexpected line {line:?}");
+    let worker: u32 = f[1].parse().expect("tid");
+    let (before, after): (u64, u64) = (f[2].parse().expect("ns"), f[3].parse().expect("ns"));
+    let i = table.slot_of(worker);
+    let k = table.kslot(i);
+    assert_eq!((k.tid, k.site), (worker, 5));
+    assert_eq!(sites_depths(&k), vec![(5, 1)]);
+    let since = k.budgets[0].2;
+    assert!(
+        (before..=after).contains(&since),
+        "entered at {since} ns, not between {before} and {after} (CLOCK_MONOTONIC)"
+    );
+    assert!(k.seq > 0, "seq {} is even but never moved", k.seq);
+    assert_eq!(k.fired, 0xe, "the push at 0 clears bit 0 of fired, only it");
+    assert_eq!(table.budgets_over(), 0);
+
+    // Each further step: the line, the stack, whether the stack changed (seq).
+    let mut last = k;
+    let mut step = |d: &mut Driver, line: &str, site: u32, want: &[(u32, u32)], changed: bool| {
+        d.go();
+        assert_eq!(d.line(), format!("{line}\n"));
+        let k = table.kslot(i);
+        assert_eq!((k.tid, k.site), (worker, site), "at {line:?}");
+        assert_eq!(sites_depths(&k), want, "budget stack at {line:?}");
+        assert_eq!(
+            k.seq != last.seq,
+            changed,
+            "seq {} -> {} at {line:?}",
+            last.seq,
+            k.seq
+        );
+        assert!(k.seq >= last.seq, "seq went back at {line:?}");
+        assert!(
+            k.budgets.windows(2).all(|w| w[0].2 <= w[1].2),
+            "entry times out of order at {line:?}: {:?}",
+            k.budgets
+        );
+        last = k.clone();
+        k
+    };
+    // 2 (no budget, depth 2) pushes nothing; 6 (depth 3) goes on top.
+    let k = step(&mut d, "nested", 6, &[(5, 1), (6, 3)], true);
+    assert_eq!(k.budgets[0].2, since, "the outer entry is untouched");
+    assert_eq!(k.fired, 0xc);
+    step(&mut d, "inner closed", 2, &[(5, 1)], true);
+    step(&mut d, "unbudgeted closed", 5, &[(5, 1)], false);
+    step(&mut d, "outer closed", 1, &[], true);
+    // Five nested budgeted regions: the fifth is not pushed, only counted.
+    let k = step(
+        &mut d,
+        "five deep",
+        9,
+        &[(5, 1), (6, 2), (7, 3), (8, 4)],
+        true,
+    );
+    assert_eq!(k.fired, 0, "each push cleared its bit");
+    assert_eq!(table.budgets_over(), 1);
+    step(
+        &mut d,
+        "fifth closed",
+        8,
+        &[(5, 1), (6, 2), (7, 3), (8, 4)],
+        false,
+    );
+    step(&mut d, "fourth closed", 7, &[(5, 1), (6, 2), (7, 3)], true);
+    // Outer exits pop the entries of the regions they abandon.
+    step(&mut d, "abandoned by a budgeted exit", 1, &[], true);
+    step(&mut d, "abandoned by an unbudgeted exit", 1, &[], true);
+    step(&mut d, "exiting inside", 7, &[(7, 1)], true);
+
+    // The worker exits inside 7: its slot is freed with an empty stack.
+    d.go();
+    assert_eq!(d.line(), "joined\n");
+    let k = table.kslot(i);
+    assert_eq!((k.tid, k.site), (0, s.layout.no_site));
+    assert!(k.budgets.is_empty(), "freed slot keeps {:?}", k.budgets);
+    assert!(k.seq > last.seq, "the exit's pop moved seq");
+    assert_eq!(table.budgets_over(), 1);
+
+    d.go();
+    let (code, err) = d.finish();
+    assert_eq!(code, Some(0), "stderr: {err}");
+    assert_eq!(err, "", "budgets say nothing when they work");
+    let snap = Snapshot::read(&dump).expect("dump");
+    assert!(snap.header.kthreads);
+    assert_eq!(snap.header.abandoned, 4);
+    for (site, h) in snap.hists.iter().enumerate().take(10) {
+        assert_eq!(h.pinned, site >= 5, "hist {site}");
+        check_hist(h);
+    }
+    snap
+}
+
+#[test]
+fn the_budget_stack_follows_budgeted_regions() {
+    let snap = budget_walk(&[]);
+    assert_eq!(snap.header.clock.kind, ClockKind::Tsc);
+}
+
+#[test]
+fn the_budget_stack_on_the_general_paths_too() {
+    // CARGO_PANIC_CLOCK=ns: kernel mode through enter_slow/exit_slow.
+    let snap = budget_walk(&[("CARGO_PANIC_CLOCK", "ns")]);
+    assert_eq!(snap.header.clock.kind, ClockKind::Ns);
+}
+
+/// Runs the `pin` driver (4096 empty regions 5, then 4096 of 2) with `table`;
+/// checks that kernel mode worked and returns the stderr and the dump.
+fn run_pin(s: &Setup, table: &Table) -> (String, Snapshot) {
+    let (out, snap) = run_with_table(s, &table.pin, "pin", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(snap.header.kthreads, "kernel mode is on, budgets or not");
+    assert_eq!(table.owner(), snap.header.pid);
+    assert!(table.claims() >= 1);
+    let h = &snap.hists;
+    assert_eq!((h[5].count, h[2].count), (4096, 4096));
+    assert!(
+        h[5].self_total > 0 && h[2].self_total > 0,
+        "self times are kept"
+    );
+    assert!(
+        table.n_budgets().iter().all(|&n| n == 0),
+        "every budget stack is empty at the end"
+    );
+    (String::from_utf8_lossy(&out.stderr).into_owned(), snap)
+}
+
+#[test]
+fn budgeted_regions_are_never_demoted() {
+    let s = setup();
+    let table = Table::new(&s.layout, true);
+    table.pin_budgets_for(&[5]);
+    let (err, snap) = run_pin(&s, &table);
+    assert_eq!(err, "");
+    let h = &snap.hists;
+    // Thousands of activations of a few ns: 2 is demoted, budgeted 5 is not.
+    assert!(
+        h[5].pinned && !h[5].demoted,
+        "hist 5: {:?}",
+        (h[5].pinned, h[5].demoted)
+    );
+    assert!(
+        h[2].demoted && !h[2].pinned,
+        "hist 2: {:?}",
+        (h[2].pinned, h[2].demoted)
+    );
+    assert!(h.iter().enumerate().all(|(i, h)| h.pinned == (i == 5)));
+}
+
+#[test]
+fn without_budgets_kernel_mode_runs_as_before_and_silently() {
+    let s = setup();
+    let table = Table::new(&s.layout, true);
+    let (err, snap) = run_pin(&s, &table);
+    assert_eq!(err, "", "no budgets pin is no budgets, said nothing");
+    // The same region as the budgeted one above, unbudgeted: demoted.
+    assert!(snap.hists[5].demoted && snap.hists[2].demoted);
+    assert!(snap.hists.iter().all(|h| !h.pinned));
+    assert_eq!(table.budgets_over(), 0);
+}
+
+#[test]
+fn a_budgets_map_sized_for_the_manifest_is_read_to_its_end() {
+    let s = setup();
+    // The loader sizes the map for the manifest's sites (plus one), fewer
+    // than the runtime's counter slots: the sites it holds are budgeted.
+    let table = Table::new(&s.layout, true);
+    table.pin_budgets(7, &[5]);
+    let (err, snap) = run_pin(&s, &table);
+    assert_eq!(err, "");
+    assert!(snap.hists[5].pinned && !snap.hists[5].demoted);
+    assert!(snap.hists[2].demoted);
+
+    // A map that ends before site 5 (a manifest without sites): site 5 reads
+    // as unbudgeted, quietly.
+    let table = Table::new(&s.layout, true);
+    table.pin_budgets(1, &[]);
+    let (err, snap) = run_pin(&s, &table);
+    assert_eq!(err, "");
+    assert!(snap.hists.iter().all(|h| !h.pinned));
+    assert!(snap.hists[5].demoted);
+}
+
+#[test]
+fn budgets_the_runtime_cannot_use_are_refused_with_one_line() {
+    let s = setup();
+    let refused = |table: &Table, reason: &str| {
+        let (err, snap) = run_pin(&s, table);
+        assert_eq!(
+            err,
+            format!(
+                "cargo-panic runtime: {reason}; running without budgets\n",
+                reason = reason.replace("{}", &table.budgets_pin().display().to_string())
+            )
+        );
+        assert!(snap.hists.iter().all(|h| !h.pinned));
+        assert!(snap.hists[5].demoted);
+    };
+
+    // Elements of another size (another panic_kabi.h).
+    let table = Table::new(&s.layout, true);
+    table.pin_budgets_sized(16, 8, &[]);
+    refused(
+        &table,
+        &format!(
+            "cannot use budgets {{}}: Invalid argument (elements of 16 bytes, this runtime \
+             reads {})",
+            s.layout.sb_size
+        ),
+    );
+
+    // Not mmapable.
+    let table = Table::new(&s.layout, true);
+    let fd = array(s.layout.sb_size, 8, 0);
+    pin_map(&fd, &table.budgets_pin());
+    refused(
+        &table,
+        "cannot use budgets {}: Invalid argument (not mmapable)",
+    );
+
+    // Not a map at all.
+    let table = Table::new(&s.layout, true);
+    std::fs::create_dir(table.budgets_pin()).expect("mkdir on bpffs");
+    refused(&table, "cannot open budgets {}: Permission denied");
 }

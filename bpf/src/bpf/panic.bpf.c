@@ -20,8 +20,20 @@ char LICENSE[] SEC("license") = "GPL";
  * the last, for time spent outside every region. Set by the loader. */
 const volatile __u32 n_sites = 0;
 
+/* Whether any site has a budget (set by the loader). */
+const volatile __u32 have_budgets = 0;
+/* How long past its budget a thread that is off-CPU is left before the
+ * table scan acts: a thread that is on a CPU is caught by that CPU's own tick
+ * first, which can signal it directly. */
+const volatile __u64 scan_grace_ns = 2000000;
+
 /* Exited tasks that did not fit in `exited` (it is full). */
 __u64 lost_tasks = 0;
+/* Budget events that did not fit in the ring buffer. */
+__u64 lost_events = 0;
+/* Never written: it makes the skeleton carry the event type (a ring buffer
+ * has no value type of its own). */
+struct panic_budget_event event_layout = {};
 
 struct {
     __uint(type, BPF_MAP_TYPE_TASK_STORAGE);
@@ -48,6 +60,20 @@ struct {
     __type(value, struct panic_time);
 } sites SEC(".maps");
 
+/* n_sites + 1 elements (the loader sizes and fills it). */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_site_budget);
+} budgets SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 256 * 1024);
+} events SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 65536);
@@ -55,32 +81,151 @@ struct {
     __type(value, struct panic_task);
 } exited SEC(".maps");
 
-/* The site a task has published in the thread table, or PANIC_KNO_SITE. Only
- * the owner process's tasks have slots. A task's slot index is cached; the
- * table is searched again only when a slot was claimed since the last search. */
-static __u32 published_site(struct panic_task *ts)
+static struct panic_kthreads *table(void)
 {
     __u32 zero = 0;
-    struct panic_kthreads *kt = bpf_map_lookup_elem(&kthreads, &zero);
+    return bpf_map_lookup_elem(&kthreads, &zero);
+}
+
+/* The task's slot in the thread table, or NULL. Only the owner process's
+ * tasks have slots. A task's slot index is cached; the table is searched
+ * again only when a slot was claimed since the last search. */
+static struct panic_kthread *own_slot(struct panic_kthreads *kt, struct panic_task *ts)
+{
     if (!kt || kt->owner == 0 || (__u32)kt->owner != ts->tgid)
-        return PANIC_KNO_SITE;
+        return NULL;
     __u32 k = ts->kslot;
     if (k > 0 && k <= PANIC_KTHREADS && kt->slot[k - 1].tid == ts->tid)
-        return kt->slot[k - 1].site;
+        return &kt->slot[k - 1];
     /* Stored as claims + 1, so 0 means "never searched". (A volatile load:
      * this clang has no BPF acquire loads; on x86 every load is one.) */
     __u32 stamp = (__u32)*(volatile __u64 *)&kt->claims + 1;
     if (ts->kclaims == stamp)
-        return PANIC_KNO_SITE;
+        return NULL;
     ts->kclaims = stamp;
     ts->kslot = 0;
     for (__u32 i = 0; i < PANIC_KTHREADS; i++) {
         if (kt->slot[i].tid == ts->tid) {
             ts->kslot = i + 1;
-            return kt->slot[i].site;
+            return &kt->slot[i];
         }
     }
-    return PANIC_KNO_SITE;
+    return NULL;
+}
+
+/* The site a task has published in the thread table, or PANIC_KNO_SITE. */
+static __u32 published_site(struct panic_task *ts)
+{
+    struct panic_kthread *ks = own_slot(table(), ts);
+    return ks ? ks->site : PANIC_KNO_SITE;
+}
+
+/* Acts on the budgets of thread slot `ks` whose time is up by more than
+ * `grace` ns. `on_cpu`: the thread is the current task here, so the kernel can
+ * signal it itself; otherwise the event asks the loader to. Each budget entry
+ * (one region activation) is acted on once: its `fired` bit. */
+static void check_budgets(struct panic_kthread *ks, __u32 pid, __u64 now, bool on_cpu, __u64 grace)
+{
+    __u32 seq = *(volatile __u32 *)&ks->seq;
+    if (seq & 1)
+        return; /* the owner is changing the stack: next tick */
+    __u32 n = ks->n_budgets;
+    __u32 tid = ks->tid;
+    for (__u32 i = 0; i < PANIC_KBUDGETS; i++) {
+        if (i >= n)
+            break;
+        if (ks->fired & (1u << i))
+            continue;
+        __u32 site = ks->budget[i].site;
+        __u64 since = ks->budget[i].since;
+        struct panic_site_budget *sb = bpf_map_lookup_elem(&budgets, &site);
+        if (!sb || sb->budget_ns == 0 || now < since || now - since <= sb->budget_ns + grace)
+            continue;
+        if (*(volatile __u32 *)&ks->seq != seq)
+            return; /* read while it changed */
+        if (__sync_fetch_and_or(&ks->fired, 1u << i) & (1u << i))
+            continue; /* another CPU acted first */
+        if (*(volatile __u32 *)&ks->seq != seq) {
+            /* The owner popped and pushed meanwhile: the bit may now belong
+             * to a new activation (just begun, so not over budget). */
+            __sync_fetch_and_and(&ks->fired, ~(1u << i));
+            return;
+        }
+        __u32 by = PANIC_BY_NOBODY;
+        long result = 0;
+        if (sb->action == PANIC_BUDGET_SIGNAL) {
+            by = PANIC_BY_LOADER;
+            if (on_cpu) {
+                result = bpf_send_signal_thread(sb->signal);
+                if (result == 0)
+                    by = PANIC_BY_KERNEL;
+            }
+        }
+        struct panic_budget_event *e = bpf_ringbuf_reserve(&events, sizeof *e, 0);
+        if (!e) {
+            __sync_fetch_and_add(&lost_events, 1);
+            continue;
+        }
+        e->at = now;
+        e->since = since;
+        e->budget_ns = sb->budget_ns;
+        e->tid = tid;
+        e->pid = pid;
+        e->site = site;
+        e->action = sb->action;
+        e->signal = sb->signal;
+        e->by = by;
+        e->result = (__s32)result;
+        e->reserved = 0;
+        bpf_ringbuf_submit(e, 0);
+    }
+}
+
+/* The budgets of the current task, when it is watched and has a slot. */
+static void check_current(struct panic_task *ts, __u64 now)
+{
+    struct panic_kthreads *kt = table();
+    struct panic_kthread *ks = own_slot(kt, ts);
+    if (ks && ks->n_budgets)
+        check_budgets(ks, ts->tgid, now, true, 0);
+}
+
+struct scan_ctx {
+    __u64 now;
+    struct panic_kthreads *kt;
+};
+
+static long scan_slot(__u32 i, struct scan_ctx *c)
+{
+    struct panic_kthreads *kt = c->kt;
+    if (!kt || i >= PANIC_KTHREADS)
+        return 1;
+    struct panic_kthread *ks = &kt->slot[i];
+    if (ks->tid != 0 && ks->n_budgets != 0)
+        check_budgets(ks, (__u32)kt->owner, c->now, false, scan_grace_ns);
+    return 0;
+}
+
+/* Every millisecond on every CPU while budgets exist (a cpu-clock perf
+ * event): the current task's budgets, so a pure busy loop is caught within
+ * a tick of its budget and signalled by the kernel; and on CPU 0 a scan of
+ * the whole table for threads that are off-CPU past their budget. */
+SEC("perf_event")
+int panic_tick(struct bpf_perf_event_data *ctx)
+{
+    __u64 now = bpf_ktime_get_ns();
+    struct task_struct *cur = bpf_get_current_task_btf();
+    struct panic_task *ts = bpf_task_storage_get(&tasks, cur, 0, 0);
+    if (ts && ts->state == PANIC_TS_ONCPU)
+        check_current(ts, now);
+    if (bpf_get_smp_processor_id() != 0)
+        return 0;
+    struct scan_ctx c = {.now = now, .kt = table()};
+    if (!c.kt || c.kt->owner == 0)
+        return 0;
+    /* bpf_loop: the verifier checks the body once, not 256 times. */
+    bpf_loop(PANIC_KTHREADS, scan_slot, &c, 0);
+    return 0;
 }
 
 static struct panic_time *site_time(__u32 site)
@@ -167,6 +312,8 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
     __u64 now = bpf_ktime_get_ns();
     struct panic_task *ts = bpf_task_storage_get(&tasks, prev, 0, 0);
     if (ts && ts->state < PANIC_TS_DEAD) {
+        if (have_budgets)
+            check_current(ts, now);
         __u32 site = published_site(ts);
         close_interval(ts, now, prev->se.sum_exec_runtime, site, true);
         ts->site = site;

@@ -27,7 +27,7 @@
 #include <linux/types.h>
 #endif
 
-#define PANIC_KABI_VERSION 1
+#define PANIC_KABI_VERSION 2
 /* "PANICKTH" little-endian: the loader writes it into the thread table. */
 #define PANIC_KTHREADS_MAGIC 0x4854434b43494e41ULL
 /* Slots in the thread table: one per runtime thread slot (the runtime checks
@@ -36,11 +36,29 @@
 /* A slot's site when its thread is in no instrumented region. */
 #define PANIC_KNO_SITE 0xffffffffu
 
+/* Budgeted regions a thread can be inside at once and have enforced (deeper
+ * ones are counted in budgets_over and not enforced). */
+#define PANIC_KBUDGETS 4
+
+/* A budgeted region a thread is inside. */
+struct panic_kbudget {
+    __u32 site;  /* the region's entry site */
+    __u32 depth; /* its depth in the thread's region stack: closing that depth pops it */
+    __u64 since; /* CLOCK_MONOTONIC ns (bpf_ktime_get_ns's clock) when the thread entered it */
+};
+
 /* One runtime thread slot as the kernel sees it. Written only by the thread
- * that owns it (plain stores), read by the BPF programs. */
+ * that owns it (plain stores), read by the BPF programs; `fired` is also
+ * written by the BPF programs (atomic or) and cleared bit by bit by the owner
+ * (atomic and). */
 struct panic_kthread {
-    __u32 tid;  /* kernel tid of the owner, 0 = free */
-    __u32 site; /* innermost open region's site index, or PANIC_KNO_SITE */
+    __u32 tid;       /* kernel tid of the owner, 0 = free */
+    __u32 site;      /* innermost open region's site index, or PANIC_KNO_SITE */
+    __u32 seq;       /* odd while the owner changes the budget stack (a seqlock for readers) */
+    __u32 n_budgets; /* entries of `budget` in use, innermost last */
+    __u32 fired;     /* bit i: the kernel acted on budget[i]; the owner clears it when it pushes budget[i] */
+    __u32 reserved;
+    struct panic_kbudget budget[PANIC_KBUDGETS];
 };
 
 /* The thread table: the only value of a one-entry BPF_F_MMAPABLE array, pinned
@@ -53,8 +71,47 @@ struct panic_kthreads {
     __u32 version;
     __s32 owner;  /* tgid whose runtime writes the slots; the BPF side reads slots only for its tasks */
     __u64 claims; /* bumped (release) each time a slot gets a new tid: cached slot indexes are rechecked */
-    __u64 reserved;
+    __u64 budgets_over; /* budgeted regions entered with PANIC_KBUDGETS already open (not enforced) */
     struct panic_kthread slot[PANIC_KTHREADS];
+};
+
+/* Budget actions (panic_site_budget.action). */
+#define PANIC_BUDGET_RECORD 1 /* an event only */
+#define PANIC_BUDGET_SIGNAL 2 /* the signal `signal` to the thread over budget */
+
+/* The budget of one site: the only value type of the "budgets" array (one
+ * element per site of the manifest, plus one), pinned next to "threads". The
+ * loader writes it before the target starts; the runtime reads it (which
+ * regions to push on the budget stack; budgeted regions are never demoted)
+ * and the BPF programs enforce it. */
+struct panic_site_budget {
+    __u64 budget_ns; /* 0: the site has no budget */
+    __u32 action;    /* PANIC_BUDGET_* */
+    __u32 signal;    /* for PANIC_BUDGET_SIGNAL (SIGKILL for kill) */
+    __u32 hist;      /* the site's histogram index (the runtime pins it: never demoted) */
+    __u32 reserved;
+};
+
+/* Who acted on an over-budget thread (panic_budget_event.by). */
+#define PANIC_BY_KERNEL 1 /* the BPF program signalled it (it was on a CPU) */
+#define PANIC_BY_LOADER 2 /* it was off-CPU, where the kernel cannot signal from
+                           * interrupt context: the loader signals it on this event */
+#define PANIC_BY_NOBODY 3 /* record only */
+
+/* One over-budget thread (ring buffer "events"): at most one per budget entry
+ * of a thread, i.e. per region activation. */
+struct panic_budget_event {
+    __u64 at;        /* bpf_ktime_get_ns() when the kernel saw it */
+    __u64 since;     /* when the thread entered the region */
+    __u64 budget_ns;
+    __u32 tid;
+    __u32 pid;
+    __u32 site;
+    __u32 action;    /* PANIC_BUDGET_* */
+    __u32 signal;
+    __u32 by;        /* PANIC_BY_* */
+    __s32 result;    /* what the signal helper returned (0: queued) */
+    __u32 reserved;
 };
 
 /* What a task or a site spent its time on, in nanoseconds. */
