@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 const HEADER: &str = "c/panic_abi.h";
 const SOURCE: &str = "c/panic_runtime.c";
+/// The user header (`panic.h`): the runtime includes it, and `lib.rs` embeds it.
+const USER_HEADER: &str = "c/panic.h";
 /// Where `panic_kabi.h` lives: the kernel/user boundary is defined once, next
 /// to the BPF programs; the runtime writes its thread table.
 const KABI_DIR: &str = "../bpf/src/bpf";
@@ -16,6 +18,7 @@ const KABI_DIR: &str = "../bpf/src/bpf";
 fn main() {
     println!("cargo::rerun-if-changed={HEADER}");
     println!("cargo::rerun-if-changed={SOURCE}");
+    println!("cargo::rerun-if-changed={USER_HEADER}");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed={KABI_DIR}/panic_kabi.h");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
@@ -31,6 +34,12 @@ fn main() {
     write(
         &out_dir.join("libpanic_runtime.a.fnv"),
         format!("{:016x}", fnv1a64(&bytes)).as_bytes(),
+    );
+    let user_header =
+        fs::read(USER_HEADER).unwrap_or_else(|e| panic!("cannot read {USER_HEADER}: {e}"));
+    write(
+        &out_dir.join("panic.h.fnv"),
+        format!("{:016x}", fnv1a64(&user_header)).as_bytes(),
     );
 }
 

@@ -34,6 +34,10 @@ use skel::types;
 pub const THREADS_PIN: &str = "threads";
 /// The per-site budgets' pin, next to the thread table (the runtime finds it there).
 pub const BUDGETS_PIN: &str = "budgets";
+/// The price map's pin, next to the thread table (the runtime finds it there).
+pub const PRICES_PIN: &str = "prices";
+/// Resources with a price, in the price map's order (`PANIC_RES_*`).
+pub const RESOURCES: [&str; 5] = ["cpu", "memory", "io", "network", "dwell"];
 /// How often each CPU checks the budgets of the thread it is running.
 pub const BUDGET_TICK_NS: u64 = 1_000_000;
 
@@ -306,6 +310,7 @@ pub struct Monitor {
     _tick_links: Vec<libbpf_rs::Link>,
     sites: MapMemory,
     kthreads: MapMemory,
+    prices: MapMemory,
     _budgets: Option<MapMemory>,
     events: std::sync::Mutex<Vec<BudgetEvent>>,
     skel: skel::PanicSkel<'static>,
@@ -375,6 +380,21 @@ impl Monitor {
             .map_err(bpf_err("pinning the thread table"))?;
         run.restrict(&pin)?;
 
+        let prices = MapMemory::new(skel.maps.prices.as_fd(), size_of::<types::panic_prices>())?;
+        // SAFETY: the mapping holds one panic_prices, zeroed by the kernel.
+        unsafe {
+            let p = prices.ptr.cast::<types::panic_prices>();
+            (*p).magic = PANIC_PRICES_MAGIC;
+            (*p).version = PANIC_KABI_VERSION;
+            (*p).n_resources = RESOURCES.len() as u32;
+        }
+        let pin = run.path().join(PRICES_PIN);
+        skel.maps
+            .prices
+            .pin(&pin)
+            .map_err(bpf_err("pinning the price map"))?;
+        run.restrict(&pin)?;
+
         let mut budget_mem = None;
         let mut tick_links = Vec::new();
         if !budgets.is_empty() {
@@ -425,6 +445,7 @@ impl Monitor {
             _tick_links: tick_links,
             sites,
             kthreads,
+            prices,
             _budgets: budget_mem,
             events: std::sync::Mutex::new(Vec::new()),
             skel,
@@ -503,6 +524,42 @@ impl Monitor {
         Ok(child)
     }
 
+    /// Publishes new prices (one per [`RESOURCES`] entry, non-negative; more
+    /// are ignored) for the program to read, under the map's seqlock.
+    pub fn set_prices(&self, prices: &[f64]) {
+        let p = self.prices.ptr.cast::<types::panic_prices>();
+        let now = monotonic_ns();
+        // SAFETY: the mapping holds one panic_prices; this process is its only
+        // writer; the seqlock tells readers when a write is under way.
+        unsafe {
+            let seq = std::ptr::addr_of_mut!((*p).seq);
+            let s0 = std::ptr::read_volatile(seq);
+            std::ptr::write_volatile(seq, s0 | 1);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            for (i, v) in prices.iter().take(RESOURCES.len()).enumerate() {
+                let fixed = (v.max(0.0) * PANIC_PRICE_ONE as f64)
+                    .round()
+                    .min(u64::MAX as f64) as u64;
+                std::ptr::write_volatile(std::ptr::addr_of_mut!((*p).price[i]), fixed);
+            }
+            std::ptr::write_volatile(std::ptr::addr_of_mut!((*p).updated_ns), now);
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
+            std::ptr::write_volatile(seq, (s0 | 1) + 1);
+        }
+    }
+
+    /// The prices as the program reads them.
+    pub fn prices(&self) -> Vec<f64> {
+        let p = self.prices.ptr.cast::<types::panic_prices>();
+        (0..RESOURCES.len())
+            .map(|i| {
+                // SAFETY: reads one aligned u64 of the live mapping.
+                let v = unsafe { std::ptr::read_volatile(std::ptr::addr_of!((*p).price[i])) };
+                v as f64 / PANIC_PRICE_ONE as f64
+            })
+            .collect()
+    }
+
     /// The pid that mapped the thread table (0 until a runtime has).
     pub fn table_owner(&self) -> i32 {
         // SAFETY: reads one aligned i32 of the live mapping.
@@ -553,15 +610,21 @@ impl Monitor {
         })
     }
 
-    /// Waits for `child` to end while handling the kernel's budget events:
-    /// an over-budget thread that was off-CPU is signalled here, within a
-    /// millisecond of the event. The events go to the report.
-    pub fn wait(&self, child: &mut Child) -> Result<std::process::ExitStatus, KernelError> {
+    /// Waits for `child` to end while handling the kernel's budget events
+    /// (an over-budget thread that was off-CPU is signalled here, within a
+    /// millisecond of the event; the events go to the report) and calling
+    /// `tick` every `period` (the controller's hook).
+    pub fn wait(
+        &self,
+        child: &mut Child,
+        period: Option<std::time::Duration>,
+        mut tick: impl FnMut(),
+    ) -> Result<std::process::ExitStatus, KernelError> {
         let io = |e: std::io::Error| KernelError::Io {
             what: "waiting for the target".into(),
             source: e,
         };
-        if !self.has_budgets {
+        if !self.has_budgets && period.is_none() {
             return child.wait().map_err(io);
         }
         let handle = |data: &[u8]| -> i32 {
@@ -593,14 +656,38 @@ impl Monitor {
             .add(&self.skel.maps.events, handle)
             .map_err(bpf_err("reading budget events"))?;
         let ring = builder.build().map_err(bpf_err("reading budget events"))?;
+        let mut next_tick = period.map(|p| std::time::Instant::now() + p);
         loop {
-            let _ = ring.poll(std::time::Duration::from_millis(1));
+            // Budget events need millisecond service; a controller alone does not.
+            let wait = if self.has_budgets {
+                std::time::Duration::from_millis(1)
+            } else {
+                std::time::Duration::from_millis(5)
+            };
+            let _ = ring.poll(wait);
             if let Some(status) = child.try_wait().map_err(io)? {
                 let _ = ring.consume();
                 return Ok(status);
             }
+            if let (Some(at), Some(p)) = (next_tick, period)
+                && std::time::Instant::now() >= at
+            {
+                tick();
+                next_tick = Some(at + p);
+            }
         }
     }
+}
+
+/// CLOCK_MONOTONIC in ns (the clock of bpf_ktime_get_ns).
+pub fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// pidfd_open's flag for a pidfd that names one thread (Linux 6.9).
@@ -751,10 +838,12 @@ fn load_error(e: libbpf_rs::Error) -> KernelError {
 // The numbers of panic_kabi.h the loader writes. The header is the definition;
 // the skeleton carries types, not macros, so these few are checked against the
 // header's text at test time (tests::constants_match_the_header).
-pub const PANIC_KABI_VERSION: u32 = 2;
-pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_434b_4349_4e41;
+pub const PANIC_KABI_VERSION: u32 = 3;
+pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_4b43_494e_4150;
 pub const PANIC_KNO_SITE: u32 = u32::MAX;
 pub const PANIC_TS_CARRIER: u32 = 6;
+pub const PANIC_PRICES_MAGIC: u64 = 0x4352_5043_494e_4150;
+pub const PANIC_PRICE_ONE: u64 = 1_000_000;
 pub const PANIC_BUDGET_RECORD: u32 = 1;
 pub const PANIC_BUDGET_SIGNAL: u32 = 2;
 pub const PANIC_BY_KERNEL: u32 = 1;
@@ -791,11 +880,18 @@ mod tests {
         assert_eq!(num(value("PANIC_KTHREADS_MAGIC")), PANIC_KTHREADS_MAGIC);
         assert_eq!(num(value("PANIC_KNO_SITE")), u64::from(PANIC_KNO_SITE));
         assert_eq!(num(value("PANIC_TS_CARRIER")), u64::from(PANIC_TS_CARRIER));
+        assert_eq!(num(value("PANIC_PRICES_MAGIC")), PANIC_PRICES_MAGIC);
+        assert_eq!(num(value("PANIC_PRICE_ONE")), PANIC_PRICE_ONE);
+        for (i, r) in RESOURCES.iter().enumerate() {
+            let name = format!("PANIC_RES_{}", r.to_uppercase());
+            assert_eq!(num(value(&name)), i as u64, "{name}");
+        }
         for (name, v) in [
             ("PANIC_BUDGET_RECORD", PANIC_BUDGET_RECORD),
             ("PANIC_BUDGET_SIGNAL", PANIC_BUDGET_SIGNAL),
             ("PANIC_BY_KERNEL", PANIC_BY_KERNEL),
             ("PANIC_BY_LOADER", PANIC_BY_LOADER),
+            ("PANIC_RESOURCES", RESOURCES.len() as u32),
         ] {
             assert_eq!(num(value(name)), u64::from(v), "{name}");
         }

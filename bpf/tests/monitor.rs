@@ -155,3 +155,31 @@ fn budgets_are_pinned_and_removed_with_the_monitor() {
     drop(m);
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
+
+/// The price map is pinned 0600 and holds what set_prices wrote, under an
+/// even sequence number; a non-root process cannot open it.
+#[test]
+fn prices_are_published_and_only_root_opens_them() {
+    let m = monitor();
+    let pin = m.run_dir().join(panic_bpf::PRICES_PIN);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&pin).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_eq!(m.prices(), vec![0.0; 5]);
+    m.set_prices(&[1.5, 0.25, 0.0, 0.0, 3.0]);
+    assert_eq!(m.prices(), vec![1.5, 0.25, 0.0, 0.0, 3.0]);
+    m.set_prices(&[-1.0, 0.0000004, 0.0, 0.0, 0.0]);
+    assert_eq!(m.prices()[0], 0.0, "prices are never negative");
+    assert_eq!(m.prices()[1], 0.0, "fixed point: millionths");
+    // An unprivileged process cannot open the pin (the run directory is 0700).
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "cat"])
+        .arg(&pin)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+}

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
-use cargo_panic::{env, manifest, toolchain};
+use cargo_panic_core::{env, manifest, toolchain};
 
 const USAGE: &str = "\
 Build the crate instrumented: cargo panic build [--time GLOB]... [--no-time GLOB]... [cargo build args]
@@ -156,14 +156,14 @@ pub fn build(args: &[String]) -> Result<i32> {
 
     let demoted = match &own.dwell_from {
         Some(p) => {
-            let profile: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(p)
-                .with_context(|| {
+            let profile: cargo_panic_core::profile::Profile =
+                cargo_panic_core::fsutil::read_json(p).with_context(|| {
                     format!("--dwell-from {}: not a cargo-panic profile", p.display())
                 })?;
-            cargo_panic::profile::short_regions(
+            cargo_panic_core::profile::short_regions(
                 &profile,
-                cargo_panic::profile::MIN_MEAN_REGION_NS,
-                cargo_panic::profile::MIN_HOT_COUNT,
+                cargo_panic_core::profile::MIN_MEAN_REGION_NS,
+                cargo_panic_core::profile::MIN_HOT_COUNT,
             )
         }
         None => Vec::new(),
@@ -191,7 +191,7 @@ pub fn build(args: &[String]) -> Result<i32> {
     };
     let profile_env = profile.to_uppercase().replace('-', "_");
 
-    let driver = cargo_panic::fsutil::content_id(&link_bin)?;
+    let driver = cargo_panic_core::fsutil::content_id(&link_bin)?;
 
     let c_compilers = c_compilers()?;
     let started = SystemTime::now();
@@ -274,7 +274,7 @@ pub fn build(args: &[String]) -> Result<i32> {
             let want = manifest::path_for(exe);
             if *source != want {
                 let bytes = std::fs::read(source)?;
-                cargo_panic::fsutil::write_atomic(&want, &bytes)?;
+                cargo_panic_core::fsutil::write_atomic(&want, &bytes)?;
             }
             println!("{}", exe.display());
         }
@@ -366,7 +366,10 @@ fn find_manifest(exe: &Path) -> Result<(PathBuf, Option<manifest::Manifest>)> {
     let want = manifest::path_for(exe);
     // Test and bench executables are the linker's own output (`deps/name-<hash>`).
     if is_linker_output(exe) && want.is_file() {
-        return Ok((want.clone(), cargo_panic::fsutil::read_json(&want).ok()));
+        return Ok((
+            want.clone(),
+            cargo_panic_core::fsutil::read_json(&want).ok(),
+        ));
     }
     let dir = exe.parent().unwrap_or(Path::new("."));
     let exe_meta =
@@ -390,7 +393,7 @@ fn find_manifest(exe: &Path) -> Result<(PathBuf, Option<manifest::Manifest>)> {
                 || (m.len() == exe_meta.len() && std::fs::read(&bin)? == std::fs::read(exe)?);
             if same {
                 // Unreadable (e.g. written by an older cargo-panic): treated as stale.
-                let manifest = cargo_panic::fsutil::read_json(&path).ok();
+                let manifest = cargo_panic_core::fsutil::read_json(&path).ok();
                 return Ok((path, manifest));
             }
         }
@@ -438,7 +441,7 @@ fn report_links(target_dir: &Path, since: SystemTime) {
         if !fresh {
             continue;
         }
-        let Ok(s) = cargo_panic::fsutil::read_json::<serde_json::Value>(&e.path()) else {
+        let Ok(s) = cargo_panic_core::fsutil::read_json::<serde_json::Value>(&e.path()) else {
             continue;
         };
         eprintln!(
@@ -476,7 +479,7 @@ impl CCompilers {
 /// clang-19 when it is installed (the user's `CC_<target>`/`CC` are respected:
 /// then build scripts compile C as they would without cargo-panic).
 fn c_compilers() -> Result<Option<CCompilers>> {
-    use cargo_panic::clang;
+    use cargo_panic_core::clang;
     let host = env!("CARGO_PANIC_BUILT_HOST").replace('-', "_");
     if std::env::var_os(format!("CC_{host}")).is_some() || std::env::var_os("CC").is_some() {
         return Ok(None);

@@ -5,17 +5,18 @@
 //! The wrappers are this binary under the names `cargo-panic-cc` and
 //! `cargo-panic-c++` (symlinks in cargo-panic's home, so a build system that
 //! caches the compiler path, like CMake, keeps a path that stays valid). A compile
-//! gets the plugin; a link gets the runtime archive last and, once it succeeded,
+//! gets the plugin; a link gets the runtime archive last (an executable also
+//! exports the runtime's price API) and, once it succeeded,
 //! `<output>.panic.json` derived from the linked file.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
-use cargo_panic::ccargs::{self, CcLine};
-use cargo_panic::clang;
-use cargo_panic::manifest::{self, Input, Manifest};
-use cargo_panic::{env, fsutil, linked};
+use cargo_panic_core::ccargs::{self, CcLine};
+use cargo_panic_core::clang;
+use cargo_panic_core::manifest::{self, Input, Manifest};
+use cargo_panic_core::{env, fsutil, linkargs, linked};
 use object::Object;
 use panic_passes::plugin_env;
 
@@ -33,13 +34,17 @@ pub fn plugin_path() -> Result<i32> {
 pub fn cflags() -> Result<i32> {
     let clang = clang::check_compiler(&clang::default_compiler(false), "clang")?;
     println!(
-        "-fpass-plugin={}",
-        clang::ensure_plugin(&clang, false)?.display()
+        "-fpass-plugin={} -idirafter {}",
+        clang::ensure_plugin(&clang, false)?.display(),
+        clang::user_include_dir(&clang::home()?.join("runtime"))?.display()
     );
     Ok(0)
 }
 
-/// `cargo panic ldflags`: what a link needs (put it after every object).
+/// `cargo panic ldflags`: what a link needs (put it after every object). Only
+/// the runtime archive, as one path: callers pass it as one argument (the
+/// tests do), and it goes to shared-library links and to any linker alike.
+/// Exporting the price API, as the wrappers do, is left to the user (README).
 pub fn ldflags() -> Result<i32> {
     println!(
         "{}",
@@ -155,7 +160,7 @@ pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
         }
         fsutil::write_json_atomic(&out.join("links.json"), &records)?;
     }
-    let code = cargo_panic::exit_code(status);
+    let code = cargo_panic_core::exit_code(status);
     if code != 0 {
         eprintln!("cargo-panic: the build command failed ({status})");
     } else if records.is_empty() {
@@ -246,6 +251,13 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         argv.push(format!("-fpass-plugin={}", plugin.display()));
         // Before the user's flags, so their own -g level wins.
         argv.push("-gline-tables-only".into());
+        // panic.h (the price API); after the user's own -I (-idirafter).
+        argv.push("-idirafter".into());
+        argv.push(
+            clang::user_include_dir(&clang::home()?.join("runtime"))?
+                .display()
+                .to_string(),
+        );
         if let Some(obj) = line.single_object() {
             cmd.env(plugin_env::OBJECT, absolute(Path::new(&obj)));
         }
@@ -259,6 +271,12 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         Some(p) => PathBuf::from(p),
         None => clang::runtime_archive(&clang::home()?.join("runtime"))?,
     };
+    if !line.shared {
+        // The price API: a C program calls it directly, but code that looks it
+        // up at run time (panic-api in a Rust static library, a plugin the
+        // program loads) needs it in the executable's dynamic symbol table.
+        argv.push(linkargs::export_dynamic(&linkargs::RUNTIME_EXPORTS));
+    }
     // Last: its trailer pages must end the data sections.
     argv.push(runtime.display().to_string());
     cmd.args(&argv);
@@ -266,7 +284,7 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         .status()
         .with_context(|| format!("failed to run {}", real.display()))?;
     if !status.success() {
-        return Ok(cargo_panic::exit_code(status));
+        return Ok(cargo_panic_core::exit_code(status));
     }
     let clang_version = clang::check_compiler(&real, "the compiler")
         .map(|c| c.version)

@@ -51,6 +51,19 @@ pub fn runtime_archive(dir: &Path) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Writes the user header `panic.h` (the price API, weak so that a plain
+/// build still links) into `<dir>/include-<hash>/` once and returns that
+/// directory, for `-I`.
+pub fn user_include_dir(dir: &Path) -> Result<PathBuf> {
+    let inc = dir.join(format!("include-{}", panic_runtime::USER_HEADER_HASH));
+    std::fs::create_dir_all(&inc).with_context(|| format!("failed to create {}", inc.display()))?;
+    let path = inc.join(panic_runtime::USER_HEADER_FILE_NAME);
+    if !path.exists() {
+        fsutil::write_atomic(&path, panic_runtime::USER_HEADER.as_bytes())?;
+    }
+    Ok(inc)
+}
+
 /// A clang compiler: its path and LLVM version.
 #[derive(Debug, Clone)]
 pub struct Clang {

@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod ccargs;
 pub mod clang;
+pub mod controller;
 pub mod env;
 pub mod fsutil;
 pub mod kernel;

@@ -1,6 +1,7 @@
 //! The linker command line rustc hands to the link driver (gcc flavour), parsed
 //! into what the driver needs: file operands, `-l` libraries and search paths, the
-//! LTO plugin options, the output. Pure apart from reading `@response` files.
+//! LTO plugin options, the output; and the options the driver adds to it. Pure
+//! apart from reading `@response` files.
 
 use std::path::{Path, PathBuf};
 
@@ -208,6 +209,30 @@ pub fn resolve_lib(spec: &str, static_mode: bool, search: &[PathBuf]) -> Option<
     None
 }
 
+/// The runtime's functions a program's own code looks up at run time (the
+/// price API: `panic-api` calls `dlsym(RTLD_DEFAULT, ...)`), so they must be in
+/// an instrumented executable's dynamic symbol table.
+pub const RUNTIME_EXPORTS: [&str; 2] = [
+    panic_runtime::abi::SYM_PRICE,
+    panic_runtime::abi::SYM_PRICE_SEQ,
+];
+
+/// The compiler-driver word that puts `symbols` into the dynamic symbol table
+/// of the executable being linked: `-Wl,--export-dynamic-symbol=S,...` (GNU ld
+/// since 2.35, gold, lld and rust-lld). An executable exports nothing by default,
+/// not even default-visibility symbols. A symbol the link does not define is no
+/// error and adds no entry (nor pulls in an archive member); in a static
+/// executable, which has no dynamic symbol table, the option does nothing. A
+/// shared library exports its default-visibility symbols anyway, so it is only
+/// needed for executables.
+pub fn export_dynamic(symbols: &[&str]) -> String {
+    let opts: Vec<String> = symbols
+        .iter()
+        .map(|s| format!("--export-dynamic-symbol={s}"))
+        .collect();
+    format!("-Wl,{}", opts.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -293,5 +318,16 @@ mod tests {
             spec: "bar".into(),
             static_mode: false
         }));
+    }
+
+    #[test]
+    fn exports_are_one_driver_word() {
+        assert_eq!(
+            export_dynamic(&RUNTIME_EXPORTS),
+            "-Wl,--export-dynamic-symbol=panic_price,--export-dynamic-symbol=panic_price_seq"
+        );
+        // What the driver adds parses as an option, not as an input.
+        let line = parse(&[export_dynamic(&RUNTIME_EXPORTS)]);
+        assert!(matches!(&line.args[..], [Arg::Other(_)]));
     }
 }

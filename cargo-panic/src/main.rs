@@ -82,6 +82,10 @@ enum Command {
         /// `my_crate::handle_request=50ms:kill`. Repeatable; implies `--kernel`.
         #[arg(long, value_name = "SPEC")]
         budget: Vec<String>,
+        /// The run config (YAML or JSON): `period` and a price `controller`
+        /// (resources, capacity, step); see README "Prices". Implies `--kernel`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
         /// The binary and its arguments
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -177,8 +181,9 @@ fn dispatch(cli: Cli) -> Result<i32> {
             out,
             kernel,
             budget,
+            config,
             command,
-        } => run_cmd::run(&out, kernel, &budget, &command),
+        } => run_cmd::run(&out, kernel, &budget, config.as_deref(), &command),
         Command::Cc {
             out,
             uninstrumented_on_error,
@@ -210,10 +215,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
             by,
             json,
         } => {
-            let p: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(&profile)?;
+            let p: cargo_panic_core::profile::Profile =
+                cargo_panic_core::fsutil::read_json(&profile)?;
             let by = match by {
-                SortBy::Count => cargo_panic::profile::SortBy::Count,
-                SortBy::Dwell => cargo_panic::profile::SortBy::Dwell,
+                SortBy::Count => cargo_panic_core::profile::SortBy::Count,
+                SortBy::Dwell => cargo_panic_core::profile::SortBy::Dwell,
             };
             if json {
                 println!("{}", serde_json::to_string_pretty(&p.top(top, by))?);
@@ -238,7 +244,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         }),
         Command::Sites { binary, kind, json } => {
-            let m = cargo_panic::manifest::Manifest::for_binary(&binary)?;
+            let m = cargo_panic_core::manifest::Manifest::for_binary(&binary)?;
             let kind = match kind {
                 None => None,
                 Some(k) => Some(panic_runtime::SiteKind::parse(&k).ok_or_else(|| {
@@ -247,7 +253,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     )
                 })?),
             };
-            print!("{}", cargo_panic::profile::render_sites(&m, kind, json)?);
+            print!(
+                "{}",
+                cargo_panic_core::profile::render_sites(&m, kind, json)?
+            );
             Ok(0)
         }
     }

@@ -37,6 +37,10 @@ pub struct Profile {
     /// kernel saw them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budget_events: Vec<ProfileBudgetEvent>,
+    /// The price controller's series (`--config` with a `controller`): per
+    /// period, the usage it measured and the prices it published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<crate::controller::ControllerSeries>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -242,6 +246,7 @@ impl Profile {
             sites,
             kernel: None,
             budget_events: Vec::new(),
+            controller: None,
         })
     }
 
@@ -609,6 +614,7 @@ mod tests {
             ],
             kernel: None,
             budget_events: Vec::new(),
+            controller: None,
         };
         assert_eq!(
             short_regions(&p, MIN_MEAN_REGION_NS, MIN_HOT_COUNT),

@@ -9,9 +9,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cargo_panic::budget::{self, Budget};
-use cargo_panic::manifest::Manifest;
-use cargo_panic::profile::{Exit, Profile};
+use cargo_panic_core::budget::{self, Budget};
+use cargo_panic_core::controller::{self, Controller, ControllerSeries, RunConfig, Sample};
+use cargo_panic_core::manifest::Manifest;
+use cargo_panic_core::profile::{Exit, Profile};
 use panic_runtime::Clock;
 use panic_runtime::abi;
 use panic_runtime::segment::Snapshot;
@@ -125,17 +126,109 @@ fn budgets(
     Ok((specs, mode))
 }
 
+/// What a process uses, read from /proc each controller period: CPU time
+/// (utime + stime, all threads), resident memory, and bytes read and written
+/// by block I/O.
+struct ProcUsage {
+    pid: u32,
+    last: Option<(std::time::Instant, f64, f64)>,
+    ticks_per_s: f64,
+    page: f64,
+}
+
+impl ProcUsage {
+    fn new(pid: u32) -> ProcUsage {
+        // SAFETY: sysconf has no preconditions.
+        let (hz, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        ProcUsage {
+            pid,
+            last: None,
+            ticks_per_s: if hz > 0 { hz as f64 } else { 100.0 },
+            page: if page > 0 { page as f64 } else { 4096.0 },
+        }
+    }
+
+    /// CPU seconds so far (utime + stime: fields 14 and 15 of /proc/PID/stat).
+    fn cpu_s(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // The command name (field 2) may hold spaces: count from its ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / self.ticks_per_s)
+    }
+
+    fn rss_bytes(&self) -> Option<f64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        Some(statm.split_whitespace().nth(1)?.parse::<f64>().ok()? * self.page)
+    }
+
+    fn io_bytes(&self) -> Option<f64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid)).ok()?;
+        let field = |name: &str| {
+            io.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some(field("read_bytes:")? + field("write_bytes:")?)
+    }
+
+    /// Usage of each of `resources` since the last sample (cpu in cores, io
+    /// in bytes/s; memory is a level, in bytes). Rates are None on the first
+    /// sample and whenever /proc does not answer (the process is gone).
+    fn sample(&mut self, resources: &[String]) -> Vec<Option<f64>> {
+        let now = std::time::Instant::now();
+        let (cpu, io) = (self.cpu_s(), self.io_bytes());
+        let prev = self.last;
+        if let (Some(c), Some(i)) = (cpu, io) {
+            self.last = Some((now, c, i));
+        }
+        let rate = |cur: Option<f64>, pick: fn(&(std::time::Instant, f64, f64)) -> f64| {
+            let p = prev?;
+            let dt = now.duration_since(p.0).as_secs_f64();
+            (dt > 0.0).then_some((cur? - pick(&p)) / dt)
+        };
+        resources
+            .iter()
+            .map(|r| match r.as_str() {
+                "cpu" => rate(cpu, |p| p.1),
+                "io" => rate(io, |p| p.2),
+                "memory" => self.rss_bytes(),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 pub fn run(
     out: &Path,
     kernel: Option<KernelMode>,
     budget_specs: &[String],
+    config: Option<&Path>,
     command: &[String],
 ) -> Result<i32> {
     let binary = PathBuf::from(&command[0]);
     let args = &command[1..];
     // Everything that can be wrong is checked before the program runs.
     let manifest = Manifest::for_binary(&binary)?;
-    let (budget_list, kernel) = budgets(budget_specs, kernel, &manifest)?;
+    let run_config = config.map(RunConfig::read).transpose()?;
+    let (budget_list, mut mode) = budgets(budget_specs, kernel, &manifest)?;
+    if run_config.as_ref().is_some_and(|c| c.controller.is_some()) {
+        // Prices live in the kernel side's price map: a controller needs it.
+        match kernel {
+            None | Some(KernelMode::On) => mode = KernelMode::On,
+            Some(_) => bail!(
+                "the run config has a price controller, whose prices live in the kernel side's price map, \
+                 so it cannot go with --kernel=off or --kernel=auto; use --kernel (or leave it out)"
+            ),
+        }
+    }
+    let kernel = mode;
     let out_dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -178,8 +271,37 @@ pub fn run(
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
     let guard = IgnoreInterrupts::new();
+    let controller_config = run_config.as_ref().and_then(|c| c.controller.clone());
+    let mut series = None;
     let status = match &monitor {
-        Some(Ok(m)) => m.wait(&mut child).map_err(anyhow::Error::new),
+        Some(Ok(m)) => {
+            let period = run_config
+                .as_ref()
+                .map_or(controller::DEFAULT_PERIOD_NS, |c| c.period_ns);
+            let mut controller = controller_config.clone().map(Controller::new);
+            let mut usage = ProcUsage::new(child.id());
+            let mut s = controller_config
+                .as_ref()
+                .map(|c| ControllerSeries::new(period, c));
+            let period = controller
+                .as_ref()
+                .map(|_| std::time::Duration::from_nanos(period));
+            let r = m.wait(&mut child, period, || {
+                let (Some(c), Some(s)) = (controller.as_mut(), s.as_mut()) else {
+                    return;
+                };
+                let u = usage.sample(&c.config.resources);
+                c.step(&u);
+                m.set_prices(&c.map_prices());
+                s.samples.push(Sample {
+                    t_ns: started.elapsed().as_nanos() as u64,
+                    usage: u,
+                    price: c.prices.clone(),
+                });
+            });
+            series = s;
+            r.map_err(anyhow::Error::new)
+        }
         _ => child.wait().map_err(anyhow::Error::new),
     }
     .context("failed to wait for the target")?;
@@ -228,19 +350,20 @@ pub fn run(
         exit,
         wall_ns,
     )?;
+    profile.controller = series;
     if let Some(report) = &kernel_report {
         profile.add_kernel(&manifest, &snapshot, end, report, &budget_list);
     } else if let Some(reason) = unavailable {
-        profile.kernel = Some(cargo_panic::kernel::KernelSection::unavailable(reason));
+        profile.kernel = Some(cargo_panic_core::kernel::KernelSection::unavailable(reason));
     }
-    cargo_panic::fsutil::write_json_atomic(out, &profile)?;
+    cargo_panic_core::fsutil::write_json_atomic(out, &profile)?;
     eprintln!(
         "cargo-panic: profile of {} written to {} ({} sites)",
         binary.display(),
         out.display(),
         profile.sites.len()
     );
-    Ok(cargo_panic::exit_code(status))
+    Ok(cargo_panic_core::exit_code(status))
 }
 
 /// Ignores SIGINT and SIGQUIT in this process while the target runs (the terminal

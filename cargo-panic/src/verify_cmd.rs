@@ -115,7 +115,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
     if let (Some(p), Some(_), None) = (&opts.profile, &opts.controller, &opts.binary) {
         // The profile format has no price/usage series yet: the kernel side's
         // controller is what will record them.
-        let _: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(p)?;
+        let _: cargo_panic_core::profile::Profile = cargo_panic_core::fsutil::read_json(p)?;
         bail!(
             "{}: this profile has no price/usage time series to estimate the controller's \
              sensitivity from (they are recorded by the kernel side's price controller, which has \
@@ -217,7 +217,7 @@ fn read_edge_list(path: &Path) -> Result<(PathBuf, graph::ParsedGraph)> {
 }
 
 fn read_binary(binary: &Path, profile: Option<&Path>) -> Result<(PathBuf, DependenceGraph)> {
-    let m = cargo_panic::manifest::Manifest::for_binary(binary)?;
+    let m = cargo_panic_core::manifest::Manifest::for_binary(binary)?;
     let all = m.functions();
     if all.is_empty() {
         bail!(
@@ -229,7 +229,7 @@ fn read_binary(binary: &Path, profile: Option<&Path>) -> Result<(PathBuf, Depend
     let functions = match profile {
         None => all,
         Some(p) => {
-            let prof: cargo_panic::profile::Profile = cargo_panic::fsutil::read_json(p)?;
+            let prof: cargo_panic_core::profile::Profile = cargo_panic_core::fsutil::read_json(p)?;
             let ran = m.functions_that_ran(&prof);
             if ran.is_empty() {
                 bail!(

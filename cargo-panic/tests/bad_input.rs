@@ -195,7 +195,7 @@ fn a_broken_manifest_is_reported_with_file_and_line() {
 #[test]
 fn out_directory_is_checked_before_running() {
     let good = serde_json::json!({
-        "format": cargo_panic::manifest::FORMAT, "tool": "t", "pass_version": 1, "driver": "d",
+        "format": cargo_panic_core::manifest::FORMAT, "tool": "t", "pass_version": 1, "driver": "d",
         "abi_version": 1, "toolchain": "",
         "output": "prog", "opt_level": "O3", "target_cpu": "x86-64", "dwell_rule": {},
         "inputs": [], "counter_slots": 0, "hist_slots": 0, "sites": []

@@ -299,11 +299,17 @@ fn by_hand_with_plugin_path_cflags_and_ldflags() {
     };
     let plugin = flag("plugin-path");
     assert!(Path::new(&plugin).is_file(), "{plugin}");
-    assert_eq!(flag("cflags"), format!("-fpass-plugin={plugin}"));
+    let cflags = flag("cflags");
+    let words: Vec<&str> = cflags.split_whitespace().collect();
+    assert_eq!(words[0], format!("-fpass-plugin={plugin}"));
+    assert_eq!(words[1], "-idirafter", "{cflags}");
+    assert!(Path::new(words[2]).join("panic.h").is_file(), "{cflags}");
     let obj = dir.path().join("main.o");
     let exe = dir.path().join("prog");
     let out = Command::new("clang-19")
-        .args(["-O2", &format!("-fpass-plugin={plugin}"), "-c"])
+        .arg("-O2")
+        .args(&words)
+        .arg("-c")
         .arg(&src)
         .arg("-o")
         .arg(&obj)
@@ -491,7 +497,7 @@ fn path_with(tools: &[(&str, Option<&str>)]) -> tempfile::TempDir {
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
             }
             None => {
-                let real = cargo_panic::clang::which(name).unwrap_or_else(|| panic!("{name}"));
+                let real = cargo_panic_core::clang::which(name).unwrap_or_else(|| panic!("{name}"));
                 std::os::unix::fs::symlink(real, &p).unwrap();
             }
         }
@@ -574,7 +580,8 @@ fn instrumentation_errors_are_clang_diagnostics() {
 fn the_manifest_records_what_c_functions_call_and_touch() {
     let dir = example("c-threads");
     cc_build(dir.path(), &[], &["make", "CFLAGS=-O2"]);
-    let m = cargo_panic::manifest::Manifest::for_binary(&dir.path().join("c-threads")).unwrap();
+    let m =
+        cargo_panic_core::manifest::Manifest::for_binary(&dir.path().join("c-threads")).unwrap();
     let functions = m.functions();
     let f = |name: &str| {
         functions

@@ -469,7 +469,7 @@ fn test_executables_of_a_debug_build_get_manifests() {
 /// What every manifest's functions must say about their own sites: a lock site
 /// gives a `lock:` touch, an allocation or free `alloc` and `memory`, a
 /// back-edge `cpu`, a timed entry `dwell`; lists are sorted and unique.
-fn check_touches_follow_sites(m: &cargo_panic::manifest::Manifest) {
+fn check_touches_follow_sites(m: &cargo_panic_core::manifest::Manifest) {
     use panic_runtime::SiteKind;
     let functions = m.functions();
     for f in &functions {
@@ -514,7 +514,7 @@ fn check_touches_follow_sites(m: &cargo_panic::manifest::Manifest) {
 #[test]
 fn the_manifest_records_what_each_function_calls_and_touches() {
     let exe = built("lockpool");
-    let m = cargo_panic::manifest::Manifest::for_binary(&exe).unwrap();
+    let m = cargo_panic_core::manifest::Manifest::for_binary(&exe).unwrap();
     check_touches_follow_sites(&m);
     let functions = m.functions();
     let f = |name: &str| {
@@ -564,7 +564,7 @@ fn the_manifest_records_what_each_function_calls_and_touches() {
     // A profile keeps the functions that ran.
     let (out, p) = run_profiled(&exe, &["2", "20"]);
     assert!(out.status.success(), "{}", show(&out));
-    let p: cargo_panic::profile::Profile = serde_json::from_value(p).unwrap();
+    let p: cargo_panic_core::profile::Profile = serde_json::from_value(p).unwrap();
     let ran = m.functions_that_ran(&p);
     assert!(ran.iter().any(|f| f.name == "lockpool::worker"));
     assert!(ran.len() < functions.len(), "some error paths never ran");

@@ -365,3 +365,71 @@ fn bad_budgets_are_explained_before_anything_runs() {
         );
     }
 }
+
+/// With a CPU capacity below what the program uses, the controller raises
+/// the CPU price every period, and the program reads each new price through
+/// the runtime (panic.h) while it runs.
+#[test]
+fn the_price_rises_over_capacity_and_the_program_reads_it() {
+    let (dir, exe) = c_split();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "period: 50ms\ncontroller:\n  resources: [cpu]\n  capacity: [0.25]\n  step: [2.0]\n",
+    )
+    .unwrap();
+    let (out, p) = run_budget(&exe, &["--config", config.to_str().unwrap()], "price", 600);
+    assert!(out.status.success(), "{}", show(&out));
+    let c = &p["controller"];
+    assert_eq!(c["resources"][0], "cpu");
+    assert_eq!(c["units"][0], "cores");
+    let samples = c["samples"].as_array().unwrap();
+    assert!(
+        samples.len() >= 5,
+        "600 ms of CPU at 50 ms periods: {samples:?}"
+    );
+    // The loop uses about one core (> 0.25): after the first period (which
+    // has no rate yet) the price goes up every period.
+    let prices: Vec<f64> = samples
+        .iter()
+        .map(|s| s["price"][0].as_f64().unwrap())
+        .collect();
+    let rising = prices.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(rising >= samples.len() - 3, "prices {prices:?}");
+    // What the program printed is what the controller published.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let read: Vec<f64> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("cpu_price "))
+        .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+        .collect();
+    assert!(read.len() >= 3, "the program saw the prices move: {stdout}");
+    assert_eq!(read[0], 0.0, "before the first update");
+    for r in &read[1..] {
+        assert!(
+            prices.iter().any(|p| (p - r).abs() < 1e-6),
+            "read {r}, published {prices:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bad_run_config_is_located() {
+    let (dir, exe) = c_split();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(&config, "period: 50ms\ncontroler:\n  resources: [cpu]\n").unwrap();
+    let out = cargo_panic()
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--out", "/dev/null", "--"])
+        .arg(&exe)
+        .args(["nap", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("run.yaml:2:1: unknown field `controler`"),
+        "{err}"
+    );
+}

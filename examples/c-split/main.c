@@ -10,6 +10,8 @@
  *   c-split hog MS       hog() burns MS ms of CPU time; SIGUSR1 makes it exit
  *                        with status 42 (for dwell budgets: --time hog)
  *   c-split stuck MS     stuck() sleeps MS ms; SIGUSR1 makes it exit with 42
+ *   c-split price MS     burns MS ms of CPU time and prints the CPU price
+ *                        (panic.h) each time it changes: "cpu_price P seq S"
  *
  * Expected (see README.md): spin's region is on-CPU for MS ms; nap's sleep is
  * blocked time of the nanosleep call inside nap (the innermost region); in
@@ -24,6 +26,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The price API: `cargo panic cc` puts panic.h on the include path; a plain
+ * build has no prices. */
+#if __has_include(<panic.h>)
+#include <panic.h>
+#else
+#define PANIC_CPU 0
+static double cargo_panic_price(unsigned r) { (void)r; return 0; }
+static unsigned long long cargo_panic_price_seq(void) { return 0; }
+#endif
 
 #define NOINLINE __attribute__((noinline))
 
@@ -71,6 +83,21 @@ NOINLINE void stuck(long ms) {
     }
 }
 
+/* Burns ms of CPU time, printing the CPU price whenever the controller moves it. */
+NOINLINE void watch_price(long ms) {
+    double t0 = thread_cpu_ms();
+    unsigned long long seen = cargo_panic_price_seq();
+    printf("cpu_price %.6f seq %llu\n", cargo_panic_price(PANIC_CPU), seen);
+    while (thread_cpu_ms() - t0 < (double)ms) {
+        unsigned long long seq = cargo_panic_price_seq();
+        if (seq != seen) {
+            seen = seq;
+            printf("cpu_price %.6f seq %llu\n", cargo_panic_price(PANIC_CPU), seq);
+        }
+    }
+    fflush(stdout);
+}
+
 static long burn_ms;
 static pthread_barrier_t start;
 
@@ -94,7 +121,7 @@ NOINLINE void *burn(void *name) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck MS\n");
+        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck|price MS\n");
         return 2;
     }
     long ms = strtol(argv[2], NULL, 10);
@@ -114,6 +141,8 @@ int main(int argc, char **argv) {
         hog(ms);
     } else if (strcmp(argv[1], "stuck") == 0) {
         stuck(ms);
+    } else if (strcmp(argv[1], "price") == 0) {
+        watch_price(ms);
     } else if (strcmp(argv[1], "compete") == 0) {
         burn_ms = ms;
         pthread_barrier_init(&start, NULL, 2);
@@ -123,7 +152,7 @@ int main(int argc, char **argv) {
         pthread_join(a, NULL);
         pthread_join(b, NULL);
     } else {
-        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog or stuck)\n", argv[1]);
+        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog, stuck or price)\n", argv[1]);
         return 2;
     }
     return 0;

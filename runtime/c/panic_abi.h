@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 6
+#define PANIC_ABI_VERSION 7
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -61,6 +61,19 @@
 /* void __panic_dwell_exit(uint32_t token): closes every region opened at or above
  * `token` (regions abandoned by unwinding are closed too, and counted). */
 #define PANIC_SYM_DWELL_EXIT "__panic_dwell_exit"
+/* The price API (user header panic.h; prices: PANIC_ENV_KTHREADS below). The
+ * runtime defines these two with default visibility (unlike its other
+ * functions), so that a program's own code can call them, and the panic-api
+ * crate finds them with dlsym(RTLD_DEFAULT, ...); the link driver exports
+ * them from executables (--export-dynamic-symbol).
+ *   double panic_price(unsigned resource): price[resource] / PANIC_PRICE_ONE
+ *     (panic_kabi.h), read under the map's seqlock with a bounded number of
+ *     retries; 0 without a price map, for resource >= n_resources, and before
+ *     the controller's first update. Async-signal-safe, never blocks.
+ *   unsigned long long panic_price_seq(void): the map's seq (64 bits, even
+ *     between updates), 0 without a price map. */
+#define PANIC_SYM_PRICE "panic_price"
+#define PANIC_SYM_PRICE_SEQ "panic_price_seq"
 
 /* Page size the data sections are aligned and padded to. */
 #define PANIC_PAGE 4096
@@ -89,7 +102,14 @@
  * inside (a stack of at most PANIC_KBUDGETS, with their entry times), and pins
  * their histograms (PANIC_HIST_FLAG_PINNED). No such pin means no budgets, said
  * nothing; any other failure is said in one line and the run goes on without
- * budgets (kernel mode otherwise on). */
+ * budgets (kernel mode otherwise on).
+ * Prices: the price map ("prices", struct panic_prices of panic_kabi.h) may be
+ * pinned in the same directory too; the runtime maps it read-only, and
+ * PANIC_SYM_PRICE / PANIC_SYM_PRICE_SEQ read it. No such pin means no prices
+ * (every price reads 0), said nothing; any other failure (not such a map,
+ * wrong magic or version) is said in one line and prices read 0. A forked
+ * child leaves kernel mode but keeps the prices: they are per run and
+ * read-only. */
 #define PANIC_ENV_KTHREADS "CARGO_PANIC_KTHREADS"
 
 /* ---- dwell histograms: log-linear buckets over clock ticks ----

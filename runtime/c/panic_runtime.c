@@ -9,7 +9,9 @@
  * names cargo-panic's pinned BPF thread table ("kernel mode"), it also publishes
  * there which region each thread is in, and keeps each region's self time; when
  * per-site budgets are pinned next to the table, it also publishes the stack of
- * budgeted regions each thread is inside, which the kernel enforces.
+ * budgeted regions each thread is inside, which the kernel enforces; when the
+ * price map is pinned there, it maps it read-only for panic_price and
+ * panic_price_seq (panic.h), the program's view of the controller's prices.
  *
  * What it never does: allocate (no malloc), use stdio, or call anything that is
  * not async-signal-safe on a path a signal handler can take. The hot paths
@@ -25,6 +27,9 @@
 #define _GNU_SOURCE
 #include "panic_abi.h"
 #include "panic_kabi.h"
+/* The user header's declarations, exported rather than weak (see panic.h). */
+#define CARGO_PANIC_API __attribute__((visibility("default")))
+#include "panic.h"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -70,6 +75,16 @@ _Static_assert(PANIC_KNO_SITE == PANIC_NO_SITE, "the kernel's no-site value must
  * one (the map's own elements first, zeroes after them). */
 #define KBUDGETS_BYTES PAD((N_SITES + 1) * sizeof(struct panic_site_budget))
 _Static_assert(PANIC_KBUDGETS <= 32, "fired has one bit per budget entry");
+/* Bytes of the price map's mapping (one struct panic_prices). */
+#define KPRICES_BYTES PAD(sizeof(struct panic_prices))
+#define KPRICE_SLOTS (sizeof(((struct panic_prices *)0)->price) / sizeof(((struct panic_prices *)0)->price[0]))
+/* The user header (panic.h) names the kernel's resources. */
+_Static_assert(PANIC_CPU == PANIC_RES_CPU && PANIC_MEMORY == PANIC_RES_MEMORY && PANIC_IO == PANIC_RES_IO &&
+                   PANIC_NETWORK == PANIC_RES_NETWORK && PANIC_DWELL == PANIC_RES_DWELL,
+               "panic.h's resources must be panic_kabi.h's");
+_Static_assert(PANIC_RESOURCES == 5 && PANIC_RESOURCES <= KPRICE_SLOTS,
+               "panic.h names every resource; each has a price slot");
+_Static_assert(sizeof(unsigned long long) == sizeof(uint64_t), "panic_price_seq returns the 64-bit seq");
 
 /* Alternate signal stacks: one for the main thread, one per slot for the others. */
 #define MAIN_ALTSTACK_SIZE (64 * 1024)
@@ -162,6 +177,12 @@ static struct panic_kthreads *kthreads;
  * elements, zero past the map's) while kernel mode has them; NULL otherwise. Set
  * before kthreads, and cleared with it. */
 static const struct panic_site_budget *kbudgets;
+/* The price map ("prices" next to the thread table, read-only) once kernel mode
+ * found a usable one; NULL otherwise. Unlike the thread table it stays in a
+ * forked child (kthreads_detach). kprices_n: its n_resources, bounded by the
+ * price array, stored before kprices. */
+static const struct panic_prices *kprices;
+static uint32_t kprices_n;
 
 /* Which fast path the entry points take; derived from clock_state and kthreads
  * by set_hot_mode. It is the entry points' first load: kernel mode is one more
@@ -1192,8 +1213,113 @@ static void shm_setup(const char *path) {
 /* Kernel thread table                                                       */
 /* ------------------------------------------------------------------------- */
 
+/* Whether a loader-made map's header (magic, KABI version) is the one this
+ * runtime reads; if not, says why in one line ending with `consequence`. */
+static int kmap_header_ok(const char *what, const char *path, uint64_t magic, uint64_t want_magic,
+                          uint32_t version, const char *consequence) {
+    if (magic == want_magic && version == PANIC_KABI_VERSION)
+        return 1;
+    char tail[160];
+    size_t n = 0;
+    int err;
+    if (magic != want_magic) {
+        err = EBADMSG;
+        append(tail, &n, sizeof tail, " (wrong magic: the loader did not set it up)");
+    } else {
+        err = EPROTONOSUPPORT;
+        append(tail, &n, sizeof tail, " (version ");
+        append_u64(tail, &n, sizeof tail, version);
+        append(tail, &n, sizeof tail, ", this runtime reads version ");
+        append_u64(tail, &n, sizeof tail, PANIC_KABI_VERSION);
+        append(tail, &n, sizeof tail, ")");
+    }
+    append(tail, &n, sizeof tail, consequence);
+    tail[n] = 0;
+    say(what, path, err, tail);
+    return 0;
+}
+
 #define NO_KERNEL_TIMES "; running without per-site kernel times"
 #define NO_BUDGETS "; running without budgets"
+#define NO_PRICES "; every price reads 0"
+
+/* "<what><name><tail>" into msg[cap] (say's first argument). */
+static const char *kmap_msg(char *msg, size_t cap, const char *what, const char *name, const char *tail) {
+    size_t n = 0;
+    append(msg, &n, cap, what);
+    append(msg, &n, cap, name);
+    append(msg, &n, cap, tail);
+    msg[n] = 0;
+    return msg;
+}
+
+/* Opens the map pinned as `name` next to the thread table at `threads_path`
+ * (path: its path, PATH_MAX bytes) and checks that it is a mmapable array of
+ * `value_size`-byte elements. Returns its fd and sets *entries, or returns -1:
+ * silently when there is no such pin, after one line (ending in `tail`)
+ * otherwise. */
+static int kmap_open(const char *threads_path, const char *name, uint32_t value_size, const char *tail,
+                     char *path, uint32_t *entries) {
+    char msg[64];
+    const char *slash = strrchr(threads_path, '/');
+    size_t dir = slash ? (size_t)(slash - threads_path) + 1 : 0;
+    size_t name_len = strlen(name);
+    if (dir + name_len + 1 > PATH_MAX) {
+        say(kmap_msg(msg, sizeof msg, "cannot open ", name, " next to"), threads_path, ENAMETOOLONG, tail);
+        return -1;
+    }
+    memcpy(path, threads_path, dir);
+    memcpy(path + dir, name, name_len + 1);
+
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.pathname = (uint64_t)(uintptr_t)path;
+    /* Not BPF_F_RDONLY: the kernel maps a BPF array only MAP_SHARED, which a
+     * read-only file cannot be. The mappings themselves are read-only. */
+    int fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            say(kmap_msg(msg, sizeof msg, "cannot open ", name, ""), path, errno, tail);
+        return -1;
+    }
+    struct bpf_map_info info;
+    memset(&info, 0, sizeof info);
+    memset(&attr, 0, sizeof attr);
+    attr.info.bpf_fd = (uint32_t)fd;
+    attr.info.info_len = sizeof info;
+    attr.info.info = (uint64_t)(uintptr_t)&info;
+    if (syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) != 0) {
+        say(kmap_msg(msg, sizeof msg, "cannot inspect ", name, ""), path, errno, tail);
+        close(fd);
+        return -1;
+    }
+    /* A map of another shape would be misread: say what it is. */
+    if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) || info.value_size != value_size ||
+        info.max_entries == 0) {
+        close(fd);
+        char why[160];
+        size_t n = 0;
+        if (info.type != BPF_MAP_TYPE_ARRAY) {
+            append(why, &n, sizeof why, " (not an array map)");
+        } else if (!(info.map_flags & BPF_F_MMAPABLE)) {
+            append(why, &n, sizeof why, " (not mmapable)");
+        } else if (info.value_size != value_size) {
+            append(why, &n, sizeof why, " (elements of ");
+            append_u64(why, &n, sizeof why, info.value_size);
+            append(why, &n, sizeof why, " bytes, this runtime reads ");
+            append_u64(why, &n, sizeof why, value_size);
+            append(why, &n, sizeof why, ")");
+        } else {
+            append(why, &n, sizeof why, " (no elements)");
+        }
+        append(why, &n, sizeof why, tail);
+        why[n] = 0;
+        say(kmap_msg(msg, sizeof msg, "cannot use ", name, ""), path, EINVAL, why);
+        return -1;
+    }
+    *entries = info.max_entries;
+    return fd;
+}
 
 /* Maps the per-site budgets pinned as "budgets" next to the thread table at
  * `threads_path` and pins the histogram of every budgeted site, so that it is
@@ -1205,61 +1331,11 @@ static void shm_setup(const char *path) {
  * line and leaves kbudgets NULL. */
 static void kbudgets_setup(const char *threads_path) {
     char path[PATH_MAX];
-    const char *slash = strrchr(threads_path, '/');
-    size_t dir = slash ? (size_t)(slash - threads_path) + 1 : 0;
-    static const char name[] = "budgets";
-    if (dir + sizeof name > sizeof path) {
-        say("cannot open budgets next to", threads_path, ENAMETOOLONG, NO_BUDGETS);
+    uint32_t entries;
+    int fd = kmap_open(threads_path, "budgets", sizeof(struct panic_site_budget), NO_BUDGETS, path, &entries);
+    if (fd < 0)
         return;
-    }
-    memcpy(path, threads_path, dir);
-    memcpy(path + dir, name, sizeof name);
-
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.pathname = (uint64_t)(uintptr_t)path;
-    /* Not BPF_F_RDONLY: the kernel maps a BPF array only MAP_SHARED, which a
-     * read-only file cannot be. The mapping itself is read-only. */
-    int fd = (int)syscall(SYS_bpf, BPF_OBJ_GET, &attr, sizeof attr);
-    if (fd < 0) {
-        if (errno != ENOENT)
-            say("cannot open budgets", path, errno, NO_BUDGETS);
-        return;
-    }
-    struct bpf_map_info info;
-    memset(&info, 0, sizeof info);
-    memset(&attr, 0, sizeof attr);
-    attr.info.bpf_fd = (uint32_t)fd;
-    attr.info.info_len = sizeof info;
-    attr.info.info = (uint64_t)(uintptr_t)&info;
-    if (syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof attr) != 0) {
-        say("cannot inspect budgets", path, errno, NO_BUDGETS);
-        close(fd);
-        return;
-    }
-    /* A map of another shape would be misread: say what it is. */
-    if (info.type != BPF_MAP_TYPE_ARRAY || !(info.map_flags & BPF_F_MMAPABLE) ||
-        info.value_size != sizeof(struct panic_site_budget) || info.max_entries == 0) {
-        close(fd);
-        char tail[160];
-        size_t n = 0;
-        if (info.type != BPF_MAP_TYPE_ARRAY) {
-            append(tail, &n, sizeof tail, " (not an array map)");
-        } else if (!(info.map_flags & BPF_F_MMAPABLE)) {
-            append(tail, &n, sizeof tail, " (not mmapable)");
-        } else {
-            append(tail, &n, sizeof tail, " (elements of ");
-            append_u64(tail, &n, sizeof tail, info.value_size);
-            append(tail, &n, sizeof tail, " bytes, this runtime reads ");
-            append_u64(tail, &n, sizeof tail, sizeof(struct panic_site_budget));
-            append(tail, &n, sizeof tail, ")");
-        }
-        append(tail, &n, sizeof tail, NO_BUDGETS);
-        tail[n] = 0;
-        say("cannot use budgets", path, EINVAL, tail);
-        return;
-    }
-    uint64_t elems = info.max_entries < N_SITES + 1 ? info.max_entries : N_SITES + 1;
+    uint64_t elems = entries < N_SITES + 1 ? entries : N_SITES + 1;
     void *area = mmap(NULL, KBUDGETS_BYTES, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     int err = area == MAP_FAILED ? errno : 0;
     if (!err &&
@@ -1281,6 +1357,80 @@ static void kbudgets_setup(const char *threads_path) {
             __atomic_fetch_or(&__start_panic_hists[hist].flags, PANIC_HIST_FLAG_PINNED, RELAXED);
     }
     __atomic_store_n(&kbudgets, b, __ATOMIC_RELEASE);
+}
+
+/* Maps the price map pinned as "prices" next to the thread table at
+ * `threads_path` (read-only) for panic_price. No such pin: no prices in this
+ * run, silently. Any other failure, or a map the loader did not set up for
+ * this ABI (magic, version), says one line and leaves kprices NULL: every
+ * price reads 0. */
+static void kprices_setup(const char *threads_path) {
+    char path[PATH_MAX];
+    uint32_t entries;
+    int fd = kmap_open(threads_path, "prices", sizeof(struct panic_prices), NO_PRICES, path, &entries);
+    if (fd < 0)
+        return;
+    void *map = mmap(NULL, KPRICES_BYTES, PROT_READ, MAP_SHARED, fd, 0);
+    int err = map == MAP_FAILED ? errno : 0;
+    close(fd); /* the mapping keeps the map alive */
+    if (err) {
+        say("cannot map prices", path, err, NO_PRICES);
+        return;
+    }
+    const struct panic_prices *p = map;
+    uint64_t magic = __atomic_load_n(&p->magic, __ATOMIC_ACQUIRE);
+    uint32_t version = __atomic_load_n(&p->version, RELAXED);
+    if (!kmap_header_ok("cannot use prices", path, magic, PANIC_PRICES_MAGIC, version, NO_PRICES)) {
+        munmap(map, KPRICES_BYTES);
+        return;
+    }
+    /* Fixed by the loader before the program started; past the array, never. */
+    uint32_t n_res = __atomic_load_n(&p->n_resources, RELAXED);
+    __atomic_store_n(&kprices_n, n_res < KPRICE_SLOTS ? n_res : (uint32_t)KPRICE_SLOTS, RELAXED);
+    __atomic_store_n(&kprices, p, __ATOMIC_RELEASE);
+}
+
+/* Tries panic_price makes while the controller is writing (seq odd or moved)
+ * before it settles for the last value it read. An update is a few stores, so
+ * a reader that keeps meeting one has met a writer preempted mid-update: it
+ * must not wait for it. */
+#define PRICE_TRIES 64
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* The price of `resource` (panic.h, PANIC_SYM_PRICE). The map is a seqlock:
+ * the controller makes seq odd, writes, makes seq even (release). A read
+ * between two equal even seq values is a whole update's. Plain loads only:
+ * async-signal-safe, no call, never blocks. */
+double panic_price(unsigned resource) {
+    const struct panic_prices *p = __atomic_load_n(&kprices, __ATOMIC_ACQUIRE);
+    if (p == NULL || resource >= __atomic_load_n(&kprices_n, RELAXED))
+        return 0.0;
+    const __u64 *slot = &p->price[resource];
+    uint64_t v = 0;
+    for (int i = 0; i < PRICE_TRIES; i++) {
+        uint64_t s0 = __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE);
+        v = __atomic_load_n(slot, RELAXED);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        uint64_t s1 = __atomic_load_n(&p->seq, RELAXED);
+        if (LIKELY(s0 == s1 && !(s0 & 1)))
+            return s0 == 0 ? 0.0 : (double)v / (double)PANIC_PRICE_ONE; /* seq 0: no update yet */
+        cpu_relax();
+    }
+    return (double)v / (double)PANIC_PRICE_ONE;
+}
+
+/* The price map's seq (panic.h, PANIC_SYM_PRICE_SEQ): it moves with every
+ * update; 0 without a price map. */
+unsigned long long panic_price_seq(void) {
+    const struct panic_prices *p = __atomic_load_n(&kprices, __ATOMIC_ACQUIRE);
+    return p ? __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE) : 0;
 }
 
 /* Maps the pinned thread table at `path` (PANIC_ENV_KTHREADS) and, if the
@@ -1305,27 +1455,13 @@ static void kthreads_setup(const char *path) {
     struct panic_kthreads *k = map;
     uint64_t magic = __atomic_load_n(&k->magic, __ATOMIC_ACQUIRE);
     uint32_t version = k->version;
-    if (magic != PANIC_KTHREADS_MAGIC || version != PANIC_KABI_VERSION) {
+    if (!kmap_header_ok("cannot use kernel thread table", path, magic, PANIC_KTHREADS_MAGIC, version,
+                        NO_KERNEL_TIMES)) {
         munmap(map, KTHREADS_BYTES);
-        char tail[160];
-        size_t n = 0;
-        if (magic != PANIC_KTHREADS_MAGIC) {
-            err = EBADMSG;
-            append(tail, &n, sizeof tail, " (wrong magic: the loader did not set it up)");
-        } else {
-            err = EPROTONOSUPPORT;
-            append(tail, &n, sizeof tail, " (version ");
-            append_u64(tail, &n, sizeof tail, version);
-            append(tail, &n, sizeof tail, ", this runtime reads version ");
-            append_u64(tail, &n, sizeof tail, PANIC_KABI_VERSION);
-            append(tail, &n, sizeof tail, ")");
-        }
-        append(tail, &n, sizeof tail, NO_KERNEL_TIMES);
-        tail[n] = 0;
-        say("cannot use kernel thread table", path, err, tail);
         return;
     }
     kbudgets_setup(path);
+    kprices_setup(path);
     /* The owner before any slot: the kernel side reads slots only for it. */
     __atomic_store_n(&k->owner, (int32_t)getpid(), __ATOMIC_RELEASE);
     __atomic_store_n(&kthreads, k, __ATOMIC_SEQ_CST);
@@ -1342,7 +1478,9 @@ static void kthreads_setup(const char *path) {
 
 /* In a forked child: the table belongs to the parent (the mapping is shared),
  * and the kernel side reads it only for the parent's tasks. Leave kernel mode
- * before anything writes it. */
+ * before anything writes it. The prices stay: they are per run, and the child
+ * only reads them (its mapping is the parent's, shared and read-only), so a
+ * forked worker sees the same prices as its parent. */
 static void kthreads_detach(void) {
     struct panic_kthreads *k = kthreads;
     const struct panic_site_budget *b = kbudgets;
@@ -1368,8 +1506,9 @@ static void privatize(void *addr, uint64_t len) {
 
 /* In a forked child: stop writing into the parent's segment, dump and kernel
  * thread table (the table first: it is shared memory that nothing here may
- * touch). The child keeps counting into private memory, without kernel mode;
- * only the forking thread survives, so every other slot is freed. */
+ * touch). The child keeps counting into private memory, without kernel mode
+ * (it keeps reading the prices: kthreads_detach); only the forking thread
+ * survives, so every other slot is freed. */
 static void atfork_child(void) {
     kthreads_detach();
     dump_path[0] = 0;

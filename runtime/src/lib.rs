@@ -133,6 +133,20 @@ pub const STATIC_LIB_HASH: &str = include_str!(concat!(env!("OUT_DIR"), "/libpan
 /// table object, a C test driver).
 pub const ABI_HEADER: &str = include_str!("../c/panic_abi.h");
 
+/// The text of `c/panic.h`, the header a C or C++ program includes to read
+/// the run's prices (`cargo_panic_price`, `PANIC_CPU` ...). It stands alone
+/// (no other header of cargo-panic) and compiles without the runtime: write it
+/// into a directory of its own, [`USER_HEADER_FILE_NAME`] in
+/// `<dir>/<USER_HEADER_HASH>/`, and pass that directory with `-I`.
+pub const USER_HEADER: &str = include_str!("../c/panic.h");
+
+/// The file name programs include: `#include <panic.h>`.
+pub const USER_HEADER_FILE_NAME: &str = "panic.h";
+
+/// FNV-1a 64 of [`USER_HEADER`], 16 lowercase hex digits: a directory name
+/// under which a copy of the header can be kept on disk.
+pub const USER_HEADER_HASH: &str = include_str!(concat!(env!("OUT_DIR"), "/panic.h.fnv"));
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,6 +172,29 @@ mod tests {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
         assert_eq!(STATIC_LIB_HASH, format!("{fnv:016x}"));
+    }
+
+    #[test]
+    fn the_archive_exports_the_price_api_and_embeds_the_user_header() {
+        for sym in [abi::SYM_PRICE, abi::SYM_PRICE_SEQ] {
+            let found = STATIC_LIB.windows(sym.len()).any(|w| w == sym.as_bytes());
+            assert!(found, "{sym} missing from the archive");
+            assert!(
+                USER_HEADER.contains(&format!(" {sym}(")),
+                "panic.h declares {sym}"
+            );
+        }
+        assert!(USER_HEADER.contains("cargo_panic_price("));
+        assert!(
+            !USER_HEADER
+                .lines()
+                .any(|l| l.trim_start().starts_with("#include")),
+            "panic.h stands alone"
+        );
+        let fnv = USER_HEADER.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        assert_eq!(USER_HEADER_HASH, format!("{fnv:016x}"));
     }
 
     #[test]

@@ -11,116 +11,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Stdio};
-use std::sync::Once;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use common::{Harness, check_hist, describe, run, sites, wait_limited};
+use common::bpf::{BPFFS, array, mmapable_array, pin_map, require_root_and_bpffs};
+use common::{Driver, Harness, check_hist, describe, run, sites};
 use panic_runtime::{ClockKind, Snapshot, State};
-
-// ---- bpf(2), raw: libc has no `union bpf_attr` ----
-
-// Commands, map type and flag of linux/bpf.h.
-const BPF_MAP_CREATE: libc::c_long = 0;
-const BPF_OBJ_PIN: libc::c_long = 6;
-const BPF_MAP_TYPE_ARRAY: u32 = 2;
-const BPF_F_MMAPABLE: u32 = 1 << 10;
-/// `statfs.f_type` of bpffs (linux/magic.h).
-const BPF_FS_MAGIC: u64 = 0xcafe_4a11;
-const BPFFS: &str = "/sys/fs/bpf";
-
-/// The leading fields of `union bpf_attr` for BPF_MAP_CREATE. The kernel reads
-/// the fields past the size we pass as zero.
-#[repr(C)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-}
-
-/// `union bpf_attr` for BPF_OBJ_PIN: path, fd, flags.
-#[repr(C)]
-struct ObjPinAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-}
-
-fn bpf<T>(cmd: libc::c_long, attr: &T) -> std::io::Result<libc::c_long> {
-    // SAFETY: `attr` points to a live, initialised `#[repr(C)]` prefix of
-    // `union bpf_attr` of exactly the size passed; the kernel only reads it
-    // (and the path it may point to, which outlives the call).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            std::ptr::from_ref(attr),
-            std::mem::size_of::<T>(),
-        )
-    };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(r)
-    }
-}
-
-/// Fails the test unless it runs as root with bpffs at /sys/fs/bpf (mounting
-/// it there when it is missing, once per test binary).
-fn require_root_and_bpffs() {
-    static MOUNT: Once = Once::new();
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        panic!(
-            "the kernel-mode tests need root: they create BPF maps and pin them on bpffs \
-             (run `cargo test -p panic-runtime --test kthreads` as root)"
-        );
-    }
-    MOUNT.call_once(|| {
-        if fs_type(BPFFS) != Some(BPF_FS_MAGIC) {
-            let c = |s: &str| CString::new(s).expect("no NUL");
-            let (src, target, fstype) = (c("bpf"), c(BPFFS), c("bpf"));
-            // SAFETY: all three are valid NUL-terminated strings that outlive
-            // the call; bpffs takes no mount data.
-            let r = unsafe {
-                libc::mount(
-                    src.as_ptr(),
-                    target.as_ptr(),
-                    fstype.as_ptr(),
-                    0,
-                    std::ptr::null(),
-                )
-            };
-            if r != 0 {
-                panic!(
-                    "bpffs is not mounted at {BPFFS} and mounting it failed: {} \
-                     (mount -t bpf bpf {BPFFS})",
-                    std::io::Error::last_os_error()
-                );
-            }
-        }
-    });
-    assert_eq!(
-        fs_type(BPFFS),
-        Some(BPF_FS_MAGIC),
-        "{BPFFS} is not bpffs even after mounting it"
-    );
-}
-
-fn fs_type(path: &str) -> Option<u64> {
-    let p = CString::new(path).expect("no NUL");
-    // SAFETY: an all-zero statfs is a valid value to be overwritten.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `p` is NUL-terminated and `st` is writable and large enough.
-    let r = unsafe { libc::statfs(p.as_ptr(), &mut st) };
-    (r == 0).then_some(st.f_type as u64)
-}
 
 // ---- the thread table ----
 
@@ -223,59 +120,6 @@ impl Layout {
         assert!(layout.n_sites > 9, "the budget tests use sites 1-9");
         layout
     }
-}
-
-/// A new BPF array of `entries` values of `value_size` bytes.
-fn array(value_size: usize, entries: u32, map_flags: u32) -> OwnedFd {
-    let attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_ARRAY,
-        key_size: 4,
-        value_size: u32::try_from(value_size).expect("small"),
-        max_entries: entries,
-        map_flags,
-    };
-    let fd =
-        bpf(BPF_MAP_CREATE, &attr).unwrap_or_else(|e| panic!("cannot create a BPF array map: {e}"));
-    // SAFETY: the kernel just returned this fd, and nothing else owns it.
-    unsafe { OwnedFd::from_raw_fd(fd as i32) }
-}
-
-/// A new mmapable BPF array of `entries` values of `value_size` bytes, mapped
-/// here (read-write, `value_size * entries` bytes rounded up to pages).
-fn mmapable_array(value_size: usize, entries: u32) -> (OwnedFd, *mut u8, usize) {
-    let fd = array(value_size, entries, BPF_F_MMAPABLE);
-    let len = (value_size * entries as usize).div_ceil(4096) * 4096;
-    // SAFETY: mapping a fresh shared region of the map's pages; nothing
-    // else refers to the address range the kernel picks.
-    let map = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
-            fd.as_raw_fd(),
-            0,
-        )
-    };
-    assert_ne!(
-        map,
-        libc::MAP_FAILED,
-        "cannot mmap the BPF map: {}",
-        std::io::Error::last_os_error()
-    );
-    (fd, map.cast(), len)
-}
-
-/// Pins the map `fd` at `path`.
-fn pin_map(fd: &OwnedFd, path: &Path) {
-    let c = CString::new(path.to_str().expect("utf-8")).expect("no NUL");
-    let attr = ObjPinAttr {
-        pathname: c.as_ptr() as u64,
-        bpf_fd: fd.as_raw_fd() as u32,
-        file_flags: 0,
-    };
-    bpf(BPF_OBJ_PIN, &attr)
-        .unwrap_or_else(|e| panic!("cannot pin the map at {}: {e}", path.display()));
 }
 
 /// One thread table slot as the runtime left it.
@@ -513,55 +357,6 @@ impl Drop for Table {
 }
 
 // ---- running the driver ----
-
-struct Driver {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Driver {
-    fn spawn(mut cmd: std::process::Command) -> Driver {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the driver");
-        let stdin = child.stdin.take().expect("piped");
-        let stdout = BufReader::new(child.stdout.take().expect("piped"));
-        Driver {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn line(&mut self) -> String {
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read a line");
-        line
-    }
-
-    fn go(&mut self) {
-        self.stdin.write_all(b"go\n").expect("release the driver");
-        self.stdin.flush().expect("flush");
-    }
-
-    /// Waits for the end (boundedly); returns the exit code and stderr.
-    fn finish(mut self) -> (Option<i32>, String) {
-        drop(self.stdin);
-        let status = wait_limited(&mut self.child);
-        let mut err = String::new();
-        self.child
-            .stderr
-            .take()
-            .expect("piped")
-            .read_to_string(&mut err)
-            .expect("read stderr");
-        (status.code(), err)
-    }
-}
 
 struct Setup {
     h: Harness,

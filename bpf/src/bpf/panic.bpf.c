@@ -60,6 +60,16 @@ struct {
     __type(value, struct panic_time);
 } sites SEC(".maps");
 
+/* Written by the controller in user space, read by programs through the
+ * runtime; no program here uses it, the object only defines it. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_prices);
+} prices SEC(".maps");
+
 /* n_sites + 1 elements (the loader sizes and fills it). */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);

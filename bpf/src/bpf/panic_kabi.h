@@ -27,9 +27,9 @@
 #include <linux/types.h>
 #endif
 
-#define PANIC_KABI_VERSION 2
+#define PANIC_KABI_VERSION 3
 /* "PANICKTH" little-endian: the loader writes it into the thread table. */
-#define PANIC_KTHREADS_MAGIC 0x4854434b43494e41ULL
+#define PANIC_KTHREADS_MAGIC 0x48544b43494e4150ULL
 /* Slots in the thread table: one per runtime thread slot (the runtime checks
  * that this equals its PANIC_MAX_THREADS). */
 #define PANIC_KTHREADS 256
@@ -73,6 +73,33 @@ struct panic_kthreads {
     __u64 claims; /* bumped (release) each time a slot gets a new tid: cached slot indexes are rechecked */
     __u64 budgets_over; /* budgeted regions entered with PANIC_KBUDGETS already open (not enforced) */
     struct panic_kthread slot[PANIC_KTHREADS];
+};
+
+/* Resources with a price (DESIGN §4 "Prices"): indexes into panic_prices.price. */
+#define PANIC_RES_CPU 0
+#define PANIC_RES_MEMORY 1
+#define PANIC_RES_IO 2
+#define PANIC_RES_NETWORK 3
+#define PANIC_RES_DWELL 4
+#define PANIC_RESOURCES 5
+/* Prices are fixed point: the price of resource r is price[r] / PANIC_PRICE_ONE. */
+#define PANIC_PRICE_ONE 1000000
+/* "PANICPRC" little-endian: the loader writes it into the price map. */
+#define PANIC_PRICES_MAGIC 0x43525043494e4150ULL
+
+/* The price map: the only value of a one-entry BPF_F_MMAPABLE array pinned as
+ * "prices" next to "threads" (mode 0600). The loader fills magic, version and
+ * n_resources before the target starts; the controller (cargo-panic) writes
+ * the prices every period under the seqlock `seq` (odd while writing);
+ * programs read them through the runtime with plain loads, retrying while seq
+ * is odd or changed. */
+struct panic_prices {
+    __u64 magic;
+    __u32 version;     /* PANIC_KABI_VERSION */
+    __u32 n_resources; /* PANIC_RESOURCES */
+    __u64 seq;         /* 2 x the number of updates; odd during one */
+    __u64 updated_ns;  /* CLOCK_MONOTONIC ns of the last update (0: none yet) */
+    __u64 price[8];    /* fixed point (PANIC_PRICE_ONE); entries >= n_resources are 0 */
 };
 
 /* Budget actions (panic_site_budget.action). */

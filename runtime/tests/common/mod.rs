@@ -7,14 +7,18 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use panic_runtime::hist::bucket_index;
-use panic_runtime::{ABI_HEADER, Hist, STATIC_LIB, STATIC_LIB_FILE_NAME};
+use panic_runtime::{
+    ABI_HEADER, Hist, STATIC_LIB, STATIC_LIB_FILE_NAME, USER_HEADER, USER_HEADER_FILE_NAME,
+};
+
+pub mod bpf;
 
 /// How long any driver may run before the test kills it and fails.
 pub const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -56,9 +60,23 @@ impl Harness {
         n_hists: u64,
         link_runtime: bool,
     ) -> PathBuf {
-        let table = self.path(&format!("{driver}_table.c"));
+        self.build_args(driver, driver, n_sites, n_hists, link_runtime, &[])
+    }
+
+    /// Like [`Harness::build_with`], into `exe_name`, with `extra` compiler
+    /// and linker arguments after everything else.
+    pub fn build_args(
+        &self,
+        driver: &str,
+        exe_name: &str,
+        n_sites: u64,
+        n_hists: u64,
+        link_runtime: bool,
+        extra: &[&str],
+    ) -> PathBuf {
+        let table = self.path(&format!("{exe_name}_table.c"));
         std::fs::write(&table, site_table(n_sites, n_hists)).expect("write the site table");
-        let exe = self.path(driver);
+        let exe = self.path(exe_name);
         let c_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
         let runtime_src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c");
         // panic_kabi.h, for drivers that include the runtime's source or the
@@ -87,11 +105,46 @@ impl Harness {
         if link_runtime {
             cmd.arg(self.path(STATIC_LIB_FILE_NAME));
         }
-        cmd.arg("-o").arg(&exe);
+        cmd.args(extra).arg("-o").arg(&exe);
         let out = cmd.output().expect("run gcc");
         assert!(
             out.status.success(),
             "gcc failed to build {driver}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        exe
+    }
+
+    /// Builds `tests/c/<driver>.c` the way a program built without
+    /// cargo-panic is: no runtime, no site table, and of cargo-panic's
+    /// headers only the user header ([`USER_HEADER`], written alone into a
+    /// directory of its own). `-Wall -Wextra -Wpedantic -Werror`, C99.
+    pub fn build_plain(&self, driver: &str) -> PathBuf {
+        let include = self.path("user-include");
+        std::fs::create_dir_all(&include).expect("create the include dir");
+        std::fs::write(include.join(USER_HEADER_FILE_NAME), USER_HEADER)
+            .expect("write the user header");
+        let exe = self.path(driver);
+        let c_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/c");
+        let out = Command::new("gcc")
+            .args([
+                "-std=c99",
+                "-O2",
+                "-Wall",
+                "-Wextra",
+                "-Wpedantic",
+                "-Werror",
+            ])
+            .arg("-I")
+            .arg(&include)
+            .arg(c_dir.join(format!("{driver}.c")))
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .expect("run gcc");
+        assert!(
+            out.status.success(),
+            "gcc failed to build {driver} without cargo-panic:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
         exe
@@ -256,4 +309,62 @@ pub fn assert_dump_matches_live(dump: &panic_runtime::Snapshot, live: &panic_run
         live.header,
         dump.counters == live.counters
     );
+}
+
+/// A driver that talks over pipes: it prints lines and waits for lines on
+/// stdin between its steps.
+pub struct Driver {
+    pub child: Child,
+    pub stdin: ChildStdin,
+    pub stdout: BufReader<ChildStdout>,
+}
+
+impl Driver {
+    pub fn spawn(mut cmd: std::process::Command) -> Driver {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the driver");
+        let stdin = child.stdin.take().expect("piped");
+        let stdout = BufReader::new(child.stdout.take().expect("piped"));
+        Driver {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    pub fn line(&mut self) -> String {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read a line");
+        line
+    }
+
+    pub fn go(&mut self) {
+        self.send("go");
+    }
+
+    /// Writes `line` and a newline to the driver's stdin.
+    pub fn send(&mut self, line: &str) {
+        self.stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .expect("write to the driver");
+        self.stdin.flush().expect("flush");
+    }
+
+    /// Waits for the end (boundedly); returns the exit code and stderr.
+    pub fn finish(mut self) -> (Option<i32>, String) {
+        drop(self.stdin);
+        let status = wait_limited(&mut self.child);
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .expect("piped")
+            .read_to_string(&mut err)
+            .expect("read stderr");
+        (status.code(), err)
+    }
 }

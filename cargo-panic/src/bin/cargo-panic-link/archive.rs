@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use ar_archive_writer::{ArchiveKind, DEFAULT_OBJECT_READER, NewArchiveMember};
-use cargo_panic::manifest::Input;
+use cargo_panic_core::manifest::Input;
 use memmap2::Mmap;
 use object::read::archive::ArchiveFile;
 
@@ -152,7 +152,7 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
                         });
                     }
                     let instrumented = fmt == Format::Elf
-                        && cargo_panic::linked::inspect_input(&data[range.clone()]).instrumented;
+                        && cargo_panic_core::linked::inspect_input(&data[range.clone()]).instrumented;
                     members.push(Member {
                         name: mname,
                         key,
@@ -170,7 +170,7 @@ pub fn load(path: &Path, jobs: &mut Vec<Job>) -> Result<Loaded> {
         }
         Format::Elf => Kind::Native {
             format: Format::Elf,
-            instrumented: cargo_panic::linked::inspect_input(&map(path)?).instrumented,
+            instrumented: cargo_panic_core::linked::inspect_input(&map(path)?).instrumented,
         },
         other => Kind::Native {
             format: other,

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context as _, Result, anyhow};
-use cargo_panic::fsutil;
+use cargo_panic_core::fsutil;
 use inkwell::OptimizationLevel;
 use inkwell::context::Context;
 use inkwell::memory_buffer::MemoryBuffer;
@@ -184,7 +184,7 @@ fn compile(job: &Job, s: &Settings) -> Result<Done> {
             n_hists: 0,
         }
     };
-    if let Some(dir) = std::env::var_os(cargo_panic::env::DUMP_IR) {
+    if let Some(dir) = std::env::var_os(cargo_panic_core::env::DUMP_IR) {
         let path = Path::new(&dir).join(format!("{key}.ll"));
         module
             .print_to_file(&path)

@@ -4,8 +4,10 @@
 //! files and rlibs whose members are bitcode. It instruments every bitcode module,
 //! optimises it at the profile's level, emits native objects in parallel (cached by
 //! content), and links the result with the runtime (last) and the native inputs
-//! (std, C from build scripts) through the real linker. It then reads the linked
-//! file's sites section and writes `<output>.panic.json`.
+//! (std, C from build scripts) through the real linker, exporting the runtime's
+//! price API from the executable (`--export-dynamic-symbol`, for `panic-api`'s
+//! dlsym). It then reads the linked file's sites section and writes
+//! `<output>.panic.json`.
 //!
 //! Invariants:
 //! - No bitcode reaches the real linker: every final input is checked, and a bitcode
@@ -22,9 +24,9 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use cargo_panic::linkargs::{self, Arg};
-use cargo_panic::manifest::{self, Input, Manifest};
-use cargo_panic::{env, fsutil};
+use cargo_panic_core::linkargs::{self, Arg};
+use cargo_panic_core::manifest::{self, Input, Manifest};
+use cargo_panic_core::{env, fsutil};
 use panic_passes::DwellRule;
 
 use crate::archive::{Format, Loaded, sniff};
@@ -169,10 +171,14 @@ fn run() -> Result<i32> {
             Arg::Other(words) => final_args.extend(words.iter().cloned()),
         }
     }
-    // The runtime goes last: its trailer pages must end the data sections.
     if instrument {
+        // The price API, found by dlsym from the program's own code (panic-api):
+        // an executable exports nothing unless told (a shared output would
+        // export it anyway, but gets no runtime).
+        final_args.push(linkargs::export_dynamic(&linkargs::RUNTIME_EXPORTS));
+        // The runtime goes last: its trailer pages must end the data sections.
         final_args.push(
-            cargo_panic::clang::runtime_archive(&panic_dir.join("runtime"))?
+            cargo_panic_core::clang::runtime_archive(&panic_dir.join("runtime"))?
                 .display()
                 .to_string(),
         );
@@ -190,7 +196,7 @@ fn run() -> Result<i32> {
 
     // 6. Manifest and stats, only for a successful link: the sites come from
     // the linked file itself (Rust modules and any instrumented C alike).
-    let linked = cargo_panic::linked::read(&output)?;
+    let linked = cargo_panic_core::linked::read(&output)?;
     let manifest = Manifest {
         format: manifest::FORMAT,
         tool: format!("cargo-panic {}", env!("CARGO_PKG_VERSION")),

@@ -1,0 +1,327 @@
+//! The price controller (DESIGN §4 "Prices"): the run config that sets it up
+//! and the projected dual ascent it runs, `p <- max(0, p + a·(usage − capacity))`.
+//! Pure: the IO shell (`run_cmd`) measures usage and writes the prices.
+//!
+//! The run config (`cargo panic run --config run.yaml`), YAML or JSON:
+//!
+//! ```yaml
+//! period: 250ms              # how often usage is measured and prices move
+//! controller:                # the same fields as a `verify --controller` file
+//!   resources: [cpu, memory] # cpu (cores), memory (bytes), io (bytes/s)
+//!   capacity: [1.5, 314572800]
+//!   step: [0.5, 1.0e-8]      # one number, or one per resource
+//!   sensitivity: [[1, 0], [0, 1]]  # optional here (the verifier needs it)
+//! ```
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::budget::parse_duration;
+
+/// The resources a run can price, in the price map's order.
+pub const RESOURCES: [&str; 5] = panic_bpf::RESOURCES;
+
+/// What the run config file holds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunConfigFile {
+    #[serde(default)]
+    period: Option<String>,
+    #[serde(default)]
+    controller: Option<ControllerFile>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ControllerFile {
+    resources: Vec<String>,
+    capacity: Vec<f64>,
+    step: StepFile,
+    #[serde(default)]
+    #[allow(dead_code)] // read by `cargo panic verify --controller`, not by the run
+    sensitivity: Option<Vec<Vec<f64>>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    baseline_usage: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum StepFile {
+    One(f64),
+    Each(Vec<f64>),
+}
+
+/// A validated run config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    pub period_ns: u64,
+    pub controller: Option<ControllerConfig>,
+}
+
+/// A validated controller: resource indexes into [`RESOURCES`], capacities
+/// and step sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerConfig {
+    pub resources: Vec<String>,
+    pub capacity: Vec<f64>,
+    pub step: Vec<f64>,
+}
+
+/// The default period.
+pub const DEFAULT_PERIOD_NS: u64 = 250_000_000;
+
+/// Resources whose usage `cargo panic run` measures.
+pub const MEASURED: [&str; 3] = ["cpu", "memory", "io"];
+
+impl RunConfig {
+    /// Reads and validates a run config; errors name the file, and the line
+    /// and column where the parser knows them.
+    pub fn read(path: &Path) -> Result<RunConfig> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the run config {}", path.display()))?;
+        RunConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}:{e}", path.display()))
+    }
+
+    /// Parses and validates run-config text (errors start with `line:column: `
+    /// when they have a place).
+    pub fn parse(text: &str) -> Result<RunConfig, String> {
+        let file: RunConfigFile = serde_norway::from_str(text).map_err(|e| match e.location() {
+            Some(l) => format!("{}:{}: {e}", l.line(), l.column()),
+            None => format!(" {e}"),
+        })?;
+        let period_ns = match &file.period {
+            None => DEFAULT_PERIOD_NS,
+            Some(p) => parse_duration(p)
+                .filter(|&ns| ns >= 1_000_000)
+                .ok_or_else(|| {
+                    format!(" period '{p}' is not a duration of at least 1ms (e.g. 250ms)")
+                })?,
+        };
+        let controller = file.controller.map(validate).transpose()?;
+        Ok(RunConfig {
+            period_ns,
+            controller,
+        })
+    }
+}
+
+fn validate(c: ControllerFile) -> Result<ControllerConfig, String> {
+    let n = c.resources.len();
+    if n == 0 {
+        return Err(" controller.resources is empty: name at least one of cpu, memory, io".into());
+    }
+    for (i, r) in c.resources.iter().enumerate() {
+        if !RESOURCES.contains(&r.as_str()) {
+            return Err(format!(
+                " controller.resources[{i}] '{r}' is not a resource (cpu, memory, io, network, dwell)"
+            ));
+        }
+        if !MEASURED.contains(&r.as_str()) {
+            return Err(format!(
+                " controller.resources[{i}] '{r}': cargo panic run does not measure {r} usage yet (it measures cpu, memory and io)"
+            ));
+        }
+        if c.resources[..i].contains(r) {
+            return Err(format!(" controller.resources names '{r}' twice"));
+        }
+    }
+    if c.capacity.len() != n {
+        return Err(format!(
+            " controller.capacity has {} values for {n} resources",
+            c.capacity.len()
+        ));
+    }
+    if let Some((i, v)) = c
+        .capacity
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite() || **v < 0.0)
+    {
+        return Err(format!(
+            " controller.capacity[{i}] = {v}: capacities are finite and >= 0"
+        ));
+    }
+    let step = match c.step {
+        StepFile::One(a) => vec![a; n],
+        StepFile::Each(v) => v,
+    };
+    if step.len() != n {
+        return Err(format!(
+            " controller.step has {} values for {n} resources",
+            step.len()
+        ));
+    }
+    if let Some((i, v)) = step
+        .iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite() || **v <= 0.0)
+    {
+        return Err(format!(
+            " controller.step[{i}] = {v}: steps are finite and > 0"
+        ));
+    }
+    Ok(ControllerConfig {
+        resources: c.resources,
+        capacity: c.capacity,
+        step,
+    })
+}
+
+/// The dual ascent's state: one price per configured resource.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Controller {
+    pub config: ControllerConfig,
+    pub prices: Vec<f64>,
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig) -> Controller {
+        let n = config.resources.len();
+        Controller {
+            config,
+            prices: vec![0.0; n],
+        }
+    }
+
+    /// One period: `p_i <- max(0, p_i + a_i·(usage_i − c_i))`. A resource
+    /// whose usage could not be measured this period keeps its price.
+    pub fn step(&mut self, usage: &[Option<f64>]) -> &[f64] {
+        for (i, p) in self.prices.iter_mut().enumerate() {
+            if let Some(u) = usage.get(i).copied().flatten() {
+                *p = (*p + self.config.step[i] * (u - self.config.capacity[i])).max(0.0);
+            }
+        }
+        &self.prices
+    }
+
+    /// The prices laid out as the price map has them (zeros for resources
+    /// not configured).
+    pub fn map_prices(&self) -> [f64; 5] {
+        let mut out = [0.0; 5];
+        for (r, p) in self.config.resources.iter().zip(&self.prices) {
+            if let Some(i) = RESOURCES.iter().position(|x| x == r) {
+                out[i] = *p;
+            }
+        }
+        out
+    }
+}
+
+/// One period of the profile's controller series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sample {
+    /// Nanoseconds since the program started.
+    pub t_ns: u64,
+    /// Per configured resource; null when it could not be measured.
+    pub usage: Vec<Option<f64>>,
+    pub price: Vec<f64>,
+}
+
+/// The profile's `controller` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ControllerSeries {
+    pub period_ns: u64,
+    pub resources: Vec<String>,
+    pub capacity: Vec<f64>,
+    pub step: Vec<f64>,
+    /// Units of usage and capacity, per resource.
+    pub units: Vec<String>,
+    pub samples: Vec<Sample>,
+}
+
+impl ControllerSeries {
+    pub fn new(period_ns: u64, c: &ControllerConfig) -> ControllerSeries {
+        ControllerSeries {
+            period_ns,
+            resources: c.resources.clone(),
+            capacity: c.capacity.clone(),
+            step: c.step.clone(),
+            units: c.resources.iter().map(|r| unit(r).to_string()).collect(),
+            samples: Vec::new(),
+        }
+    }
+}
+
+/// What usage of a resource is measured in.
+pub fn unit(resource: &str) -> &'static str {
+    match resource {
+        "cpu" => "cores",
+        "memory" => "bytes",
+        "io" => "bytes/s",
+        "network" => "bytes/s",
+        "dwell" => "seconds",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_config_parses() {
+        let c = RunConfig::parse(
+            "period: 100ms\ncontroller:\n  resources: [cpu, memory]\n  capacity: [1.5, 1000]\n  step: 0.5\n",
+        )
+        .unwrap();
+        assert_eq!(c.period_ns, 100_000_000);
+        let k = c.controller.unwrap();
+        assert_eq!(k.step, vec![0.5, 0.5]);
+        assert_eq!(RunConfig::parse("{}").unwrap().period_ns, DEFAULT_PERIOD_NS);
+    }
+
+    #[test]
+    fn bad_run_configs_are_located() {
+        for (text, needle) in [
+            ("perod: 1s\n", "1:1: unknown field `perod`"),
+            ("period: soon\n", "period 'soon' is not a duration"),
+            ("period: 10us\n", "at least 1ms"),
+            (
+                "controller:\n  resources: [gpu]\n  capacity: [1]\n  step: 1\n",
+                "'gpu' is not a resource",
+            ),
+            (
+                "controller:\n  resources: [network]\n  capacity: [1]\n  step: 1\n",
+                "does not measure network",
+            ),
+            (
+                "controller:\n  resources: [cpu]\n  capacity: [1, 2]\n  step: 1\n",
+                "2 values for 1 resources",
+            ),
+            (
+                "controller:\n  resources: [cpu]\n  capacity: [1]\n  step: 0\n",
+                "steps are finite and > 0",
+            ),
+            (
+                "controller:\n  resources: [cpu, cpu]\n  capacity: [1, 1]\n  step: 1\n",
+                "twice",
+            ),
+        ] {
+            let e = RunConfig::parse(text).unwrap_err();
+            assert!(e.contains(needle), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn prices_rise_over_capacity_and_never_go_below_zero() {
+        let mut c = Controller::new(ControllerConfig {
+            resources: vec!["memory".into(), "cpu".into()],
+            capacity: vec![100.0, 1.0],
+            step: vec![0.01, 0.5],
+        });
+        c.step(&[Some(150.0), Some(0.5)]);
+        assert_eq!(c.prices, vec![0.5, 0.0]);
+        c.step(&[Some(150.0), None]);
+        assert_eq!(
+            c.prices,
+            vec![1.0, 0.0],
+            "an unmeasured resource keeps its price"
+        );
+        c.step(&[Some(0.0), Some(3.0)]);
+        assert_eq!(c.prices, vec![0.0, 1.0]);
+        assert_eq!(c.map_prices(), [1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
