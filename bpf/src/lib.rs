@@ -19,6 +19,38 @@ mod skel {
 
 pub mod bpffs;
 
+mod syscall_names {
+    include!(concat!(env!("OUT_DIR"), "/syscall_names.rs"));
+}
+
+/// The name of x86-64 system call `nr` (from the kernel headers at build
+/// time), or `syscall_<nr>`.
+pub fn syscall_name(nr: u32) -> String {
+    syscall_names::SYSCALL_NAMES
+        .iter()
+        .find(|(n, _)| *n == nr)
+        .map_or_else(|| format!("syscall_{nr}"), |(_, name)| (*name).to_string())
+}
+
+/// What `Monitor::start` loads beyond the scheduler accounting.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options<'a> {
+    /// Dwell budgets to enforce (a 1 ms tick per CPU when not empty).
+    pub budgets: &'a [BudgetSpec],
+    /// The syscall path: count and time per system call (sys_enter/sys_exit).
+    pub syscalls: bool,
+}
+
+/// One system call number over all watched tasks (syscall path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyscallTimes {
+    pub nr: u32,
+    pub name: String,
+    pub count: u64,
+    /// From entry to exit, time blocked inside included.
+    pub ns: u64,
+}
+
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -193,6 +225,8 @@ pub struct KernelReport {
     pub budget_events: Vec<BudgetEvent>,
     /// Budget events the ring buffer could not hold.
     pub lost_events: u64,
+    /// Per system call, busiest first (empty unless the syscall path ran).
+    pub syscalls: Vec<SyscallTimes>,
 }
 
 impl KernelReport {
@@ -325,7 +359,8 @@ impl Monitor {
     /// pins its thread table (initialised, owner unset) and its budgets in a
     /// new run directory. With budgets, every online CPU also gets a
     /// millisecond tick that checks the thread it runs.
-    pub fn start(n_sites: u32, budgets: &[BudgetSpec]) -> Result<Monitor, KernelError> {
+    pub fn start(n_sites: u32, opts: &Options<'_>) -> Result<Monitor, KernelError> {
+        let budgets = opts.budgets;
         check_supported()?;
         bpffs::ensure_mounted()?;
         let run = RunDir::create()?;
@@ -353,8 +388,12 @@ impl Monitor {
             .expect("the object has a .rodata section (n_sites)");
         rodata.n_sites = n_sites;
         rodata.have_budgets = u32::from(!budgets.is_empty());
+        rodata.syscall_path = u32::from(opts.syscalls);
         // Without budgets the tick is never attached: do not even load it.
         open.progs.panic_tick.set_autoload(!budgets.is_empty());
+        // The syscall path costs every system call two probes: only on request.
+        open.progs.panic_sys_enter.set_autoload(opts.syscalls);
+        open.progs.panic_sys_exit.set_autoload(opts.syscalls);
         let mut skel = open.load().map_err(load_error)?;
         skel.attach()
             .map_err(bpf_err("attaching the scheduler tracepoints"))?;
@@ -599,8 +638,37 @@ impl Monitor {
             tasks.push(task_times(&t));
         }
         tasks.sort_by_key(|t| t.tid);
+        // Read whether or not the path was asked for: without it the
+        // programs are not loaded and every count stays 0.
+        let mut syscalls = Vec::new();
+        {
+            let map = &self.skel.maps.syscalls;
+            for nr in 0..PANIC_SYSCALLS {
+                let Some(per_cpu) = map
+                    .lookup_percpu(&nr.to_ne_bytes(), MapFlags::ANY)
+                    .map_err(bpf_err("reading the syscall counts"))?
+                else {
+                    continue;
+                };
+                let (mut count, mut ns) = (0u64, 0u64);
+                for v in per_cpu.iter().filter(|v| v.len() >= 16) {
+                    count += u64::from_ne_bytes(v[..8].try_into().expect("8 bytes"));
+                    ns += u64::from_ne_bytes(v[8..16].try_into().expect("8 bytes"));
+                }
+                if count > 0 {
+                    syscalls.push(SyscallTimes {
+                        nr,
+                        name: syscall_name(nr),
+                        count,
+                        ns,
+                    });
+                }
+            }
+            syscalls.sort_by(|a, b| b.ns.cmp(&a.ns).then(a.nr.cmp(&b.nr)));
+        }
         let bss = self.skel.maps.bss_data.as_deref();
         Ok(KernelReport {
+            syscalls,
             tasks,
             sites,
             outside,
@@ -838,12 +906,13 @@ fn load_error(e: libbpf_rs::Error) -> KernelError {
 // The numbers of panic_kabi.h the loader writes. The header is the definition;
 // the skeleton carries types, not macros, so these few are checked against the
 // header's text at test time (tests::constants_match_the_header).
-pub const PANIC_KABI_VERSION: u32 = 3;
+pub const PANIC_KABI_VERSION: u32 = 4;
 pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_4b43_494e_4150;
 pub const PANIC_KNO_SITE: u32 = u32::MAX;
 pub const PANIC_TS_CARRIER: u32 = 6;
 pub const PANIC_PRICES_MAGIC: u64 = 0x4352_5043_494e_4150;
 pub const PANIC_PRICE_ONE: u64 = 1_000_000;
+pub const PANIC_SYSCALLS: u32 = 512;
 pub const PANIC_BUDGET_RECORD: u32 = 1;
 pub const PANIC_BUDGET_SIGNAL: u32 = 2;
 pub const PANIC_BY_KERNEL: u32 = 1;
@@ -892,6 +961,7 @@ mod tests {
             ("PANIC_BY_KERNEL", PANIC_BY_KERNEL),
             ("PANIC_BY_LOADER", PANIC_BY_LOADER),
             ("PANIC_RESOURCES", RESOURCES.len() as u32),
+            ("PANIC_SYSCALLS", PANIC_SYSCALLS),
         ] {
             assert_eq!(num(value(name)), u64::from(v), "{name}");
         }

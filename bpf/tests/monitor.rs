@@ -7,7 +7,7 @@ use panic_bpf::{Monitor, Times};
 const MS: u64 = 1_000_000;
 
 fn monitor() -> Monitor {
-    Monitor::start(4, &[]).unwrap_or_else(|e| {
+    Monitor::start(4, &Default::default()).unwrap_or_else(|e| {
         panic!("the kernel side cannot load here ({e}); these tests need root on a kernel with BTF")
     })
 }
@@ -143,7 +143,14 @@ fn budgets_are_pinned_and_removed_with_the_monitor() {
         budget_ns: 50 * MS,
         signal: Some(9),
     };
-    let m = Monitor::start(4, &[budget]).unwrap();
+    let m = Monitor::start(
+        4,
+        &panic_bpf::Options {
+            budgets: &[budget],
+            syscalls: false,
+        },
+    )
+    .unwrap();
     let dir = m.run_dir().to_path_buf();
     let pin = dir.join(panic_bpf::BUDGETS_PIN);
     assert!(pin.exists());
@@ -182,4 +189,44 @@ fn prices_are_published_and_only_root_opens_them() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("Permission denied"), "{err}");
+}
+
+const SYSCALLS: &str = r#"
+#include <unistd.h>
+int main(void) {
+    for (int i = 0; i < 1000; i++)
+        getppid();
+    return 0;
+}
+"#;
+
+/// The syscall path counts every call of the watched tree by number.
+#[test]
+fn the_syscall_path_counts_calls_by_name() {
+    let exe = c_program("syscalls", SYSCALLS);
+    let m = Monitor::start(
+        4,
+        &panic_bpf::Options {
+            budgets: &[],
+            syscalls: true,
+        },
+    )
+    .unwrap();
+    let mut child = m.spawn(&mut Command::new(&exe)).unwrap();
+    assert!(child.wait().unwrap().success());
+    let r = m.report().unwrap();
+    let getppid: Vec<_> = r.syscalls.iter().filter(|s| s.name == "getppid").collect();
+    assert_eq!(getppid.len(), 1, "{:?}", r.syscalls);
+    assert_eq!(getppid[0].count, 1000);
+    assert!(getppid[0].ns > 0);
+    assert!(
+        r.syscalls.iter().any(|s| s.name == "execve"),
+        "{:?}",
+        r.syscalls
+    );
+    // Off by default: nothing counted.
+    let m = monitor();
+    let mut child = m.spawn(&mut Command::new(&exe)).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(m.report().unwrap().syscalls.is_empty());
 }

@@ -115,6 +115,9 @@ pub struct KernelSection {
     /// The budgets in force (`--budget`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<ProfileBudget>,
+    /// Per system call over all watched tasks, busiest first (`--syscalls`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub syscalls: Vec<KernelSyscall>,
     /// Budget events the kernel could not pass on (its ring buffer was full).
     #[serde(default, skip_serializing_if = "is_zero64")]
     pub lost_budget_events: u64,
@@ -122,6 +125,16 @@ pub struct KernelSection {
 
 fn is_zero64(v: &u64) -> bool {
     *v == 0
+}
+
+/// One system call over all watched tasks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KernelSyscall {
+    pub name: String,
+    pub nr: u32,
+    pub count: u64,
+    /// Entry to exit, summed (time blocked inside included).
+    pub total_ns: u64,
 }
 
 /// A budget in force.
@@ -236,6 +249,7 @@ impl KernelSection {
             lost_threads: 0,
             threads: Vec::new(),
             budgets: Vec::new(),
+            syscalls: Vec::new(),
             lost_budget_events: 0,
         }
     }
@@ -304,6 +318,16 @@ pub fn join(
         lost_threads: report.lost_tasks,
         threads,
         budgets: Vec::new(),
+        syscalls: report
+            .syscalls
+            .iter()
+            .map(|s| KernelSyscall {
+                name: s.name.clone(),
+                nr: s.nr,
+                count: s.count,
+                total_ns: s.ns,
+            })
+            .collect(),
         lost_budget_events: report.lost_events,
     };
     (section, sites)

@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod linkargs;
 pub mod linked;
 pub mod manifest;
+pub mod metrics;
 pub mod profile;
 pub mod toolchain;
 

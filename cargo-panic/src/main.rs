@@ -86,6 +86,16 @@ enum Command {
         /// (resources, capacity, step); see README "Prices". Implies `--kernel`.
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
+        /// Serve Prometheus metrics (`dwell_seconds_current`, prices, calls)
+        /// on HOST:PORT at /metrics while the program runs (port 0: any free
+        /// port; the address is printed)
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
+        /// Count and time every system call of the watched tasks, by name
+        /// (the kernel side's syscall path; off by default: it costs each
+        /// system call two probes). Implies `--kernel`.
+        #[arg(long)]
+        syscalls: bool,
         /// The binary and its arguments
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -182,8 +192,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             kernel,
             budget,
             config,
+            metrics,
+            syscalls,
             command,
-        } => run_cmd::run(&out, kernel, &budget, config.as_deref(), &command),
+        } => run_cmd::run(
+            &out,
+            &run_cmd::RunOptions {
+                kernel,
+                budgets: budget,
+                config,
+                metrics,
+                syscalls,
+            },
+            &command,
+        ),
         Command::Cc {
             out,
             uninstrumented_on_error,

@@ -414,6 +414,15 @@ fn render_kernel_summary(out: &mut String, k: &KernelSection) {
     } else if let Some(r) = &k.reason {
         let _ = writeln!(out, "        {r}");
     }
+    if !k.syscalls.is_empty() {
+        let top: Vec<String> = k
+            .syscalls
+            .iter()
+            .take(6)
+            .map(|c| format!("{} {}x {}", c.name, c.count, fmt_ns(c.total_ns)))
+            .collect();
+        let _ = writeln!(out, "        syscalls (busiest first): {}", top.join(", "));
+    }
     if k.missed_events > 0 {
         let _ = writeln!(
             out,

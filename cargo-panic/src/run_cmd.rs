@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use cargo_panic_core::budget::{self, Budget};
 use cargo_panic_core::controller::{self, Controller, ControllerSeries, RunConfig, Sample};
 use cargo_panic_core::manifest::Manifest;
+use cargo_panic_core::metrics;
 use cargo_panic_core::profile::{Exit, Profile};
 use panic_runtime::Clock;
 use panic_runtime::abi;
@@ -77,13 +78,13 @@ pub enum KernelMode {
 fn start_monitor(
     mode: KernelMode,
     n_sites: usize,
-    budgets: &[panic_bpf::BudgetSpec],
+    opts: &panic_bpf::Options<'_>,
 ) -> Result<Option<Result<panic_bpf::Monitor, String>>> {
     if mode == KernelMode::Off {
         return Ok(None);
     }
     let n = u32::try_from(n_sites).context("too many sites for the kernel side")?;
-    match panic_bpf::Monitor::start(n, budgets) {
+    match panic_bpf::Monitor::start(n, opts) {
         Ok(m) => Ok(Some(Ok(m))),
         Err(e) if mode == KernelMode::Auto => {
             eprintln!("cargo-panic: running without kernel data: {e}");
@@ -205,13 +206,19 @@ impl ProcUsage {
     }
 }
 
-pub fn run(
-    out: &Path,
-    kernel: Option<KernelMode>,
-    budget_specs: &[String],
-    config: Option<&Path>,
-    command: &[String],
-) -> Result<i32> {
+/// `cargo panic run`'s options beyond the profile path and the command.
+#[derive(Debug, Default)]
+pub struct RunOptions {
+    pub kernel: Option<KernelMode>,
+    pub budgets: Vec<String>,
+    pub config: Option<PathBuf>,
+    pub metrics: Option<String>,
+    /// The kernel's syscall path (count and time per system call).
+    pub syscalls: bool,
+}
+
+pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
+    let (kernel, budget_specs, config) = (opts.kernel, &opts.budgets, opts.config.as_deref());
     let binary = PathBuf::from(&command[0]);
     let args = &command[1..];
     // Everything that can be wrong is checked before the program runs.
@@ -225,6 +232,15 @@ pub fn run(
             Some(_) => bail!(
                 "the run config has a price controller, whose prices live in the kernel side's price map, \
                  so it cannot go with --kernel=off or --kernel=auto; use --kernel (or leave it out)"
+            ),
+        }
+    }
+    if opts.syscalls {
+        match kernel {
+            None | Some(KernelMode::On) => mode = KernelMode::On,
+            Some(_) => bail!(
+                "--syscalls is counted by the kernel side, so it cannot go with --kernel=off or --kernel=auto; \
+                 use --kernel (or leave it out)"
             ),
         }
     }
@@ -249,12 +265,36 @@ pub fn run(
     let seg = SegmentFile(dir.join(format!("{SEGMENT_PREFIX}{}-{nanos}", std::process::id())));
 
     // Loaded before the program starts, so it is watched from its first instruction.
-    let monitor = start_monitor(kernel, manifest.sites.len(), &budget_list)?;
+    let monitor = start_monitor(
+        kernel,
+        manifest.sites.len(),
+        &panic_bpf::Options {
+            budgets: &budget_list,
+            syscalls: opts.syscalls,
+        },
+    )?;
 
     let exec_path = if binary.components().count() == 1 {
         Path::new(".").join(&binary)
     } else {
         binary.clone()
+    };
+    let manifest = std::sync::Arc::new(manifest);
+    let shared_prices: metrics::SharedPrices = std::sync::Arc::new(std::sync::Mutex::new(
+        matches!(monitor, Some(Ok(_))).then(|| vec![0.0; panic_bpf::RESOURCES.len()]),
+    ));
+    let _metrics = match &opts.metrics {
+        Some(addr) => {
+            let server = metrics::Server::start(
+                addr,
+                manifest.clone(),
+                seg.0.clone(),
+                shared_prices.clone(),
+            )?;
+            eprintln!("cargo-panic: metrics on http://{}/metrics", server.addr);
+            Some(server)
+        }
+        None => None,
     };
     let mut cmd = Command::new(&exec_path);
     cmd.args(args).env(abi::ENV_SHM, &seg.0);
@@ -270,7 +310,7 @@ pub fn run(
     // While the target runs, Ctrl-C goes to it (same process group); we wait for
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
-    let guard = IgnoreInterrupts::new();
+    let guard = IgnoreInterrupts::new(child.id());
     let controller_config = run_config.as_ref().and_then(|c| c.controller.clone());
     let mut series = None;
     let status = match &monitor {
@@ -293,6 +333,9 @@ pub fn run(
                 let u = usage.sample(&c.config.resources);
                 c.step(&u);
                 m.set_prices(&c.map_prices());
+                if let Ok(mut p) = shared_prices.lock() {
+                    *p = Some(c.map_prices().to_vec());
+                }
                 s.samples.push(Sample {
                     t_ns: started.elapsed().as_nanos() as u64,
                     usage: u,
@@ -366,20 +409,42 @@ pub fn run(
     Ok(cargo_panic_core::exit_code(status))
 }
 
-/// Ignores SIGINT and SIGQUIT in this process while the target runs (the terminal
-/// delivers them to the target too), restoring them on drop.
+/// The target's pid while it runs, for the forwarding handler (0: none).
+static TARGET_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+/// SIGTERM or SIGHUP to cargo-panic goes on to the target; cargo-panic keeps
+/// waiting, so the target's end is still profiled and everything this run
+/// made (pins, links, segment) is still removed.
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = TARGET_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
+
+/// While the target runs: SIGINT and SIGQUIT are ignored here (the terminal
+/// delivers them to the target too, in the same process group), SIGTERM and
+/// SIGHUP are forwarded to it. Restored on drop.
 struct IgnoreInterrupts {
-    old_int: libc::sighandler_t,
-    old_quit: libc::sighandler_t,
+    old: [(libc::c_int, libc::sighandler_t); 4],
 }
 
 impl IgnoreInterrupts {
-    fn new() -> Self {
-        // SAFETY: setting a signal disposition to SIG_IGN is always sound.
+    fn new(target: u32) -> Self {
+        TARGET_PID.store(target as i32, std::sync::atomic::Ordering::Relaxed);
+        let handler = forward as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: SIG_IGN and a handler that only calls kill are sound dispositions.
         unsafe {
             IgnoreInterrupts {
-                old_int: libc::signal(libc::SIGINT, libc::SIG_IGN),
-                old_quit: libc::signal(libc::SIGQUIT, libc::SIG_IGN),
+                old: [
+                    (libc::SIGINT, libc::signal(libc::SIGINT, libc::SIG_IGN)),
+                    (libc::SIGQUIT, libc::signal(libc::SIGQUIT, libc::SIG_IGN)),
+                    (libc::SIGTERM, libc::signal(libc::SIGTERM, handler)),
+                    (libc::SIGHUP, libc::signal(libc::SIGHUP, handler)),
+                ],
             }
         }
     }
@@ -389,8 +454,10 @@ impl Drop for IgnoreInterrupts {
     fn drop(&mut self) {
         // SAFETY: restores the dispositions saved in `new`.
         unsafe {
-            libc::signal(libc::SIGINT, self.old_int);
-            libc::signal(libc::SIGQUIT, self.old_quit);
+            for (sig, old) in self.old {
+                libc::signal(sig, old);
+            }
         }
+        TARGET_PID.store(0, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -16,7 +16,8 @@ fn c_split() -> (tempfile::TempDir, PathBuf) {
     let dir = build_c_example(
         "c-split",
         &[
-            "--time", "spin", "--time", "nap", "--time", "burn", "--time", "hog", "--time", "stuck",
+            "--time", "spin", "--time", "nap", "--time", "burn", "--time", "hog", "--time",
+            "stuck", "--time", "calls",
         ],
     );
     let exe = dir.path().join("c-split");
@@ -432,4 +433,254 @@ fn a_bad_run_config_is_located() {
         err.contains("run.yaml:2:1: unknown field `controler`"),
         "{err}"
     );
+}
+
+/// One sample: metric name, labels, value.
+type PromSample = (String, Vec<(String, String)>, f64);
+
+/// Checks one exposition in Prometheus text format 0.0.4: every line is a
+/// HELP or TYPE comment or a sample `name{label="v",...} value`, every
+/// sample's family has a TYPE, names and labels are well formed, values parse.
+fn parse_prometheus(text: &str) -> Vec<PromSample> {
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && n.chars().enumerate().all(|(i, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut typed = std::collections::HashSet::new();
+    let mut samples = Vec::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let mut w = rest.split_whitespace();
+            let (n, t) = (w.next().unwrap(), w.next().unwrap());
+            assert!(name_ok(n), "{line}");
+            assert!(
+                ["gauge", "counter", "histogram", "summary", "untyped"].contains(&t),
+                "{line}"
+            );
+            typed.insert(n.to_string());
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment: {line}");
+        let (head, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("no value: {line}"));
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value: {line}"));
+        let (name, labels) = match head.split_once('{') {
+            None => (head.to_string(), Vec::new()),
+            Some((n, rest)) => {
+                let body = rest
+                    .strip_suffix('}')
+                    .unwrap_or_else(|| panic!("unclosed labels: {line}"));
+                let mut labels = Vec::new();
+                let mut s = body;
+                while !s.is_empty() {
+                    let (k, r) = s
+                        .split_once("=\"")
+                        .unwrap_or_else(|| panic!("bad label: {line}"));
+                    assert!(name_ok(k), "bad label name: {line}");
+                    let mut v = String::new();
+                    let mut chars = r.char_indices();
+                    let end = loop {
+                        match chars.next() {
+                            Some((_, '\\')) => v.push(chars.next().unwrap().1),
+                            Some((i, '"')) => break i,
+                            Some((_, c)) => v.push(c),
+                            None => panic!("unterminated label value: {line}"),
+                        }
+                    };
+                    labels.push((k.to_string(), v));
+                    s = r[end + 1..].trim_start_matches(',');
+                }
+                (n.to_string(), labels)
+            }
+        };
+        assert!(name_ok(&name), "bad name: {line}");
+        let family = name.trim_end_matches("_total");
+        assert!(
+            typed.contains(&name) || typed.contains(family),
+            "no TYPE for {name}"
+        );
+        samples.push((name, labels, value));
+    }
+    samples
+}
+
+/// `--metrics` serves Prometheus text over loopback while the program runs:
+/// the region a thread is blocked in shows its growing dwell.
+#[test]
+fn metrics_are_served_in_prometheus_text_format() {
+    use std::io::{BufRead, Read, Write};
+    let (_dir, exe) = c_split();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut child = cargo_panic()
+        .args(["run", "--kernel", "--metrics", "127.0.0.1:0", "--out"])
+        .arg(out_dir.path().join("p.json"))
+        .arg("--")
+        .arg(&exe)
+        .args(["stuck", "1500"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "no metrics address printed"
+        );
+        if let Some(rest) = line.trim().strip_prefix("cargo-panic: metrics on http://") {
+            break rest.trim_end_matches("/metrics").to_string();
+        }
+    };
+    assert!(addr.starts_with("127.0.0.1:"), "{addr}");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let (head, body) = resp.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    let samples = parse_prometheus(body);
+    let get = |name: &str, label: Option<(&str, &str)>| {
+        samples
+            .iter()
+            .find(|(n, l, _)| {
+                n == name && label.is_none_or(|(k, v)| l.iter().any(|(a, b)| a == k && b == v))
+            })
+            .map(|s| s.2)
+            .unwrap_or_else(|| panic!("no {name} {label:?} in\n{body}"))
+    };
+    let stuck = get("dwell_seconds_current", Some(("region", "stuck")));
+    assert!(
+        (0.3..1.5).contains(&stuck),
+        "stuck for about 0.5 s: {stuck}\n{body}"
+    );
+    let avg = get("dwell_seconds_current_average", None);
+    assert!((0.3..1.5).contains(&avg), "{avg}");
+    assert_eq!(get("cargo_panic_threads_in_regions", None), 1.0);
+    assert_eq!(get("cargo_panic_price", Some(("resource", "cpu"))), 0.0);
+    assert_eq!(
+        get("cargo_panic_calls_total", Some(("function", "stuck"))),
+        1.0
+    );
+    // Not /metrics: 404.
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        s,
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 404"), "{resp}");
+    assert!(child.wait().unwrap().success());
+}
+
+/// The autoscaler files parse and scale on the metric the run serves.
+#[test]
+fn the_deploy_files_scale_on_the_served_metric() {
+    let read = |f: &str| -> serde_json::Value {
+        let text = std::fs::read_to_string(common::repo().join("deploy").join(f)).unwrap();
+        serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{f}: {e}"))
+    };
+    let hpa = read("hpa.yaml");
+    assert_eq!(hpa["kind"], "HorizontalPodAutoscaler");
+    let m = &hpa["spec"]["metrics"][0]["pods"];
+    assert_eq!(m["metric"]["name"], "dwell_seconds_current_average");
+    assert_eq!(m["target"]["averageValue"], "5");
+    let rules = read("prometheus-adapter.yaml");
+    let rule = &rules["rules"][0];
+    assert!(
+        rule["seriesQuery"]
+            .as_str()
+            .unwrap()
+            .starts_with("dwell_seconds_current_average{")
+    );
+    assert_eq!(rule["name"]["as"], "dwell_seconds_current_average");
+}
+
+/// SIGTERM to cargo-panic goes on to the target; cargo-panic still writes the
+/// profile and removes its pins.
+#[test]
+fn sigterm_is_forwarded_and_the_run_still_cleans_up() {
+    let (_dir, exe) = c_split();
+    let out_dir = tempfile::tempdir().unwrap();
+    let profile = out_dir.path().join("p.json");
+    let child = cargo_panic()
+        .args(["run", "--kernel", "--out"])
+        .arg(&profile)
+        .arg("--")
+        .arg(&exe)
+        .args(["nap", "5000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // Until the target runs (its thread table has an owner).
+    let runs = Path::new("/sys/fs/bpf/cargo-panic");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_dir(runs)
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("{pid}-"))
+            })
+        })
+        .unwrap_or(false)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SAFETY: signals a child process of this test.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(128 + 15), "{}", show(&out));
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    assert_eq!(p["exit"]["signal"], 15);
+    let left = std::fs::read_dir(runs)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{pid}-"))
+        })
+        .count();
+    assert_eq!(left, 0, "pins left behind");
+}
+
+/// `--syscalls` counts every system call of the watched tree by name.
+#[test]
+fn the_syscall_path_counts_each_call() {
+    let (_dir, exe) = c_split();
+    let (out, p) = run_budget(&exe, &["--syscalls"], "syscalls", 5000);
+    assert!(out.status.success(), "{}", show(&out));
+    let calls = p["kernel"]["syscalls"].as_array().unwrap();
+    let getppid: Vec<&Value> = calls.iter().filter(|c| c["name"] == "getppid").collect();
+    assert_eq!(getppid.len(), 1, "{calls:?}");
+    assert_eq!(getppid[0]["count"], 5000);
+    assert!(ns(getppid[0], "total_ns") > 0);
+    // Without the flag the path is not even loaded.
+    let (out, p) = run_budget(&exe, &["--kernel"], "syscalls", 10);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(p["kernel"].get("syscalls").is_none(), "{}", p["kernel"]);
 }

@@ -10,6 +10,8 @@
  *   c-split hog MS       hog() burns MS ms of CPU time; SIGUSR1 makes it exit
  *                        with status 42 (for dwell budgets: --time hog)
  *   c-split stuck MS     stuck() sleeps MS ms; SIGUSR1 makes it exit with 42
+ *   c-split syscalls N   calls getppid() N times in calls() and prints the
+ *                        loop's wall time: "loop_s S" (for --syscalls)
  *   c-split price MS     burns MS ms of CPU time and prints the CPU price
  *                        (panic.h) each time it changes: "cpu_price P seq S"
  *
@@ -26,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* The price API: `cargo panic cc` puts panic.h on the include path; a plain
  * build has no prices. */
@@ -98,6 +101,20 @@ NOINLINE void watch_price(long ms) {
     fflush(stdout);
 }
 
+static double mono_s(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+/* n system calls that do next to nothing: the syscall path's worst case. */
+NOINLINE void calls(long n) {
+    double t0 = mono_s();
+    for (long i = 0; i < n; i++)
+        getppid();
+    printf("loop_s %.6f\n", mono_s() - t0);
+}
+
 static long burn_ms;
 static pthread_barrier_t start;
 
@@ -121,7 +138,7 @@ NOINLINE void *burn(void *name) {
 
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck|price MS\n");
+        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck|syscalls|price MS\n");
         return 2;
     }
     long ms = strtol(argv[2], NULL, 10);
@@ -141,6 +158,8 @@ int main(int argc, char **argv) {
         hog(ms);
     } else if (strcmp(argv[1], "stuck") == 0) {
         stuck(ms);
+    } else if (strcmp(argv[1], "syscalls") == 0) {
+        calls(ms);
     } else if (strcmp(argv[1], "price") == 0) {
         watch_price(ms);
     } else if (strcmp(argv[1], "compete") == 0) {
@@ -152,7 +171,7 @@ int main(int argc, char **argv) {
         pthread_join(a, NULL);
         pthread_join(b, NULL);
     } else {
-        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog, stuck or price)\n", argv[1]);
+        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog, stuck, syscalls or price)\n", argv[1]);
         return 2;
     }
     return 0;

@@ -20,6 +20,9 @@ char LICENSE[] SEC("license") = "GPL";
  * the last, for time spent outside every region. Set by the loader. */
 const volatile __u32 n_sites = 0;
 
+/* Whether the syscall path runs (set by the loader, with its programs). */
+const volatile __u32 syscall_path = 0;
+
 /* Whether any site has a budget (set by the loader). */
 const volatile __u32 have_budgets = 0;
 /* How long past its budget a thread that is off-CPU is left before the
@@ -78,6 +81,30 @@ struct {
     __type(key, __u32);
     __type(value, struct panic_site_budget);
 } budgets SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, PANIC_SYSCALLS);
+    __type(key, __u32);
+    __type(value, struct panic_syscall);
+} syscalls SEC(".maps");
+
+/* The syscall path's per-CPU view of the task on the CPU: the scheduler
+ * programs keep `tid` set to the current task when it is watched (0
+ * otherwise) and move its in-flight call to and from its task storage when it
+ * switches, so the syscall programs need no task storage lookup. */
+struct panic_cpu {
+    __u32 tid;
+    __u32 sys_nr;
+    __u64 sys_since;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_cpu);
+} cpu_cur SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -320,7 +347,17 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
              unsigned int prev_state)
 {
     __u64 now = bpf_ktime_get_ns();
+    __u32 zero = 0;
+    struct panic_cpu *cpu = syscall_path ? bpf_map_lookup_elem(&cpu_cur, &zero) : NULL;
     struct panic_task *ts = bpf_task_storage_get(&tasks, prev, 0, 0);
+    if (cpu) {
+        /* prev's call in flight (it blocks inside it) goes with prev. */
+        if (ts && cpu->tid == ts->tid) {
+            ts->sys_nr = cpu->sys_nr;
+            ts->sys_since = cpu->sys_since;
+        }
+        cpu->tid = 0;
+    }
     if (ts && ts->state < PANIC_TS_DEAD) {
         if (have_budgets)
             check_current(ts, now);
@@ -340,6 +377,11 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
             ts->started = now;
         close_interval(ts, now, next->se.sum_exec_runtime, ts->site, false);
         ts->state = PANIC_TS_ONCPU;
+        if (cpu) {
+            cpu->tid = ts->tid;
+            cpu->sys_nr = ts->sys_nr;
+            cpu->sys_since = ts->sys_since;
+        }
     }
     return 0;
 }
@@ -403,5 +445,37 @@ int BPF_PROG(panic_exit, struct task_struct *p, bool group_dead)
     __u32 tid = ts->tid;
     if (bpf_map_update_elem(&exited, &tid, ts, BPF_ANY) != 0)
         __sync_fetch_and_add(&lost_tasks, 1);
+    return 0;
+}
+
+/* The syscall path (loaded only when the loader asks for it): the call the
+ * current watched task is in, from the per-CPU view (no task storage
+ * lookup), and per call number count and time. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(panic_sys_enter, struct pt_regs *regs, long id)
+{
+    __u32 zero = 0;
+    struct panic_cpu *cpu = bpf_map_lookup_elem(&cpu_cur, &zero);
+    if (!cpu || cpu->tid == 0 || cpu->tid != (__u32)bpf_get_current_pid_tgid())
+        return 0;
+    cpu->sys_nr = (__u32)id;
+    cpu->sys_since = bpf_ktime_get_ns();
+    return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(panic_sys_exit, struct pt_regs *regs, long ret)
+{
+    __u32 zero = 0;
+    struct panic_cpu *cpu = bpf_map_lookup_elem(&cpu_cur, &zero);
+    if (!cpu || cpu->tid == 0 || cpu->sys_since == 0 || cpu->tid != (__u32)bpf_get_current_pid_tgid())
+        return 0;
+    __u32 nr = cpu->sys_nr < PANIC_SYSCALLS ? cpu->sys_nr : PANIC_SYSCALLS - 1;
+    struct panic_syscall *sc = bpf_map_lookup_elem(&syscalls, &nr);
+    if (sc) {
+        sc->count++;
+        sc->ns += bpf_ktime_get_ns() - cpu->sys_since;
+    }
+    cpu->sys_since = 0;
     return 0;
 }

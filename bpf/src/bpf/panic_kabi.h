@@ -27,7 +27,7 @@
 #include <linux/types.h>
 #endif
 
-#define PANIC_KABI_VERSION 3
+#define PANIC_KABI_VERSION 4
 /* "PANICKTH" little-endian: the loader writes it into the thread table. */
 #define PANIC_KTHREADS_MAGIC 0x48544b43494e4150ULL
 /* Slots in the thread table: one per runtime thread slot (the runtime checks
@@ -149,6 +149,15 @@ struct panic_time {
     __u64 io_ns;      /* the part of blocked_ns the kernel marked as I/O wait */
 };
 
+/* The optional syscall path: count and time per system call number over all
+ * watched tasks, in a per-CPU array of PANIC_SYSCALLS elements (numbers at or
+ * above it are counted in the last element). */
+#define PANIC_SYSCALLS 512
+struct panic_syscall {
+    __u64 count;
+    __u64 ns; /* from sys_enter to sys_exit (time blocked inside included) */
+};
+
 /* Task states (panic_task.state). */
 #define PANIC_TS_ONCPU 1
 #define PANIC_TS_RUNQ 2
@@ -179,7 +188,8 @@ struct panic_task {
     __u32 kslot;   /* thread table slot + 1 that named this tid; 0 = not found yet */
     __u32 kclaims; /* low 32 bits of claims + 1 when the table was last searched */
     __u32 missed;  /* scheduler events of this task the programs did not see */
-    __u32 reserved;
+    __u32 sys_nr;  /* syscall path: the call it is in while switched out */
+    __u64 sys_since; /* when it entered it; 0 when not in one */
     char comm[16];
 };
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The syscall path's cost: a loop of N getppid() calls (examples/c-split
+# `syscalls N`, the worst case: calls that do nothing) run three ways,
+# interleaved, BENCH_RUNS times each (default 7):
+#   unwatched   cargo-panic run
+#   watched     cargo-panic run --kernel            (scheduler accounting only)
+#   syscalls    cargo-panic run --syscalls          (plus sys_enter/sys_exit)
+# The program prints its loop's wall time; the table gives medians and the
+# ratios to unwatched. Goal: syscalls / unwatched ≤ 1.30x. Run from the
+# repository root, as root:
+#
+#   sudo bash bench/syscalls.sh [N]          (default 2000000)
+#
+# Nothing here asserts on time; goals are reported as met or MISSED. Scratch
+# space: bench/.work/syscalls (git-ignored, wiped at the start).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+N=${1:-2000000}
+[[ $N =~ ^[1-9][0-9]*$ ]] || { echo "usage: sudo bash bench/syscalls.sh [N]" >&2; exit 2; }
+[[ $(id -u) -eq 0 ]] || { echo "bench: the kernel side needs root: sudo bash bench/syscalls.sh" >&2; exit 1; }
+
+bash scripts/install-deps.sh
+unset CC CXX CFLAGS CXXFLAGS LDFLAGS CARGO_TARGET_DIR
+export CARGO_TERM_COLOR=never LC_ALL=C
+RUNS=${BENCH_RUNS:-7}
+
+W=$ROOT/bench/.work/syscalls
+LOG=$W/logs
+BIN=$W/bin
+OUT=$W/out
+rm -rf "$W"
+mkdir -p "$LOG" "$BIN" "$OUT"
+export CARGO_PANIC_HOME=$W/home
+
+BENCH_START=$EPOCHREALTIME
+BENCH_NAME="syscalls bench"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+
+machine_line "$(clang-19 --version | head -n 1)"
+build_cargo_panic "$BIN"
+note "building examples/c-split"
+cp -r examples/c-split "$W/c-split"
+(cd "$W/c-split" && logged "$LOG/c-split.log" "$BIN/cargo-panic" cc --time calls -- make)
+EXE=$W/c-split/c-split
+
+declare -A FLAGS=([unwatched]="" [watched]="--kernel" [syscalls]="--syscalls")
+VARIANTS=(unwatched watched syscalls)
+declare -A LOOPS
+for ((r = 0; r < RUNS; r++)); do
+  for ((k = 0; k < ${#VARIANTS[@]}; k++)); do
+    v=${VARIANTS[$(((k + r) % ${#VARIANTS[@]}))]}
+    # shellcheck disable=SC2086 # FLAGS holds zero or one word
+    "$BIN/cargo-panic" run ${FLAGS[$v]} --out "$OUT/p-$v-$r.json" -- "$EXE" syscalls "$N" \
+      >"$OUT/out-$v-$r.txt" 2>"$OUT/err-$v-$r.txt"
+    LOOPS[$v]+=" $(sed -n 's/^loop_s //p' "$OUT/out-$v-$r.txt")"
+  done
+  note "round $((r + 1)) of $RUNS"
+done
+
+echo
+echo "machine: $MACHINE"
+echo "c-split syscalls $N (getppid), median of $RUNS interleaved runs, loop wall time:"
+# shellcheck disable=SC2086 # the lists are space-separated numbers
+base=$(median ${LOOPS[unwatched]})
+printf '%-40s %10s %8s %s\n' "variant" "loop s" "ratio" "goal"
+for v in "${VARIANTS[@]}"; do
+  # shellcheck disable=SC2086
+  m=$(median ${LOOPS[$v]})
+  rt=$(ratio "$m" "$base")
+  goal=""
+  [[ $v == syscalls ]] && goal="≤ 1.30x: $(verdict "$rt" 1.30)"
+  printf '%-40s %10s %8s %s\n' "$v (cargo-panic run ${FLAGS[$v]})" "$m" "$rt" "$goal"
+done
+echo "per call: $(awk -v s="$(median ${LOOPS[syscalls]})" -v u="$base" -v n="$N" 'BEGIN{printf "%.0f ns unwatched, %.0f ns with the syscall path", u/n*1e9, s/n*1e9}')"
