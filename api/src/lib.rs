@@ -1,4 +1,4 @@
-//! Resource prices from inside a program built with `cargo panic build`.
+//! Resource prices and fuses from inside a program built with `cargo panic build`.
 //!
 //! The package is `panic-api`; its library is named `cargo_panic`, so a program
 //! that depends on it writes
@@ -22,11 +22,35 @@
 //! `0.0` and the sequence number `0`, so a program can use prices
 //! unconditionally (a price of 0 means "this resource costs nothing right now").
 //!
+//! # Fuses
+//!
+//! A fuse is a named check the program makes to learn whether to shed that
+//! work now: [`fuse!`] (or [`fuse()`]) answers `true` while the fuse of that name
+//! is tripped, and the program then skips, defers or degrades the work.
+//!
+//! ```
+//! # fn ingest() {}
+//! # fn shed() {}
+//! if cargo_panic::fuse!("ingest") {
+//!     shed(); // drop or postpone this batch
+//! } else {
+//!     ingest();
+//! }
+//! ```
+//!
+//! The program only names its fuses; the rules that trip them (which fuse,
+//! on what pressure) live in the run config of `cargo panic run --config`, so
+//! the same binary sheds differently under different configs without a
+//! rebuild. A fuse never trips outside cargo-panic: in a plain `cargo build`,
+//! a run without a config or whose config has no fuses, or for a name the
+//! config does not know, the answer is `false` ("go on").
+//!
 //! # How the runtime is found
 //!
-//! The runtime exports `panic_price` and `panic_price_seq` (`runtime/c/panic_abi.h`:
-//! `PANIC_SYM_PRICE`, `PANIC_SYM_PRICE_SEQ`) from instrumented executables
-//! (cargo-panic's link driver adds `--export-dynamic-symbol` for them). This crate
+//! The runtime exports `panic_price`, `panic_price_seq` and `panic_fuse`
+//! (`runtime/c/panic_abi.h`: `PANIC_SYM_PRICE`, `PANIC_SYM_PRICE_SEQ`,
+//! `PANIC_SYM_FUSE`) from instrumented executables (cargo-panic's link driver
+//! adds `--export-dynamic-symbol` for them). This crate
 //! looks them up with `dlsym(RTLD_DEFAULT, ...)` on first use, not by linking to
 //! them: stable Rust has no weak linkage, and a plain `cargo build` of the same
 //! program has no runtime, so a direct reference would not link. The addresses
@@ -34,20 +58,21 @@
 //! atomic load, a compare and an indirect call into the runtime: a few
 //! nanoseconds. The first call takes the dynamic loader's lock; call
 //! [`instrumented`] once at start-up if prices are read where that matters (a
-//! signal handler).
+//! signal handler); each function is looked up on its own first use, so call
+//! [`fuse()`] once too if fuses are checked there.
 //!
-//! What finds nothing, so reads 0: a binary not built through cargo panic, a
+//! What finds nothing, so reads 0 (and no fuse trips): a binary not built through cargo panic, a
 //! statically linked one (no dynamic symbol table), any OS but Linux. If a
 //! shared library in the process carries its own copy of the runtime (C built
 //! with `cargo panic cc`) and the executable none, that copy is found: it answers
-//! like a run without prices (only the executable's runtime takes the run's
-//! price map).
+//! like a run without prices or fuses (only the executable's runtime takes the
+//! run's price and fuse maps).
 //!
 //! No dependencies (not even `libc`) and `no_std`: `dlsym` is declared here
 //! (glibc >= 2.34 has it in libc itself, as has musl).
 #![cfg_attr(not(test), no_std)]
 
-use core::ffi::{CStr, c_void};
+use core::ffi::{CStr, c_char, c_int, c_void};
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 /// A priced resource. The discriminants are the runtime's resource numbers.
@@ -123,10 +148,113 @@ pub fn instrumented() -> bool {
     resolved(&PRICE, SYM_PRICE) != absent() && resolved(&PRICE_SEQ, SYM_PRICE_SEQ) != absent()
 }
 
-/// `PANIC_SYM_PRICE` and `PANIC_SYM_PRICE_SEQ` of `runtime/c/panic_abi.h`
-/// (checked by cargo-panic's tests against the exported symbols).
+/// Whether to shed the work guarded by the fuse `name` now: `true` while the
+/// run config of `cargo panic run --config` has that fuse tripped.
+///
+/// `false` ("go on") everywhere else: a program not built through cargo
+/// panic, a run without fuses, a name the run does not know. A fuse never
+/// trips outside cargo-panic, so the check can stay in the program
+/// unconditionally. `name` is the fuse's name in the run config.
+///
+/// [`fuse!`] builds the name from a string literal at compile time:
+/// `cargo_panic::fuse!("ingest")` is `fuse(c"ingest")`. Like the price
+/// functions, the runtime's `panic_fuse` is looked up on first use (the
+/// dynamic loader's lock) and cached; a later call is an indirect call into
+/// the runtime, which looks the name up among the run's fuses.
+#[inline]
+pub fn fuse(name: &CStr) -> bool {
+    let f = fuse_fn();
+    if f == absent() {
+        return false;
+    }
+    // SAFETY: `f` is what dlsym returned for `panic_fuse`, which the runtime
+    // defines as `int panic_fuse(const char *name)`; `name` is NUL-terminated
+    // and outlives the call, which only reads it.
+    unsafe {
+        let f: unsafe extern "C" fn(*const c_char) -> c_int = core::mem::transmute(f);
+        f(name.as_ptr()) != 0
+    }
+}
+
+/// `true` when the fuse named by the string literal is tripped: shed that work
+/// now (see [`fuse()`](fn@fuse) and [the crate docs](crate#fuses)).
+///
+/// ```
+/// # fn shed() {}
+/// if cargo_panic::fuse!("ingest") {
+///     shed();
+/// }
+/// ```
+///
+/// The name is turned into a NUL-terminated constant at compile time. What
+/// no run config can name does not compile: anything but a string literal, an
+/// empty name, one longer than [`FUSE_NAME_MAX`] bytes, one with a NUL byte.
+///
+/// ```compile_fail
+/// cargo_panic::fuse!(7);
+/// ```
+///
+/// ```compile_fail
+/// cargo_panic::fuse!("");
+/// ```
+///
+/// ```compile_fail
+/// cargo_panic::fuse!("a-name-of-forty-eight-bytes-is-one-byte-too-long");
+/// ```
+///
+/// ```compile_fail
+/// cargo_panic::fuse!("in\0gest");
+/// ```
+#[macro_export]
+macro_rules! fuse {
+    ($name:literal $(,)?) => {
+        $crate::fuse({
+            const NAME: &::core::ffi::CStr = {
+                const TEXT: &::core::primitive::str = $name;
+                ::core::assert!(
+                    !TEXT.is_empty() && TEXT.len() <= $crate::FUSE_NAME_MAX,
+                    "a fuse name has 1 to FUSE_NAME_MAX (47) bytes"
+                );
+                match ::core::ffi::CStr::from_bytes_with_nul(
+                    ::core::concat!($name, "\0").as_bytes(),
+                ) {
+                    ::core::result::Result::Ok(name) => name,
+                    ::core::result::Result::Err(_) => {
+                        ::core::panic!("a fuse name cannot contain a NUL byte")
+                    }
+                }
+            };
+            NAME
+        })
+    };
+}
+
+/// The longest name a fuse can have, in bytes, without the NUL
+/// (`PANIC_FUSE_NAME_MAX` of the runtime's `panic.h`). A run config with a
+/// longer name is refused, [`fuse!`] does not compile with one, and [`fuse()`]
+/// asked for one answers `false`.
+pub const FUSE_NAME_MAX: usize = 47;
+
+#[cfg(not(test))]
+#[inline]
+fn fuse_fn() -> *mut c_void {
+    resolved(&FUSE, SYM_FUSE)
+}
+
+/// The unit tests stand in for the runtime's `panic_fuse` on one thread.
+#[cfg(test)]
+fn fuse_fn() -> *mut c_void {
+    tests::FAKE_PANIC_FUSE
+        .with(core::cell::Cell::get)
+        .map_or_else(|| resolved(&FUSE, SYM_FUSE), |f| f as *mut c_void)
+}
+
+/// `PANIC_SYM_PRICE`, `PANIC_SYM_PRICE_SEQ` and `PANIC_SYM_FUSE` of
+/// `runtime/c/panic_abi.h` (checked by cargo-panic's tests, `tests/api.rs`,
+/// against that header and the exported symbols).
 const SYM_PRICE: &CStr = c"panic_price";
 const SYM_PRICE_SEQ: &CStr = c"panic_price_seq";
+const SYM_FUSE: &CStr = c"panic_fuse";
 
 /// The cached lookups: null until looked up, then the symbol's address or
 /// [`absent`]. Two threads may both look up on first use; they store the same
@@ -135,6 +263,7 @@ const SYM_PRICE_SEQ: &CStr = c"panic_price_seq";
 /// dlsym could return it.
 static PRICE: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 static PRICE_SEQ: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
+static FUSE: AtomicPtr<c_void> = AtomicPtr::new(core::ptr::null_mut());
 
 /// The marker for "looked up, not there": the address of a static of ours,
 /// which no lookup of the runtime's functions can return.
@@ -201,6 +330,74 @@ mod tests {
         }
         assert_eq!(PRICE.load(Ordering::Relaxed), absent());
         assert_eq!(PRICE_SEQ.load(Ordering::Relaxed), absent());
+    }
+
+    #[test]
+    fn no_fuse_trips_in_a_plain_build() {
+        // Twice: the first call looks up, the second reads the cache.
+        for _ in 0..2 {
+            assert!(!fuse(c"ingest"));
+            assert!(!fuse(c""));
+            assert!(!crate::fuse!("ingest"));
+            assert!(!crate::fuse!("a name no run config has",));
+        }
+        assert_eq!(FUSE.load(Ordering::Relaxed), absent());
+    }
+
+    type PanicFuse = unsafe extern "C" fn(*const c_char) -> c_int;
+
+    std::thread_local! {
+        /// Set: `fuse` calls this instead of the runtime's `panic_fuse`.
+        pub(super) static FAKE_PANIC_FUSE: core::cell::Cell<Option<PanicFuse>> =
+            const { core::cell::Cell::new(None) };
+        /// The names the fake was asked about, as it received them.
+        static ASKED: core::cell::RefCell<Vec<Vec<u8>>> = const { core::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// A runtime whose only tripped fuse is "ingest"; it answers 1 for it,
+    /// as `panic_fuse` does (any nonzero value means "shed").
+    unsafe extern "C" fn fake_panic_fuse(name: *const c_char) -> c_int {
+        // SAFETY: `fuse` passes a NUL-terminated name that outlives the call.
+        let name = unsafe { CStr::from_ptr(name) };
+        ASKED.with_borrow_mut(|a| a.push(name.to_bytes_with_nul().to_vec()));
+        c_int::from(name == c"ingest")
+    }
+
+    #[test]
+    fn the_macro_asks_the_runtime_with_a_nul_terminated_name() {
+        FAKE_PANIC_FUSE.set(Some(fake_panic_fuse));
+        let answers = [
+            crate::fuse!("ingest"),
+            crate::fuse!("ingest-"),
+            crate::fuse!("inges"),
+            crate::fuse!("débit/é",),
+            crate::fuse!("a-name-of-forty-seven-bytes-is-the-longest-name"),
+            fuse(c"ingest"),
+        ];
+        FAKE_PANIC_FUSE.set(None);
+        let asked = ASKED.take();
+        assert_eq!(answers, [true, false, false, false, false, true]);
+        let want: [&[u8]; 6] = [
+            b"ingest\0",
+            b"ingest-\0",
+            b"inges\0",
+            "débit/é\0".as_bytes(),
+            b"a-name-of-forty-seven-bytes-is-the-longest-name\0",
+            b"ingest\0",
+        ];
+        assert_eq!(asked, want);
+    }
+
+    #[test]
+    fn the_macro_is_a_bool_expression() {
+        // In a plain build: false, wherever a bool goes.
+        let shed: bool = crate::fuse!("ingest");
+        assert!(!shed);
+        let n = if crate::fuse!("ingest") { 1 } else { 0 };
+        assert_eq!(n, 0);
+        // A raw string and escapes are string literals too.
+        assert!(!crate::fuse!(r"a\b"));
+        assert!(!crate::fuse!("tab\there"));
     }
 
     #[cfg(target_os = "linux")]

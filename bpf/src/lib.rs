@@ -39,6 +39,16 @@ pub struct Options<'a> {
     pub budgets: &'a [BudgetSpec],
     /// The syscall path: count and time per system call (sys_enter/sys_exit).
     pub syscalls: bool,
+    /// The names of the run's fuses (at most [`MAX_FUSES`], each shorter than
+    /// [`FUSE_NAME_BYTES`]), in the order `set_fuses` takes their states.
+    pub fuses: &'a [String],
+}
+
+/// How often a program asked a fuse, and how often the answer was "shed".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FuseCounts {
+    pub asks: u64,
+    pub sheds: u64,
 }
 
 /// One system call number over all watched tasks (syscall path).
@@ -68,6 +78,11 @@ pub const THREADS_PIN: &str = "threads";
 pub const BUDGETS_PIN: &str = "budgets";
 /// The price map's pin, next to the thread table (the runtime finds it there).
 pub const PRICES_PIN: &str = "prices";
+/// The fuse table's pin, next to the thread table (the runtime finds it there).
+pub const FUSES_PIN: &str = "fuses";
+/// How many fuses a run can have, and how long a name can be (with its NUL).
+pub const MAX_FUSES: usize = 64;
+pub const FUSE_NAME_BYTES: usize = 48;
 /// Resources with a price, in the price map's order (`PANIC_RES_*`).
 pub const RESOURCES: [&str; 5] = ["cpu", "memory", "io", "network", "dwell"];
 /// How often each CPU checks the budgets of the thread it is running.
@@ -345,6 +360,8 @@ pub struct Monitor {
     sites: MapMemory,
     kthreads: MapMemory,
     prices: MapMemory,
+    fuses: MapMemory,
+    n_fuses: usize,
     _budgets: Option<MapMemory>,
     events: std::sync::Mutex<Vec<BudgetEvent>>,
     skel: skel::PanicSkel<'static>,
@@ -434,6 +451,38 @@ impl Monitor {
             .map_err(bpf_err("pinning the price map"))?;
         run.restrict(&pin)?;
 
+        if opts.fuses.len() > MAX_FUSES {
+            return Err(KernelError::Io {
+                what: "setting up fuses".into(),
+                source: std::io::Error::other(format!(
+                    "{} fuses, at most {MAX_FUSES}",
+                    opts.fuses.len()
+                )),
+            });
+        }
+        let fuses = MapMemory::new(skel.maps.fuses.as_fd(), size_of::<types::panic_fuses>())?;
+        // SAFETY: the mapping holds one panic_fuses, zeroed by the kernel;
+        // names are cut to leave their NUL.
+        unsafe {
+            let f = fuses.ptr.cast::<types::panic_fuses>();
+            (*f).magic = PANIC_FUSES_MAGIC;
+            (*f).version = PANIC_KABI_VERSION;
+            (*f).n = opts.fuses.len() as u32;
+            for (i, name) in opts.fuses.iter().enumerate() {
+                let bytes = name.as_bytes();
+                let n = bytes.len().min(FUSE_NAME_BYTES - 1);
+                for (j, b) in bytes[..n].iter().enumerate() {
+                    (*f).fuse[i].name[j] = *b as i8;
+                }
+            }
+        }
+        let pin = run.path().join(FUSES_PIN);
+        skel.maps
+            .fuses
+            .pin(&pin)
+            .map_err(bpf_err("pinning the fuses"))?;
+        run.restrict(&pin)?;
+
         let mut budget_mem = None;
         let mut tick_links = Vec::new();
         if !budgets.is_empty() {
@@ -485,6 +534,8 @@ impl Monitor {
             sites,
             kthreads,
             prices,
+            fuses,
+            n_fuses: opts.fuses.len(),
             _budgets: budget_mem,
             events: std::sync::Mutex::new(Vec::new()),
             skel,
@@ -584,6 +635,40 @@ impl Monitor {
             std::ptr::write_volatile(std::ptr::addr_of_mut!((*p).updated_ns), now);
             std::sync::atomic::fence(std::sync::atomic::Ordering::Release);
             std::ptr::write_volatile(seq, (s0 | 1) + 1);
+        }
+    }
+
+    /// Sets the fuses' states (in the order of `Options::fuses`): true = the
+    /// program should shed that work now.
+    pub fn set_fuses(&self, tripped: &[bool]) {
+        let f = self.fuses.ptr.cast::<types::panic_fuses>();
+        for (i, t) in tripped.iter().take(self.n_fuses).enumerate() {
+            // SAFETY: i < n_fuses <= MAX_FUSES entries of the live mapping.
+            unsafe {
+                std::ptr::write_volatile(
+                    std::ptr::addr_of_mut!((*f).fuse[i].tripped),
+                    u32::from(*t),
+                );
+            }
+        }
+    }
+
+    /// Per fuse (in the order of `Options::fuses`), what the program asked;
+    /// and the asks with names no fuse has.
+    pub fn fuse_counts(&self) -> (Vec<FuseCounts>, u64) {
+        let f = self.fuses.ptr.cast::<types::panic_fuses>();
+        // SAFETY: volatile reads of words of the live mapping the runtime adds to.
+        unsafe {
+            let counts = (0..self.n_fuses)
+                .map(|i| FuseCounts {
+                    asks: std::ptr::read_volatile(std::ptr::addr_of!((*f).fuse[i].asks)),
+                    sheds: std::ptr::read_volatile(std::ptr::addr_of!((*f).fuse[i].sheds)),
+                })
+                .collect();
+            (
+                counts,
+                std::ptr::read_volatile(std::ptr::addr_of!((*f).unknown)),
+            )
         }
     }
 
@@ -906,13 +991,14 @@ fn load_error(e: libbpf_rs::Error) -> KernelError {
 // The numbers of panic_kabi.h the loader writes. The header is the definition;
 // the skeleton carries types, not macros, so these few are checked against the
 // header's text at test time (tests::constants_match_the_header).
-pub const PANIC_KABI_VERSION: u32 = 4;
+pub const PANIC_KABI_VERSION: u32 = 5;
 pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_4b43_494e_4150;
 pub const PANIC_KNO_SITE: u32 = u32::MAX;
 pub const PANIC_TS_CARRIER: u32 = 6;
 pub const PANIC_PRICES_MAGIC: u64 = 0x4352_5043_494e_4150;
 pub const PANIC_PRICE_ONE: u64 = 1_000_000;
 pub const PANIC_SYSCALLS: u32 = 512;
+pub const PANIC_FUSES_MAGIC: u64 = 0x5355_4643_494e_4150;
 pub const PANIC_BUDGET_RECORD: u32 = 1;
 pub const PANIC_BUDGET_SIGNAL: u32 = 2;
 pub const PANIC_BY_KERNEL: u32 = 1;
@@ -951,6 +1037,7 @@ mod tests {
         assert_eq!(num(value("PANIC_TS_CARRIER")), u64::from(PANIC_TS_CARRIER));
         assert_eq!(num(value("PANIC_PRICES_MAGIC")), PANIC_PRICES_MAGIC);
         assert_eq!(num(value("PANIC_PRICE_ONE")), PANIC_PRICE_ONE);
+        assert_eq!(num(value("PANIC_FUSES_MAGIC")), PANIC_FUSES_MAGIC);
         for (i, r) in RESOURCES.iter().enumerate() {
             let name = format!("PANIC_RES_{}", r.to_uppercase());
             assert_eq!(num(value(&name)), i as u64, "{name}");
@@ -962,6 +1049,8 @@ mod tests {
             ("PANIC_BY_LOADER", PANIC_BY_LOADER),
             ("PANIC_RESOURCES", RESOURCES.len() as u32),
             ("PANIC_SYSCALLS", PANIC_SYSCALLS),
+            ("PANIC_FUSES", MAX_FUSES as u32),
+            ("PANIC_FUSE_NAME", FUSE_NAME_BYTES as u32),
         ] {
             assert_eq!(num(value(name)), u64::from(v), "{name}");
         }

@@ -147,7 +147,7 @@ fn budgets_are_pinned_and_removed_with_the_monitor() {
         4,
         &panic_bpf::Options {
             budgets: &[budget],
-            syscalls: false,
+            ..Default::default()
         },
     )
     .unwrap();
@@ -207,8 +207,8 @@ fn the_syscall_path_counts_calls_by_name() {
     let m = Monitor::start(
         4,
         &panic_bpf::Options {
-            budgets: &[],
             syscalls: true,
+            ..Default::default()
         },
     )
     .unwrap();

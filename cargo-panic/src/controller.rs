@@ -2,7 +2,8 @@
 //! and the projected dual ascent it runs, `p <- max(0, p + a·(usage − capacity))`.
 //! Pure: the IO shell (`run_cmd`) measures usage and writes the prices.
 //!
-//! The run config (`cargo panic run --config run.yaml`), YAML or JSON:
+//! The run config (`cargo panic run --config run.yaml`), YAML or JSON (its
+//! `fuses` section: crate::fuse):
 //!
 //! ```yaml
 //! period: 250ms              # how often usage is measured and prices move
@@ -31,6 +32,8 @@ struct RunConfigFile {
     period: Option<String>,
     #[serde(default)]
     controller: Option<ControllerFile>,
+    #[serde(default)]
+    fuses: Vec<crate::fuse::FuseFile>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +62,8 @@ enum StepFile {
 pub struct RunConfig {
     pub period_ns: u64,
     pub controller: Option<ControllerConfig>,
+    /// Fuses and their trip rules (crate::fuse).
+    pub fuses: Vec<crate::fuse::FuseRule>,
 }
 
 /// A validated controller: resource indexes into [`RESOURCES`], capacities
@@ -101,9 +106,12 @@ impl RunConfig {
                 })?,
         };
         let controller = file.controller.map(validate).transpose()?;
+        let priced = controller.as_ref().map_or(&[][..], |c| &c.resources[..]);
+        let fuses = crate::fuse::validate(file.fuses, priced)?;
         Ok(RunConfig {
             period_ns,
             controller,
+            fuses,
         })
     }
 }

@@ -7,6 +7,7 @@ pub mod clang;
 pub mod controller;
 pub mod env;
 pub mod fsutil;
+pub mod fuse;
 pub mod kernel;
 pub mod linkargs;
 pub mod linked;

@@ -210,11 +210,12 @@ pub fn resolve_lib(spec: &str, static_mode: bool, search: &[PathBuf]) -> Option<
 }
 
 /// The runtime's functions a program's own code looks up at run time (the
-/// price API: `panic-api` calls `dlsym(RTLD_DEFAULT, ...)`), so they must be in
-/// an instrumented executable's dynamic symbol table.
-pub const RUNTIME_EXPORTS: [&str; 2] = [
+/// price and fuse API: `panic-api` calls `dlsym(RTLD_DEFAULT, ...)`), so they
+/// must be in an instrumented executable's dynamic symbol table.
+pub const RUNTIME_EXPORTS: [&str; 3] = [
     panic_runtime::abi::SYM_PRICE,
     panic_runtime::abi::SYM_PRICE_SEQ,
+    panic_runtime::abi::SYM_FUSE,
 ];
 
 /// The compiler-driver word that puts `symbols` into the dynamic symbol table
@@ -324,7 +325,8 @@ mod tests {
     fn exports_are_one_driver_word() {
         assert_eq!(
             export_dynamic(&RUNTIME_EXPORTS),
-            "-Wl,--export-dynamic-symbol=panic_price,--export-dynamic-symbol=panic_price_seq"
+            "-Wl,--export-dynamic-symbol=panic_price,--export-dynamic-symbol=panic_price_seq,\
+             --export-dynamic-symbol=panic_fuse"
         );
         // What the driver adds parses as an option, not as an input.
         let line = parse(&[export_dynamic(&RUNTIME_EXPORTS)]);

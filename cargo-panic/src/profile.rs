@@ -41,6 +41,17 @@ pub struct Profile {
     /// period, the usage it measured and the prices it published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub controller: Option<crate::controller::ControllerSeries>,
+    /// The run's fuses (`--config` with `fuses`): when each tripped and how
+    /// often the program asked it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fuses: Vec<crate::fuse::ProfileFuse>,
+    /// `panic_fuse` calls with a name the run has no fuse for (never tripped).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub fuse_unknown_asks: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,6 +258,8 @@ impl Profile {
             kernel: None,
             budget_events: Vec::new(),
             controller: None,
+            fuses: Vec::new(),
+            fuse_unknown_asks: 0,
         })
     }
 
@@ -624,6 +637,8 @@ mod tests {
             kernel: None,
             budget_events: Vec::new(),
             controller: None,
+            fuses: Vec::new(),
+            fuse_unknown_asks: 0,
         };
         assert_eq!(
             short_regions(&p, MIN_MEAN_REGION_NS, MIN_HOT_COUNT),

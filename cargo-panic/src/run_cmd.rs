@@ -11,12 +11,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use cargo_panic_core::budget::{self, Budget};
 use cargo_panic_core::controller::{self, Controller, ControllerSeries, RunConfig, Sample};
+use cargo_panic_core::fuse::{self, FuseRule};
 use cargo_panic_core::manifest::Manifest;
 use cargo_panic_core::metrics;
 use cargo_panic_core::profile::{Exit, Profile};
 use panic_runtime::Clock;
 use panic_runtime::abi;
-use panic_runtime::segment::Snapshot;
+use panic_runtime::segment::{Live, Snapshot};
 
 /// Segment files live in /dev/shm (memory, not disk) when it exists.
 fn segment_dir() -> PathBuf {
@@ -94,6 +95,18 @@ fn start_monitor(
     }
 }
 
+/// The kernel mode for a feature that needs the kernel side: on, unless the
+/// user made the kernel side off or optional, which is an error.
+fn needs_kernel(kernel: Option<KernelMode>, what: &str) -> Result<KernelMode> {
+    match kernel {
+        None | Some(KernelMode::On) => Ok(KernelMode::On),
+        Some(m) => bail!(
+            "{what} needs the kernel side, so it cannot go with --kernel={}; use --kernel (or leave it out)",
+            if m == KernelMode::Off { "off" } else { "auto" }
+        ),
+    }
+}
+
 /// The budgets of `--budget`, placed on the manifest's sites, and the kernel
 /// mode they leave: budgets need the kernel side, so they turn it on.
 fn budgets(
@@ -107,13 +120,8 @@ fn budgets(
         .collect::<Result<Vec<_>, _>>()?;
     let placed = budget::resolve(&parsed, manifest)?;
     let mode = match kernel {
-        None if placed.is_empty() => KernelMode::Off,
-        None => KernelMode::On,
-        Some(m) if placed.is_empty() || m == KernelMode::On => m,
-        Some(m) => bail!(
-            "--budget is enforced by the kernel side, so it cannot go with --kernel={}; use --kernel (or leave it out)",
-            if m == KernelMode::Off { "off" } else { "auto" }
-        ),
+        _ if placed.is_empty() => kernel.unwrap_or(KernelMode::Off),
+        _ => needs_kernel(kernel, "--budget (budgets are enforced by the kernel side)")?,
     };
     let specs = placed
         .iter()
@@ -206,6 +214,47 @@ impl ProcUsage {
     }
 }
 
+/// For each fuse rule on a region's dwell, the largest p99 among the timed
+/// regions its pattern matches, from a live snapshot (None for other rules,
+/// or before the program's segment exists).
+fn fuse_p99s(
+    rules: &[FuseRule],
+    manifest: &Manifest,
+    segment: &Path,
+    live: &mut Option<Live>,
+) -> Vec<Option<u64>> {
+    if !rules
+        .iter()
+        .any(|r| matches!(r.trip, fuse::Trip::DwellP99 { .. }))
+    {
+        return vec![None; rules.len()];
+    }
+    if live.is_none() {
+        *live = Live::open(segment).ok();
+    }
+    let Some(snap) = live.as_mut().and_then(|l| l.snapshot().ok()) else {
+        return vec![None; rules.len()];
+    };
+    rules
+        .iter()
+        .map(|r| {
+            let fuse::Trip::DwellP99 { pattern, .. } = &r.trip else {
+                return None;
+            };
+            let glob = globset::Glob::new(pattern).ok()?.compile_matcher();
+            manifest
+                .sites
+                .iter()
+                .filter(|s| s.kind == panic_runtime::SiteKind::Entry && glob.is_match(&s.function))
+                .filter_map(|s| snap.hists.get(s.hist? as usize))
+                .filter(|h| h.count > 0)
+                .filter_map(|h| h.quantile(0.99))
+                .map(|t| snap.ticks_to_ns(t))
+                .max()
+        })
+        .collect()
+}
+
 /// `cargo panic run`'s options beyond the profile path and the command.
 #[derive(Debug, Default)]
 pub struct RunOptions {
@@ -226,23 +275,16 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
     let run_config = config.map(RunConfig::read).transpose()?;
     let (budget_list, mut mode) = budgets(budget_specs, kernel, &manifest)?;
     if run_config.as_ref().is_some_and(|c| c.controller.is_some()) {
-        // Prices live in the kernel side's price map: a controller needs it.
-        match kernel {
-            None | Some(KernelMode::On) => mode = KernelMode::On,
-            Some(_) => bail!(
-                "the run config has a price controller, whose prices live in the kernel side's price map, \
-                 so it cannot go with --kernel=off or --kernel=auto; use --kernel (or leave it out)"
-            ),
-        }
+        mode = needs_kernel(
+            kernel,
+            "a price controller (its prices live in the kernel side's price map)",
+        )?;
     }
     if opts.syscalls {
-        match kernel {
-            None | Some(KernelMode::On) => mode = KernelMode::On,
-            Some(_) => bail!(
-                "--syscalls is counted by the kernel side, so it cannot go with --kernel=off or --kernel=auto; \
-                 use --kernel (or leave it out)"
-            ),
-        }
+        mode = needs_kernel(kernel, "--syscalls")?;
+    }
+    if run_config.as_ref().is_some_and(|c| !c.fuses.is_empty()) {
+        mode = needs_kernel(kernel, "fuses (their table is in the kernel side's maps)")?;
     }
     let kernel = mode;
     let out_dir = match out.parent() {
@@ -264,6 +306,11 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         .map_or(0, |d| d.as_nanos());
     let seg = SegmentFile(dir.join(format!("{SEGMENT_PREFIX}{}-{nanos}", std::process::id())));
 
+    let fuse_rules: Vec<FuseRule> = run_config
+        .as_ref()
+        .map(|c| c.fuses.clone())
+        .unwrap_or_default();
+    let fuse_names: Vec<String> = fuse_rules.iter().map(|f| f.name.clone()).collect();
     // Loaded before the program starts, so it is watched from its first instruction.
     let monitor = start_monitor(
         kernel,
@@ -271,6 +318,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         &panic_bpf::Options {
             budgets: &budget_list,
             syscalls: opts.syscalls,
+            fuses: &fuse_names,
         },
     )?;
 
@@ -311,6 +359,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
     let guard = IgnoreInterrupts::new(child.id());
+    let mut fuse_states = vec![fuse::FuseState::default(); fuse_rules.len()];
     let controller_config = run_config.as_ref().and_then(|c| c.controller.clone());
     let mut series = None;
     let status = match &monitor {
@@ -323,24 +372,40 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
             let mut s = controller_config
                 .as_ref()
                 .map(|c| ControllerSeries::new(period, c));
-            let period = controller
-                .as_ref()
-                .map(|_| std::time::Duration::from_nanos(period));
+            let ticking = controller.is_some() || !fuse_rules.is_empty();
+            let period = ticking.then(|| std::time::Duration::from_nanos(period));
+            let mut previous: Option<Vec<f64>> = None;
+            let mut live: Option<Live> = None;
             let r = m.wait(&mut child, period, || {
-                let (Some(c), Some(s)) = (controller.as_mut(), s.as_mut()) else {
-                    return;
-                };
-                let u = usage.sample(&c.config.resources);
-                c.step(&u);
-                m.set_prices(&c.map_prices());
-                if let Ok(mut p) = shared_prices.lock() {
-                    *p = Some(c.map_prices().to_vec());
+                let t_ns = started.elapsed().as_nanos() as u64;
+                if let (Some(c), Some(s)) = (controller.as_mut(), s.as_mut()) {
+                    let u = usage.sample(&c.config.resources);
+                    c.step(&u);
+                    m.set_prices(&c.map_prices());
+                    if let Ok(mut p) = shared_prices.lock() {
+                        *p = Some(c.map_prices().to_vec());
+                    }
+                    s.samples.push(Sample {
+                        t_ns,
+                        usage: u,
+                        price: c.prices.clone(),
+                    });
                 }
-                s.samples.push(Sample {
-                    t_ns: started.elapsed().as_nanos() as u64,
-                    usage: u,
-                    price: c.prices.clone(),
+                if fuse_rules.is_empty() {
+                    return;
+                }
+                let p99 = fuse_p99s(&fuse_rules, &manifest, &seg.0, &mut live);
+                let (resources, prices) = controller.as_ref().map_or((&[][..], Vec::new()), |c| {
+                    (&c.config.resources[..], c.prices.clone())
                 });
+                let obs = fuse::Observation {
+                    resources,
+                    prices: &prices,
+                    previous: previous.as_deref(),
+                    p99_ns: &p99,
+                };
+                m.set_fuses(&fuse::evaluate(&fuse_rules, &mut fuse_states, &obs, t_ns));
+                previous = Some(prices);
             });
             series = s;
             r.map_err(anyhow::Error::new)
@@ -354,6 +419,10 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
     // Read, then unload (links, maps and pins go with the monitor).
     let kernel_report = match &monitor {
         Some(Ok(m)) => Some(m.report().context("reading the kernel's accounting")?),
+        _ => None,
+    };
+    let fuse_counts = match &monitor {
+        Some(Ok(m)) => Some(m.fuse_counts()),
         _ => None,
     };
     let unavailable = match monitor {
@@ -394,6 +463,31 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         wall_ns,
     )?;
     profile.controller = series;
+    if let Some((counts, unknown)) = fuse_counts {
+        profile.fuse_unknown_asks = unknown;
+        profile.fuses = fuse_rules
+            .iter()
+            .zip(&fuse_states)
+            .zip(
+                counts
+                    .iter()
+                    .copied()
+                    .chain(std::iter::repeat(Default::default())),
+            )
+            .map(|((rule, st), n)| fuse::ProfileFuse {
+                name: rule.name.clone(),
+                trip: rule.trip.clone(),
+                changes: st
+                    .changes
+                    .iter()
+                    .map(|&(t_ns, tripped)| fuse::FuseChange { t_ns, tripped })
+                    .collect(),
+                tripped_periods: st.tripped_periods,
+                asks: n.asks,
+                sheds: n.sheds,
+            })
+            .collect();
+    }
     if let Some(report) = &kernel_report {
         profile.add_kernel(&manifest, &snapshot, end, report, &budget_list);
     } else if let Some(reason) = unavailable {

@@ -253,6 +253,26 @@ fn run_budget(exe: &Path, extra: &[&str], mode: &str, ms: u64) -> (std::process:
     )
 }
 
+/// `cargo panic run <run_args> -- c-split nap 1` must be refused before
+/// anything runs: exit status 2, `needle` in the error.
+fn refused(exe: &Path, run_args: &[&str], needle: &str) {
+    let out = cargo_panic()
+        .arg("run")
+        .args(run_args)
+        .args(["--out", "/dev/null", "--"])
+        .arg(exe)
+        .args(["nap", "1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{run_args:?}: {}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(needle),
+        "{run_args:?}: expected {needle:?} in {}",
+        show(&out)
+    );
+}
+
 fn events(p: &Value) -> Vec<Value> {
     p["budget_events"].as_array().cloned().unwrap_or_default()
 }
@@ -349,21 +369,7 @@ fn bad_budgets_are_explained_before_anything_runs() {
         ),
         ("main=50ms", "matches main but it is not timed"),
     ] {
-        let out_dir = tempfile::tempdir().unwrap();
-        let out = cargo_panic()
-            .args(["run", "--budget", budget, "--out"])
-            .arg(out_dir.path().join("p.json"))
-            .arg("--")
-            .arg(&exe)
-            .args(["hog", "10"])
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "{budget}: {}", show(&out));
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains(needle),
-            "{budget}: {}",
-            show(&out)
-        );
+        refused(&exe, &["--budget", budget], needle);
     }
 }
 
@@ -419,19 +425,10 @@ fn a_bad_run_config_is_located() {
     let (dir, exe) = c_split();
     let config = dir.path().join("run.yaml");
     std::fs::write(&config, "period: 50ms\ncontroler:\n  resources: [cpu]\n").unwrap();
-    let out = cargo_panic()
-        .args(["run", "--config"])
-        .arg(&config)
-        .args(["--out", "/dev/null", "--"])
-        .arg(&exe)
-        .args(["nap", "1"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("run.yaml:2:1: unknown field `controler`"),
-        "{err}"
+    refused(
+        &exe,
+        &["--config", config.to_str().unwrap()],
+        "run.yaml:2:1: unknown field `controler`",
     );
 }
 
@@ -683,4 +680,98 @@ fn the_syscall_path_counts_each_call() {
     let (out, p) = run_budget(&exe, &["--kernel"], "syscalls", 10);
     assert!(out.status.success(), "{}", show(&out));
     assert!(p["kernel"].get("syscalls").is_none(), "{}", p["kernel"]);
+}
+
+/// Features that need the kernel side refuse `--kernel=off` and `=auto`
+/// (silently unenforced budgets or unpublished prices would be worse).
+#[test]
+fn kernel_features_refuse_kernel_off_or_auto() {
+    let (dir, exe) = c_split();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "controller:\n  resources: [cpu]\n  capacity: [1]\n  step: 1\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap().to_string();
+    for (kernel, feature, needle) in [
+        (
+            "--kernel=off",
+            vec!["--syscalls"],
+            "--syscalls needs the kernel side",
+        ),
+        (
+            "--kernel=auto",
+            vec!["--budget", "hog=1s"],
+            "--budget (budgets are enforced",
+        ),
+        (
+            "--kernel=off",
+            vec!["--config", config.as_str()],
+            "a price controller",
+        ),
+    ] {
+        let mut args = vec![kernel];
+        args.extend(feature);
+        refused(&exe, &args, needle);
+    }
+}
+
+/// examples/c-shed side by side: under the same config, the server that
+/// ignores the memory price runs out of memory and aborts; the one that asks
+/// its fuse sheds requests while the fuse is tripped and lives.
+#[test]
+fn a_fuse_keeps_the_server_up_where_the_same_server_without_it_falls_over() {
+    let dir = build_c_example("c-shed", &[]);
+    let exe = dir.path().join("c-shed");
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "period: 20ms\ncontroller:\n  resources: [memory]\n  capacity: [67108864]\n  step: [1.0e-7]\n\
+         fuses:\n  - name: ingest\n    trip: {price: memory, above: 1.0}\n",
+    )
+    .unwrap();
+    let run = |mode: &str| {
+        let out_dir = tempfile::tempdir().unwrap();
+        run_profiled_with(
+            &["--config", config.to_str().unwrap()],
+            &exe,
+            &[mode, "2", "384"],
+            &out_dir.path().join("p.json"),
+        )
+    };
+    let (out, p) = run("nofuse");
+    assert_eq!(p["exit"]["signal"], libc::SIGABRT, "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out of memory"),
+        "{}",
+        show(&out)
+    );
+
+    let (out, p) = run("fuse");
+    assert!(out.status.success(), "{}", show(&out));
+    let f = &p["fuses"][0];
+    assert_eq!(f["name"], "ingest");
+    assert!(f["sheds"].as_u64().unwrap() > 0, "{f}");
+    assert!(f["asks"].as_u64().unwrap() >= f["sheds"].as_u64().unwrap());
+    let changes = f["changes"].as_array().unwrap();
+    assert!(!changes.is_empty() && changes[0]["tripped"] == true, "{f}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("served "), "{stdout}");
+}
+
+#[test]
+fn fuse_rules_are_checked_against_the_controller() {
+    let (dir, exe) = c_split();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "controller:\n  resources: [cpu]\n  capacity: [1]\n  step: 1\nfuses:\n  - name: ingest\n    trip: {price: memory, above: 1.0}\n",
+    )
+    .unwrap();
+    refused(
+        &exe,
+        &["--config", config.to_str().unwrap()],
+        "run.yaml: fuses[0] 'ingest': trip.price 'memory' is not priced",
+    );
 }

@@ -31,13 +31,40 @@
  * meeting an update in progress gives up after a bounded number of tries and
  * returns the last value it read).
  *
+ * Fuses. A run's config can name fuses: pieces of work a program checks
+ * before it does them ("ingest", "batch"), which cargo-panic's controller
+ * trips while the program should shed that work (the machine is over what it
+ * can give) and resets once it may go on. The program asks by name:
+ *
+ *     for (;;) {
+ *         wait_for_request();
+ *         if (cargo_panic_fuse("ingest")) {   (tripped: shed this one)
+ *             drop_request();
+ *             continue;
+ *         }
+ *         ingest();
+ *     }
+ *
+ * cargo_panic_fuse(name) is 1 while the fuse `name` is tripped, else 0. It is
+ * 0 (never trips) when the program runs without cargo-panic or without the
+ * kernel side, when the run has no fuses, and for a name that is no fuse of
+ * the run (or NULL): unknown names never trip, and the run counts them, so
+ * a misspelt name is seen rather than silently never shedding. Names are
+ * compared over at most PANIC_FUSE_NAME_MAX + 1 bytes: a fuse's name has at
+ * most PANIC_FUSE_NAME_MAX. With fuses on, every ask is counted in the run
+ * (per fuse: asks, and sheds, the asks answered 1). An ask is a name
+ * comparison (each thread remembers the last fuse it asked for; other names
+ * are hashed) and an atomic add or two: no system call, no lock, no
+ * allocation, async-signal safe, callable from any thread, never blocks.
+ *
  * Build: put the directory cargo-panic keeps this file in on the include path
  * (-I), or copy the file next to your sources. A program built without cargo-panic
  * still compiles and links: the runtime's functions are declared weak, and the
  * wrappers return 0 when they are absent. Call the wrappers, never
- * panic_price / panic_price_seq directly (those are NULL without the runtime).
- * A forked child keeps reading its parent's prices (they are per run and
- * read-only); a program that execs starts without them.
+ * panic_price / panic_price_seq / panic_fuse directly (those are NULL
+ * without the runtime). A forked child keeps reading its parent's prices and
+ * fuses (they are per run; its asks count in the run's fuses too); a program
+ * that execs starts without them.
  */
 #ifndef CARGO_PANIC_H
 #define CARGO_PANIC_H
@@ -48,6 +75,9 @@
 #define PANIC_IO 2      /* disk and file I/O */
 #define PANIC_NETWORK 3 /* network I/O */
 #define PANIC_DWELL 4   /* time spent inside instrumented regions */
+
+/* The longest name a fuse can have, in bytes (without the NUL). */
+#define PANIC_FUSE_NAME_MAX 47
 
 /* How the runtime's declarations are marked: weak, so that a program linked
  * without the runtime resolves them to NULL. (The runtime itself defines
@@ -67,6 +97,9 @@ CARGO_PANIC_API double panic_price(unsigned resource);
 /* Defined by the cargo-panic runtime: the price map's update counter (even
  * between updates), 0 without prices. */
 CARGO_PANIC_API unsigned long long panic_price_seq(void);
+/* Defined by the cargo-panic runtime: 1 when the fuse `name` is tripped,
+ * else 0 (also for an unknown or NULL name, and without fuses). */
+CARGO_PANIC_API int panic_fuse(const char *name);
 
 #ifdef __cplusplus
 }
@@ -81,6 +114,12 @@ static inline double cargo_panic_price(unsigned resource) {
 /* Changes whenever the prices change; 0 without cargo-panic or without prices. */
 static inline unsigned long long cargo_panic_price_seq(void) {
     return panic_price_seq ? panic_price_seq() : 0ull;
+}
+
+/* 1 while the fuse `name` is tripped (shed that work now), else 0; 0 without
+ * cargo-panic ("never trips"). */
+static inline int cargo_panic_fuse(const char *name) {
+    return panic_fuse ? panic_fuse(name) : 0;
 }
 #endif
 

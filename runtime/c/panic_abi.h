@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 7
+#define PANIC_ABI_VERSION 8
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -74,6 +74,16 @@
  *     between updates), 0 without a price map. */
 #define PANIC_SYM_PRICE "panic_price"
 #define PANIC_SYM_PRICE_SEQ "panic_price_seq"
+/* The fuse API (user header panic.h; fuses: PANIC_ENV_KTHREADS below), defined
+ * and exported like the price API:
+ *   int panic_fuse(const char *name): 1 when the fuse named `name` (the
+ *     "fuses" map of panic_kabi.h, struct panic_fuses) is tripped, i.e. the
+ *     program should shed that work now, else 0. Names are compared over at
+ *     most PANIC_FUSE_NAME bytes. Every call with a fuse map is counted in it:
+ *     a known name in its entry's `asks` (and `sheds` when the answer is 1),
+ *     a NULL or unknown name in `unknown` (answer 0). 0, uncounted, without a
+ *     fuse map. Async-signal-safe, never allocates, never blocks. */
+#define PANIC_SYM_FUSE "panic_fuse"
 
 /* Page size the data sections are aligned and padded to. */
 #define PANIC_PAGE 4096
@@ -109,7 +119,16 @@
  * (every price reads 0), said nothing; any other failure (not such a map,
  * wrong magic or version) is said in one line and prices read 0. A forked
  * child leaves kernel mode but keeps the prices: they are per run and
- * read-only. */
+ * read-only.
+ * Fuses: the fuse map ("fuses", struct panic_fuses of panic_kabi.h) may be
+ * pinned in the same directory too; the runtime maps it read-write (it counts
+ * asks, sheds and unknown names there with atomic adds; it never writes
+ * anything else) and PANIC_SYM_FUSE reads it. The entries' names and n are
+ * read once, at start-up. No such pin means no fuses (none ever trips,
+ * nothing is counted), said nothing; any other failure (not such a map, wrong
+ * magic or version) is said in one line and no fuse trips. A forked child
+ * keeps the fuses too: it reads the same `tripped` flags and counts into the
+ * same map (the run's, shared). */
 #define PANIC_ENV_KTHREADS "CARGO_PANIC_KTHREADS"
 
 /* ---- dwell histograms: log-linear buckets over clock ticks ----

@@ -11,7 +11,10 @@
  * per-site budgets are pinned next to the table, it also publishes the stack of
  * budgeted regions each thread is inside, which the kernel enforces; when the
  * price map is pinned there, it maps it read-only for panic_price and
- * panic_price_seq (panic.h), the program's view of the controller's prices.
+ * panic_price_seq (panic.h), the program's view of the controller's prices;
+ * when the fuse map is pinned there, it maps it read-write for panic_fuse
+ * (panic.h), which answers whether a named piece of work is to be shed now
+ * and counts every ask there.
  *
  * What it never does: allocate (no malloc), use stdio, or call anything that is
  * not async-signal-safe on a path a signal handler can take. The hot paths
@@ -85,6 +88,16 @@ _Static_assert(PANIC_CPU == PANIC_RES_CPU && PANIC_MEMORY == PANIC_RES_MEMORY &&
 _Static_assert(PANIC_RESOURCES == 5 && PANIC_RESOURCES <= KPRICE_SLOTS,
                "panic.h names every resource; each has a price slot");
 _Static_assert(sizeof(unsigned long long) == sizeof(uint64_t), "panic_price_seq returns the 64-bit seq");
+/* Bytes of the fuse map's mapping (one struct panic_fuses). */
+#define KFUSES_BYTES PAD(sizeof(struct panic_fuses))
+/* The fuse name index: open addressing over KFUSE_HASH buckets (a power of
+ * two, at least twice PANIC_FUSES, so a probe meets an empty bucket soon),
+ * each the entry's index + 1 in a byte (0: empty). */
+#define KFUSE_HASH 128
+_Static_assert(PANIC_FUSES <= 255 && KFUSE_HASH >= 2 * PANIC_FUSES && (KFUSE_HASH & (KFUSE_HASH - 1)) == 0,
+               "fuse indexes + 1 fit a byte, and the index has room");
+/* The user header (panic.h) says how long a fuse name can be. */
+_Static_assert(PANIC_FUSE_NAME_MAX + 1 == PANIC_FUSE_NAME, "panic.h's longest fuse name must be panic_kabi.h's");
 
 /* Alternate signal stacks: one for the main thread, one per slot for the others. */
 #define MAIN_ALTSTACK_SIZE (64 * 1024)
@@ -183,6 +196,19 @@ static const struct panic_site_budget *kbudgets;
  * price array, stored before kprices. */
 static const struct panic_prices *kprices;
 static uint32_t kprices_n;
+/* The fuse map ("fuses" next to the thread table, read-write: panic_fuse adds
+ * to its counters) once kernel mode found a usable one; NULL otherwise. Like
+ * the prices it stays in a forked child. Set once, at start-up, after the
+ * private index below is complete (release), which is then never written:
+ * kfuse_name, the first n entries' names as they were at start-up (the loader
+ * wrote them before the program started; they never change), and
+ * kfuse_bucket, their index by hash (entry index + 1, 0: empty). */
+static struct panic_fuses *kfuses;
+static char kfuse_name[PANIC_FUSES][PANIC_FUSE_NAME];
+static uint8_t kfuse_bucket[KFUSE_HASH];
+/* The entry of the last fuse the calling thread asked for, + 1 (0: none): the
+ * next ask compares its name with that entry's first. */
+static _Thread_local uint8_t tls_fuse;
 
 /* Which fast path the entry points take; derived from clock_state and kthreads
  * by set_hot_mode. It is the entry points' first load: kernel mode is one more
@@ -1242,6 +1268,7 @@ static int kmap_header_ok(const char *what, const char *path, uint64_t magic, ui
 #define NO_KERNEL_TIMES "; running without per-site kernel times"
 #define NO_BUDGETS "; running without budgets"
 #define NO_PRICES "; every price reads 0"
+#define NO_FUSES "; no fuse trips"
 
 /* "<what><name><tail>" into msg[cap] (say's first argument). */
 static const char *kmap_msg(char *msg, size_t cap, const char *what, const char *name, const char *tail) {
@@ -1433,6 +1460,120 @@ unsigned long long panic_price_seq(void) {
     return p ? __atomic_load_n(&p->seq, __ATOMIC_ACQUIRE) : 0;
 }
 
+/* The fuse name `name` (NUL-terminated or PANIC_FUSE_NAME bytes long) is
+ * `entry` (a kfuse_name: the same) over at most PANIC_FUSE_NAME bytes. Reads
+ * no byte of `name` past its NUL. */
+static inline int fuse_name_is(const char *name, const char *entry) {
+    for (size_t i = 0; i < PANIC_FUSE_NAME; i++) {
+        char c = name[i];
+        if (c != entry[i])
+            return 0;
+        if (c == 0)
+            return 1;
+    }
+    return 1;
+}
+
+/* FNV-1a of a fuse name: its bytes up to the NUL, at most PANIC_FUSE_NAME. */
+static inline uint32_t fuse_hash(const char *name) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < PANIC_FUSE_NAME && name[i] != 0; i++)
+        h = (h ^ (uint8_t)name[i]) * 16777619u;
+    return h;
+}
+
+/* Maps the fuse map pinned as "fuses" next to the thread table at
+ * `threads_path` (read-write: panic_fuse counts there) and indexes its names.
+ * No such pin: no fuses in this run, silently. Any other failure, or a map
+ * the loader did not set up for this ABI (magic, version), says one line and
+ * leaves kfuses NULL: no fuse trips. The first n entries (n capped at
+ * PANIC_FUSES) are the run's fuses, their names fixed from now on; an entry
+ * with an empty name, or with the name of an earlier entry, is never
+ * answered. */
+static void kfuses_setup(const char *threads_path) {
+    char path[PATH_MAX];
+    uint32_t entries;
+    int fd = kmap_open(threads_path, "fuses", sizeof(struct panic_fuses), NO_FUSES, path, &entries);
+    if (fd < 0)
+        return;
+    void *map = mmap(NULL, KFUSES_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    int err = map == MAP_FAILED ? errno : 0;
+    close(fd); /* the mapping keeps the map alive */
+    if (err) {
+        say("cannot map fuses", path, err, NO_FUSES);
+        return;
+    }
+    struct panic_fuses *f = map;
+    uint64_t magic = __atomic_load_n(&f->magic, __ATOMIC_ACQUIRE);
+    uint32_t version = __atomic_load_n(&f->version, RELAXED);
+    if (!kmap_header_ok("cannot use fuses", path, magic, PANIC_FUSES_MAGIC, version, NO_FUSES)) {
+        munmap(map, KFUSES_BYTES);
+        return;
+    }
+    uint32_t n = __atomic_load_n(&f->n, RELAXED);
+    if (n > PANIC_FUSES)
+        n = PANIC_FUSES;
+    for (uint32_t i = 0; i < n; i++) {
+        char *name = kfuse_name[i];
+        for (size_t b = 0; b < PANIC_FUSE_NAME; b++)
+            name[b] = __atomic_load_n(&f->fuse[i].name[b], RELAXED);
+        if (name[0] == 0)
+            continue;
+        uint32_t k = fuse_hash(name) & (KFUSE_HASH - 1);
+        for (;; k = (k + 1) & (KFUSE_HASH - 1)) {
+            uint8_t e = kfuse_bucket[k];
+            if (e == 0) {
+                kfuse_bucket[k] = (uint8_t)(i + 1);
+                break;
+            }
+            if (fuse_name_is(name, kfuse_name[e - 1]))
+                break; /* a duplicate: the first entry answers */
+        }
+    }
+    __atomic_store_n(&kfuses, f, __ATOMIC_RELEASE);
+}
+
+/* The entry of the fuse named `name` (entry index + 1), 0 when none is. */
+static uint32_t fuse_find(const char *name) {
+    uint32_t k = fuse_hash(name) & (KFUSE_HASH - 1);
+    for (;; k = (k + 1) & (KFUSE_HASH - 1)) {
+        uint32_t e = kfuse_bucket[k];
+        if (e == 0 || fuse_name_is(name, kfuse_name[e - 1]))
+            return e;
+    }
+}
+
+/* Whether to shed the work `name` names now (panic.h, PANIC_SYM_FUSE): the
+ * fuse's `tripped`, counted in its asks (and sheds); a NULL or unknown name
+ * is counted in `unknown` and answered 0. A thread asking for the fuse it
+ * asked for last finds it with one name comparison, any other name through
+ * the hash index. Plain loads and atomic adds on memory mapped at start-up:
+ * async-signal-safe, no allocation, never blocks. */
+int panic_fuse(const char *name) {
+    struct panic_fuses *f = __atomic_load_n(&kfuses, __ATOMIC_ACQUIRE);
+    if (f == NULL)
+        return 0;
+    if (UNLIKELY(name == NULL)) {
+        __atomic_fetch_add(&f->unknown, 1, RELAXED);
+        return 0;
+    }
+    uint32_t e = tls_fuse;
+    if (UNLIKELY(e == 0 || !fuse_name_is(name, kfuse_name[e - 1]))) {
+        e = fuse_find(name);
+        if (UNLIKELY(e == 0)) {
+            __atomic_fetch_add(&f->unknown, 1, RELAXED);
+            return 0;
+        }
+        tls_fuse = (uint8_t)e;
+    }
+    struct panic_fuse *fuse = &f->fuse[e - 1];
+    int shed = __atomic_load_n(&fuse->tripped, RELAXED) == 1;
+    __atomic_fetch_add(&fuse->asks, 1, RELAXED);
+    if (shed)
+        __atomic_fetch_add(&fuse->sheds, 1, RELAXED);
+    return shed;
+}
+
 /* Maps the pinned thread table at `path` (PANIC_ENV_KTHREADS) and, if the
  * loader set it up for this ABI, enters kernel mode. Any failure says one line
  * and leaves the run as it would be without the table. */
@@ -1462,6 +1603,7 @@ static void kthreads_setup(const char *path) {
     }
     kbudgets_setup(path);
     kprices_setup(path);
+    kfuses_setup(path);
     /* The owner before any slot: the kernel side reads slots only for it. */
     __atomic_store_n(&k->owner, (int32_t)getpid(), __ATOMIC_RELEASE);
     __atomic_store_n(&kthreads, k, __ATOMIC_SEQ_CST);
@@ -1480,7 +1622,9 @@ static void kthreads_setup(const char *path) {
  * and the kernel side reads it only for the parent's tasks. Leave kernel mode
  * before anything writes it. The prices stay: they are per run, and the child
  * only reads them (its mapping is the parent's, shared and read-only), so a
- * forked worker sees the same prices as its parent. */
+ * forked worker sees the same prices as its parent. So do the fuses: the
+ * child answers from the same `tripped` flags and counts its asks into the
+ * run's map (shared; atomic adds), as a worker of the run. */
 static void kthreads_detach(void) {
     struct panic_kthreads *k = kthreads;
     const struct panic_site_budget *b = kbudgets;
@@ -1507,7 +1651,7 @@ static void privatize(void *addr, uint64_t len) {
 /* In a forked child: stop writing into the parent's segment, dump and kernel
  * thread table (the table first: it is shared memory that nothing here may
  * touch). The child keeps counting into private memory, without kernel mode
- * (it keeps reading the prices: kthreads_detach); only the forking thread
+ * (it keeps the prices and fuses: kthreads_detach); only the forking thread
  * survives, so every other slot is freed. */
 static void atfork_child(void) {
     kthreads_detach();

@@ -175,7 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn the_archive_exports_the_price_api_and_embeds_the_user_header() {
+    fn the_archive_exports_the_price_and_fuse_api_and_embeds_the_user_header() {
         for sym in [abi::SYM_PRICE, abi::SYM_PRICE_SEQ] {
             let found = STATIC_LIB.windows(sym.len()).any(|w| w == sym.as_bytes());
             assert!(found, "{sym} missing from the archive");
@@ -185,6 +185,16 @@ mod tests {
             );
         }
         assert!(USER_HEADER.contains("cargo_panic_price("));
+        let sym = abi::SYM_FUSE;
+        assert!(
+            STATIC_LIB.windows(sym.len()).any(|w| w == sym.as_bytes()),
+            "{sym} missing from the archive"
+        );
+        assert!(
+            USER_HEADER.contains(&format!(" {sym}(")),
+            "panic.h declares {sym}"
+        );
+        assert!(USER_HEADER.contains("cargo_panic_fuse("));
         assert!(
             !USER_HEADER
                 .lines()

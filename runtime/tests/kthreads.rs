@@ -10,13 +10,14 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
-use common::bpf::{BPFFS, array, mmapable_array, pin_map, require_root_and_bpffs};
-use common::{Driver, Harness, check_hist, describe, run, sites};
+use common::bpf::{
+    array, mmapable_array, new_pin_dir, pin_map, remove_pins, require_root_and_bpffs,
+};
+use common::{Driver, Harness, LayoutValues, check_hist, describe, run, sites};
 use panic_runtime::{ClockKind, Snapshot, State};
 
 // ---- the thread table ----
@@ -69,15 +70,8 @@ impl Layout {
             .expect("the layout run's dump")
             .header
             .n_sites;
-        let text = String::from_utf8(out.stdout).expect("utf-8");
-        let kv: HashMap<&str, u64> = text
-            .split_whitespace()
-            .map(|f| {
-                let (k, v) = f.split_once('=').expect("name=value");
-                (k, v.parse().expect("a number"))
-            })
-            .collect();
-        let get = |k: &str| *kv.get(k).unwrap_or_else(|| panic!("no {k} in {text:?}"));
+        let values = LayoutValues::parse(String::from_utf8(out.stdout).expect("utf-8"));
+        let get = |k: &str| values.get(k);
         let layout = Layout {
             size: get("size") as usize,
             magic: get("magic") as usize,
@@ -150,14 +144,7 @@ impl Table {
     fn new(layout: &Layout, init: bool) -> Table {
         require_root_and_bpffs();
         let (fd, map, len) = mmapable_array(layout.size, 1);
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(BPFFS).join(format!(
-            "cargo-panic-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let dir = new_pin_dir("cargo-panic-test");
         let pin = dir.join("threads");
         let table = Table {
             layout: layout.clone(),
@@ -349,20 +336,13 @@ impl Drop for Table {
         // SAFETY: `map` is the mapping of `len` bytes made in `new`, used by
         // nothing past this point.
         unsafe { libc::munmap(self.map.cast(), self.len) };
-        let _ = std::fs::remove_file(&self.pin);
-        let budgets = self.budgets_pin();
-        let _ = std::fs::remove_file(&budgets).or_else(|_| std::fs::remove_dir(&budgets));
-        let _ = std::fs::remove_dir(&self.dir);
+        remove_pins(&self.dir, &[self.pin.clone(), self.budgets_pin()]);
     }
 }
 
 // ---- running the driver ----
 
-struct Setup {
-    h: Harness,
-    exe: PathBuf,
-    layout: Layout,
-}
+type Setup = common::Setup<Layout>;
 
 fn setup() -> Setup {
     require_root_and_bpffs();
@@ -469,10 +449,12 @@ fn nested_self_times(env: &[(&str, &str)]) -> Snapshot {
     );
     let h = &snap.hists;
     let ms = |ticks: u64| snap.ticks_to_ns(ticks) as f64 / 1e6;
+    // The regions sleep: never shorter than asked (less the clock's
+    // calibration error), longer by whatever a loaded machine adds.
     let near = |what: &str, got: f64, want: f64| {
         assert!(
-            (want * 0.6..=want * 1.4).contains(&got),
-            "{what}: {got:.1} ms, expected about {want} ms"
+            (want * 0.9..=want + 500.0).contains(&got),
+            "{what}: {got:.1} ms, expected {want} ms (more on a loaded machine)"
         );
     };
     let counts: Vec<_> = h.iter().map(|h| h.count).collect();

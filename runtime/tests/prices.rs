@@ -10,27 +10,18 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicU64, Ordering, fence};
 
-use common::bpf::{BPFFS, mmapable_array, pin_map, require_root_and_bpffs};
-use common::{Driver, Harness, describe, run};
+use common::bpf::{KernelRun, Mapped, TableHead};
+use common::{Driver, Harness, LayoutValues, describe, dynamic_symbols, run};
 
 /// The layouts panic_kabi.h defines, printed by the driver (`prices layout`)
 /// so that no number is copied by hand.
 #[derive(Clone, Debug)]
 struct Layout {
-    /// `struct panic_kthreads`: size, where magic, version and owner are,
-    /// the values of the first two.
-    size: usize,
-    magic: usize,
-    version: usize,
-    owner: usize,
-    magic_value: u64,
-    version_value: u64,
+    /// `struct panic_kthreads`'s head.
+    table: TableHead,
     /// `struct panic_prices`: the price map's value size and fields.
     prices_size: usize,
     prices_magic: usize,
@@ -47,131 +38,75 @@ struct Layout {
 
 impl Layout {
     fn from_driver(h: &Harness, exe: &Path) -> Layout {
-        let out = run(h.command(exe).arg("layout"));
-        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-        let text = String::from_utf8(out.stdout).expect("utf-8");
-        let kv: HashMap<&str, u64> = text
-            .split_whitespace()
-            .map(|f| {
-                let (k, v) = f.split_once('=').expect("name=value");
-                (k, v.parse().expect("a number"))
-            })
-            .collect();
-        let get = |k: &str| *kv.get(k).unwrap_or_else(|| panic!("no {k} in {text:?}"));
+        let v = LayoutValues::from_driver(h, exe);
         // panic.h's resources are panic_kabi.h's (the runtime also checks
         // this at compile time).
         for r in ["cpu", "memory", "io", "network", "dwell"] {
-            assert_eq!(get(r), get(&format!("res_{r}")), "resource {r}");
+            assert_eq!(v.get(r), v.get(&format!("res_{r}")), "resource {r}");
         }
         let l = Layout {
-            size: get("size") as usize,
-            magic: get("magic") as usize,
-            version: get("version") as usize,
-            owner: get("owner") as usize,
-            magic_value: get("magic_value"),
-            version_value: get("version_value"),
-            prices_size: get("prices_size") as usize,
-            prices_magic: get("prices_magic") as usize,
-            prices_version: get("prices_version") as usize,
-            n_resources: get("n_resources") as usize,
-            seq: get("seq") as usize,
-            updated_ns: get("updated_ns") as usize,
-            price: get("price") as usize,
-            price_slots: get("price_slots") as usize,
-            prices_magic_value: get("prices_magic_value"),
-            price_one: get("price_one"),
-            resources: get("resources"),
+            table: TableHead::from_values(&v),
+            prices_size: v.at("prices_size"),
+            prices_magic: v.at("prices_magic"),
+            prices_version: v.at("prices_version"),
+            n_resources: v.at("n_resources"),
+            seq: v.at("seq"),
+            updated_ns: v.at("updated_ns"),
+            price: v.at("price"),
+            price_slots: v.at("price_slots"),
+            prices_magic_value: v.get("prices_magic_value"),
+            price_one: v.get("price_one"),
+            resources: v.get("resources"),
         };
         assert_eq!(l.prices_size, l.price + l.price_slots * 8);
-        // Run writes version and reads owner as one 8-byte word; likewise
-        // version and n_resources of the price map.
-        assert!(l.version.is_multiple_of(8) && l.owner == l.version + 4);
+        // Run writes version and n_resources of the price map as one 8-byte
+        // word.
         assert!(l.prices_version.is_multiple_of(8) && l.n_resources == l.prices_version + 4);
         assert!(l.resources as usize <= l.price_slots);
         l
     }
 }
 
-/// One run's pins, as cargo-panic's loader makes them: a thread table set up
-/// for this ABI ("threads") and, when asked, a price map next to it
-/// ("prices"), mapped here read-write for the test to play the controller.
-/// Dropping it unmaps both and removes the pins and their directory.
-struct Run {
-    layout: Layout,
-    dir: PathBuf,
-    threads: PathBuf,
-    _threads_fd: OwnedFd,
-    threads_map: (*mut u8, usize),
-    prices: Option<(OwnedFd, *mut u8, usize)>,
-}
+/// One run's pins: the thread table and, when asked, a price map next to it
+/// ("prices"), for the test to play the controller.
+type Run = KernelRun<Layout>;
 
 impl Run {
     fn new(layout: &Layout) -> Run {
-        require_root_and_bpffs();
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(BPFFS).join(format!(
-            "cargo-panic-prices-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir(&dir)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
-        let (fd, map, len) = mmapable_array(layout.size, 1);
-        let run = Run {
-            layout: layout.clone(),
-            threads: dir.join("threads"),
-            dir,
-            _threads_fd: fd,
-            threads_map: (map, len),
-            prices: None,
-        };
-        run.word(map, len, layout.magic)
-            .store(layout.magic_value, Ordering::Release);
-        // version is a u32 followed by the owner (0 until the runtime writes it).
-        run.word(map, len, layout.version)
-            .store(layout.version_value, Ordering::Release);
-        pin_map(&run._threads_fd, &run.threads);
-        run
-    }
-
-    /// The 8 bytes at `off` of a mapping, as an atomic.
-    fn word(&self, map: *mut u8, len: usize, off: usize) -> &AtomicU64 {
-        assert!(off.is_multiple_of(8) && off + 8 <= len);
-        // SAFETY: in bounds (checked) and 8-aligned in a page-aligned mapping
-        // that lives as long as `self`; the runtime only reads it (atomically).
-        unsafe { AtomicU64::from_ptr(map.add(off).cast()) }
+        KernelRun::pin_table(&layout.table, "prices", layout.clone())
     }
 
     fn prices_pin(&self) -> PathBuf {
-        self.dir.join("prices")
+        self.extra_pin()
+    }
+
+    /// The price map, once pinned.
+    fn prices(&self) -> Option<&Mapped> {
+        self.extra.as_ref()
     }
 
     /// Pins a price map of `value_size`-byte elements next to the table, as
     /// the loader does: magic, version and n_resources, prices 0, seq 0.
     fn pin_prices_with(&mut self, value_size: usize, magic: u64, version: u64, n_resources: u64) {
         let l = self.layout.clone();
-        let (fd, map, len) = mmapable_array(value_size, 1);
-        self.prices = Some((fd, map, len));
-        if value_size == l.prices_size {
-            self.prices_word(l.prices_magic)
-                .store(magic, Ordering::Relaxed);
-            // version and n_resources: two u32s in one word.
-            self.prices_word(l.prices_version)
-                .store(version | n_resources << 32, Ordering::Release);
-        }
-        let fd = &self.prices.as_ref().expect("just set").0;
-        pin_map(fd, &self.prices_pin());
+        self.pin_extra(value_size, |map| {
+            if value_size == l.prices_size {
+                map.u64_at(l.prices_magic).store(magic, Ordering::Relaxed);
+                // version and n_resources: two u32s in one word.
+                map.u64_at(l.prices_version)
+                    .store(version | n_resources << 32, Ordering::Release);
+            }
+        });
     }
 
     fn pin_prices(&mut self, n_resources: u64) {
         let l = &self.layout;
-        let (size, magic, version) = (l.prices_size, l.prices_magic_value, l.version_value);
+        let (size, magic, version) = (l.prices_size, l.prices_magic_value, l.table.version_value);
         self.pin_prices_with(size, magic, version, n_resources);
     }
 
     fn prices_word(&self, off: usize) -> &AtomicU64 {
-        let (_, map, len) = self.prices.as_ref().expect("a price map");
-        self.word(*map, *len, off)
+        self.extra_word(off)
     }
 
     fn seq(&self) -> u64 {
@@ -200,41 +135,11 @@ impl Run {
         seq.store(odd + 1, Ordering::Release);
         odd + 1
     }
-
-    fn owner(&self) -> i32 {
-        let (map, len) = self.threads_map;
-        // owner: the i32 after the u32 version (checked in Layout).
-        (self
-            .word(map, len, self.layout.version)
-            .load(Ordering::Acquire)
-            >> 32) as u32 as i32
-    }
-}
-
-impl Drop for Run {
-    fn drop(&mut self) {
-        // SAFETY: the mappings made in `new` and `pin_prices_with`, used by
-        // nothing past this point.
-        unsafe {
-            libc::munmap(self.threads_map.0.cast(), self.threads_map.1);
-            if let Some((_, map, len)) = &self.prices {
-                libc::munmap((*map).cast(), *len);
-            }
-        }
-        let _ = std::fs::remove_file(&self.threads);
-        let prices = self.prices_pin();
-        let _ = std::fs::remove_file(&prices).or_else(|_| std::fs::remove_dir(&prices));
-        let _ = std::fs::remove_dir(&self.dir);
-    }
 }
 
 /// The prices driver, built the way the link driver links programs: with
 /// the price API exported for dlsym.
-struct Setup {
-    h: Harness,
-    exe: PathBuf,
-    layout: Layout,
-}
+type Setup = common::Setup<Layout>;
 
 const EXPORT: [&str; 2] = [
     "-Wl,--export-dynamic-symbol=panic_price",
@@ -242,10 +147,7 @@ const EXPORT: [&str; 2] = [
 ];
 
 fn setup() -> Setup {
-    let h = Harness::new();
-    let exe = h.build_args("prices", "prices", 4, 4, true, &EXPORT);
-    let layout = Layout::from_driver(&h, &exe);
-    Setup { h, exe, layout }
+    Setup::exported("prices", &EXPORT, Layout::from_driver)
 }
 
 /// The resources the driver reads: 0-8, 1000 and u32::MAX.
@@ -287,12 +189,7 @@ fn ask(d: &mut Driver, cmd: &str) -> Read {
 }
 
 fn spawn_read(s: &Setup, kthreads: Option<&Path>) -> Driver {
-    let mut cmd = s.h.command(&s.exe);
-    cmd.arg("read");
-    if let Some(pin) = kthreads {
-        cmd.env("CARGO_PANIC_KTHREADS", pin);
-    }
-    Driver::spawn(cmd)
+    s.spawn("read", kthreads)
 }
 
 fn fixed(l: &Layout, v: f64) -> u64 {
@@ -400,7 +297,7 @@ fn a_price_map_the_runtime_cannot_use_is_said_in_one_line_and_reads_0() {
     let l = s.layout.clone();
     let refused = |r: &Run, reason: &str| {
         // Prices in the map, which the program must not read.
-        if r.prices.is_some() {
+        if r.prices().is_some() {
             r.update(&[(0, fixed(&l, 2.0)), (1, fixed(&l, 3.0))], true);
         }
         let mut d = spawn_read(&s, Some(&r.threads));
@@ -421,7 +318,7 @@ fn a_price_map_the_runtime_cannot_use_is_said_in_one_line_and_reads_0() {
 
     // Not set up by the loader: no magic.
     let mut r = Run::new(&l);
-    r.pin_prices_with(l.prices_size, 0, l.version_value, l.resources);
+    r.pin_prices_with(l.prices_size, 0, l.table.version_value, l.resources);
     refused(
         &r,
         "cannot use prices {}: Bad message (wrong magic: the loader did not set it up)",
@@ -432,7 +329,7 @@ fn a_price_map_the_runtime_cannot_use_is_said_in_one_line_and_reads_0() {
     r.pin_prices_with(
         l.prices_size,
         l.prices_magic_value,
-        l.version_value + 1,
+        l.table.version_value + 1,
         l.resources,
     );
     refused(
@@ -440,8 +337,8 @@ fn a_price_map_the_runtime_cannot_use_is_said_in_one_line_and_reads_0() {
         &format!(
             "cannot use prices {{}}: Protocol not supported (version {}, this runtime reads \
              version {})",
-            l.version_value + 1,
-            l.version_value
+            l.table.version_value + 1,
+            l.table.version_value
         ),
     );
 
@@ -504,31 +401,6 @@ fn a_program_built_without_cargo_panic_reads_0() {
     );
 }
 
-/// `(name, defined)` of every dynamic symbol of `exe` (`nm -D`).
-fn dynamic_symbols(exe: &Path) -> Vec<(String, bool)> {
-    let out = Command::new("nm")
-        .arg("-D")
-        .arg(exe)
-        .output()
-        .expect("run nm (binutils)");
-    assert!(
-        out.status.success(),
-        "nm -D failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<_> = l.split_whitespace().collect();
-            match f.as_slice() {
-                [_, kind, name] => Some(((*name).to_string(), !matches!(*kind, "U" | "w" | "v"))),
-                [kind, name] => Some(((*name).to_string(), !matches!(*kind, "U" | "w" | "v"))),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 #[test]
 fn the_price_api_is_exported_from_executables_linked_to_export_it() {
     let h = Harness::new();
@@ -587,12 +459,7 @@ fn price_read_cost() {
     r.pin_prices(l.resources);
     r.update(&[(0, fixed(l, 1.25))], true);
     let bench = |kthreads: Option<&Path>| {
-        let mut cmd = s.h.command(&s.exe);
-        cmd.args(["bench", "20000000"]);
-        if let Some(pin) = kthreads {
-            cmd.env("CARGO_PANIC_KTHREADS", pin);
-        }
-        let out = run(&mut cmd);
+        let out = run(&mut s.command(&["bench", "20000000"], kthreads));
         assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
         String::from_utf8(out.stdout).expect("utf-8")
     };

@@ -73,6 +73,15 @@ struct {
     __type(value, struct panic_prices);
 } prices SEC(".maps");
 
+/* Fuses: written by the loader and the controller, counted by the runtime. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_fuses);
+} fuses SEC(".maps");
+
 /* n_sites + 1 elements (the loader sizes and fills it). */
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);

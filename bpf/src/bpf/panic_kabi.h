@@ -27,7 +27,7 @@
 #include <linux/types.h>
 #endif
 
-#define PANIC_KABI_VERSION 4
+#define PANIC_KABI_VERSION 5
 /* "PANICKTH" little-endian: the loader writes it into the thread table. */
 #define PANIC_KTHREADS_MAGIC 0x48544b43494e4150ULL
 /* Slots in the thread table: one per runtime thread slot (the runtime checks
@@ -100,6 +100,34 @@ struct panic_prices {
     __u64 seq;         /* 2 x the number of updates; odd during one */
     __u64 updated_ns;  /* CLOCK_MONOTONIC ns of the last update (0: none yet) */
     __u64 price[8];    /* fixed point (PANIC_PRICE_ONE); entries >= n_resources are 0 */
+};
+
+/* Fuses (DESIGN §4 "Fuse"): named checks a program makes (panic_fuse("name"))
+ * to learn whether to shed that work now. The "fuses" map, pinned next to
+ * "threads" (0600): the only value of a one-entry BPF_F_MMAPABLE array. The
+ * loader writes magic, version, n and the names of the run's fuses (from the
+ * run config) before the target starts; the controller sets and clears
+ * `tripped`; the runtime looks names up and counts every ask (atomic adds). */
+#define PANIC_FUSES 64
+#define PANIC_FUSE_NAME 48
+/* "PANICFUS" little-endian. */
+#define PANIC_FUSES_MAGIC 0x53554643494e4150ULL
+
+struct panic_fuse {
+    char name[PANIC_FUSE_NAME]; /* NUL-terminated, written once by the loader */
+    __u32 tripped;              /* 1 while the program should shed this work */
+    __u32 reserved;
+    __u64 asks;                 /* panic_fuse() calls with this name */
+    __u64 sheds;                /* ... of them answered "shed" (tripped) */
+};
+
+struct panic_fuses {
+    __u64 magic;
+    __u32 version; /* PANIC_KABI_VERSION */
+    __u32 n;       /* entries in use */
+    __u64 unknown; /* asks with a name that is no entry's (answered "go on") */
+    __u64 reserved;
+    struct panic_fuse fuse[PANIC_FUSES];
 };
 
 /* Budget actions (panic_site_budget.action). */

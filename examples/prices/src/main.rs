@@ -1,4 +1,4 @@
-//! What a program sees of cargo-panic's prices, through `panic-api`.
+//! What a program sees of cargo-panic's prices and fuses, through `panic-api`.
 //!
 //! `prices` prints one line; `prices watch N` prints it for each of the next N
 //! lines on stdin (so a test can change the prices between two reads).
@@ -9,11 +9,12 @@ use cargo_panic::{Resource, instrumented, price, prices_seq};
 
 fn line() -> String {
     format!(
-        "instrumented={} cpu={} memory={} seq={}",
+        "instrumented={} cpu={} memory={} seq={} fuse={}",
         instrumented(),
         price(Resource::Cpu),
         price(Resource::Memory),
-        prices_seq()
+        prices_seq(),
+        cargo_panic::fuse!("ingest")
     )
 }
 

@@ -23,21 +23,17 @@
 #include "driver.h"
 #include "panic.h"
 #include "panic_kabi.h"
+#include "kmode_driver.h"
 
 #include <dlfcn.h>
 #include <limits.h>
-#include <stddef.h>
-#include <sys/wait.h>
 
 static void layout(void) {
-    printf("size=%zu magic=%zu version=%zu owner=%zu magic_value=%llu version_value=%d "
-           "prices_size=%zu prices_magic=%zu prices_version=%zu n_resources=%zu seq=%zu updated_ns=%zu "
+    print_table_head();
+    printf("prices_size=%zu prices_magic=%zu prices_version=%zu n_resources=%zu seq=%zu updated_ns=%zu "
            "price=%zu price_slots=%zu prices_magic_value=%llu price_one=%d resources=%d "
            "res_cpu=%d res_memory=%d res_io=%d res_network=%d res_dwell=%d "
            "cpu=%d memory=%d io=%d network=%d dwell=%d\n",
-           sizeof(struct panic_kthreads), offsetof(struct panic_kthreads, magic),
-           offsetof(struct panic_kthreads, version), offsetof(struct panic_kthreads, owner),
-           (unsigned long long)PANIC_KTHREADS_MAGIC, PANIC_KABI_VERSION,
            sizeof(struct panic_prices), offsetof(struct panic_prices, magic), offsetof(struct panic_prices, version),
            offsetof(struct panic_prices, n_resources), offsetof(struct panic_prices, seq),
            offsetof(struct panic_prices, updated_ns), offsetof(struct panic_prices, price),
@@ -64,6 +60,8 @@ static void print_prices(const char *tag, price_fn price, seq_fn seq) {
 static double wrapped_price(unsigned r) { return cargo_panic_price(r); }
 static unsigned long long wrapped_seq(void) { return cargo_panic_price_seq(); }
 
+static void child_prices(void) { print_prices("child", wrapped_price, wrapped_seq); }
+
 static void read_prices(void) {
     char line[64];
     while (fgets(line, sizeof line, stdin) != NULL) {
@@ -81,26 +79,11 @@ static void read_prices(void) {
                 printf("dlsym %s\n", price || seq ? "partial" : "none");
             fflush(stdout);
         } else if (!strcmp(line, "fork")) {
-            pid_t pid = fork();
-            CHECK(pid >= 0);
-            if (pid == 0) {
-                print_prices("child", wrapped_price, wrapped_seq);
-                _exit(0);
-            }
-            int status;
-            CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
-            printf("forked\n");
-            fflush(stdout);
+            fork_child(child_prices);
         } else {
             CHECK(!"unknown command");
         }
     }
-}
-
-static double ns_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
 /* ns per call over n calls of cargo_panic_price(PANIC_CPU) as a program
@@ -140,13 +123,8 @@ static void bench(long n) {
 }
 
 int main(int argc, char **argv) {
-    CHECK(argc >= 2);
-    if (!strcmp(argv[1], "layout")) {
-        layout();
+    if (layout_or_region(argc, argv, layout))
         return 0;
-    }
-    uint32_t t = ENTER(1, 1);
-    EXIT(t);
     if (!strcmp(argv[1], "read")) {
         read_prices();
     } else if (!strcmp(argv[1], "bench")) {

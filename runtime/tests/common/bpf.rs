@@ -4,8 +4,11 @@
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use super::LayoutValues;
 
 // Commands, map type and flag of linux/bpf.h.
 pub const BPF_MAP_CREATE: libc::c_long = 0;
@@ -156,4 +159,184 @@ pub fn pin_map(fd: &OwnedFd, path: &Path) {
     };
     bpf(BPF_OBJ_PIN, &attr)
         .unwrap_or_else(|e| panic!("cannot pin the map at {}: {e}", path.display()));
+}
+
+/// Creates a directory of its own on bpffs for one run's pins:
+/// `<prefix>-<pid>-<n>`.
+pub fn new_pin_dir(prefix: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(BPFFS).join(format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// Removes the pins under `dir` (maps, or directories standing where a map
+/// should be), then `dir` itself; what is already gone is no error.
+pub fn remove_pins(dir: &Path, pins: &[PathBuf]) {
+    for pin in pins {
+        let _ = std::fs::remove_file(pin).or_else(|_| std::fs::remove_dir(pin));
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// A one-entry mmapable BPF array of `value_size` bytes, mapped here
+/// read-write. Dropping it unmaps it (and closes the map, which lives on
+/// while it is pinned).
+pub struct Mapped {
+    pub fd: OwnedFd,
+    map: *mut u8,
+    pub len: usize,
+}
+
+impl Mapped {
+    pub fn new(value_size: usize) -> Mapped {
+        let (fd, map, len) = mmapable_array(value_size, 1);
+        Mapped { fd, map, len }
+    }
+
+    /// The 8 bytes at `off`, as an atomic.
+    pub fn u64_at(&self, off: usize) -> &AtomicU64 {
+        assert!(off.is_multiple_of(8) && off + 8 <= self.len);
+        // SAFETY: in bounds (checked) and 8-aligned in a page-aligned mapping
+        // that lives as long as `self`; the runtime accesses it atomically.
+        unsafe { AtomicU64::from_ptr(self.map.add(off).cast()) }
+    }
+
+    /// The 4 bytes at `off`, as an atomic.
+    pub fn u32_at(&self, off: usize) -> &AtomicU32 {
+        assert!(off.is_multiple_of(4) && off + 4 <= self.len);
+        // SAFETY: in bounds (checked) and 4-aligned in a page-aligned mapping
+        // that lives as long as `self`; the runtime accesses it atomically.
+        unsafe { AtomicU32::from_ptr(self.map.add(off).cast()) }
+    }
+
+    /// Copies `bytes` to `off`, before any other process maps the map.
+    pub fn write(&self, off: usize, bytes: &[u8]) {
+        assert!(off + bytes.len() <= self.len);
+        // SAFETY: in bounds of the mapping (checked), which no other process
+        // maps yet.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.map.add(off), bytes.len()) };
+    }
+}
+
+impl Drop for Mapped {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `new`, used by nothing past this point.
+        unsafe { libc::munmap(self.map.cast(), self.len) };
+    }
+}
+
+/// The head of `struct panic_kthreads` (panic_kabi.h), as a driver's
+/// `layout` mode prints it: the table's size, where magic, version and owner
+/// are, and the values of the first two.
+#[derive(Clone, Debug)]
+pub struct TableHead {
+    pub size: usize,
+    pub magic: usize,
+    pub version: usize,
+    pub owner: usize,
+    pub magic_value: u64,
+    pub version_value: u64,
+}
+
+impl TableHead {
+    pub fn from_values(v: &LayoutValues) -> TableHead {
+        let head = TableHead {
+            size: v.at("size"),
+            magic: v.at("magic"),
+            version: v.at("version"),
+            owner: v.at("owner"),
+            magic_value: v.get("magic_value"),
+            version_value: v.get("version_value"),
+        };
+        // KernelRun writes version and reads owner as one 8-byte word.
+        assert!(head.version.is_multiple_of(8) && head.owner == head.version + 4);
+        head
+    }
+}
+
+/// One run's pins, as cargo-panic's loader makes them: a thread table set up
+/// for this ABI ("threads") and, when asked, one more map next to it (named
+/// `extra_name`: "prices", "fuses"), mapped here read-write for the test to
+/// play the loader and the controller; `layout` is the test's layout of that
+/// map. Dropping it removes the pins and their directory and unmaps both.
+pub struct KernelRun<L> {
+    pub layout: L,
+    pub dir: PathBuf,
+    /// The thread table's pin, for CARGO_PANIC_KTHREADS.
+    pub threads: PathBuf,
+    head: TableHead,
+    table: Mapped,
+    extra_name: &'static str,
+    /// The extra map, once pinned.
+    pub extra: Option<Mapped>,
+}
+
+impl<L> KernelRun<L> {
+    /// Pins a fresh thread table with the loader's magic and version in a
+    /// directory of its own on bpffs.
+    pub fn pin_table(head: &TableHead, extra_name: &'static str, layout: L) -> KernelRun<L> {
+        require_root_and_bpffs();
+        let dir = new_pin_dir(&format!("cargo-panic-{extra_name}-test"));
+        let table = Mapped::new(head.size);
+        table
+            .u64_at(head.magic)
+            .store(head.magic_value, Ordering::Release);
+        // version is a u32 followed by the owner (0 until the runtime writes it).
+        table
+            .u64_at(head.version)
+            .store(head.version_value, Ordering::Release);
+        let run = KernelRun {
+            layout,
+            threads: dir.join("threads"),
+            dir,
+            head: head.clone(),
+            table,
+            extra_name,
+            extra: None,
+        };
+        pin_map(&run.table.fd, &run.threads);
+        run
+    }
+
+    /// Where the runtime looks for the extra map: next to the table.
+    pub fn extra_pin(&self) -> PathBuf {
+        self.dir.join(self.extra_name)
+    }
+
+    /// Creates the extra map with elements of `value_size` bytes, lets `init`
+    /// fill it (as the loader does) and pins it next to the table.
+    pub fn pin_extra(&mut self, value_size: usize, init: impl FnOnce(&Mapped)) {
+        let map = Mapped::new(value_size);
+        init(&map);
+        pin_map(&map.fd, &self.extra_pin());
+        self.extra = Some(map);
+    }
+
+    /// The 8 bytes at `off` of the extra map.
+    pub fn extra_word(&self, off: usize) -> &AtomicU64 {
+        self.extra_map().u64_at(off)
+    }
+
+    pub fn extra_map(&self) -> &Mapped {
+        self.extra
+            .as_ref()
+            .unwrap_or_else(|| panic!("no {} map pinned", self.extra_name))
+    }
+
+    /// The pid the runtime wrote as the table's owner (0 before).
+    pub fn owner(&self) -> i32 {
+        // owner: the i32 after the u32 version (checked in TableHead).
+        (self.table.u64_at(self.head.version).load(Ordering::Acquire) >> 32) as u32 as i32
+    }
+}
+
+impl<L> Drop for KernelRun<L> {
+    fn drop(&mut self) {
+        remove_pins(&self.dir, &[self.threads.clone(), self.extra_pin()]);
+    }
 }

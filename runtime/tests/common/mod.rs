@@ -7,6 +7,7 @@
     reason = "each test binary uses a different part of the harness"
 )]
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -311,6 +312,85 @@ pub fn assert_dump_matches_live(dump: &panic_runtime::Snapshot, live: &panic_run
     );
 }
 
+/// A driver built for a test, with the layout it printed (`<driver> layout`).
+pub struct Setup<L> {
+    pub h: Harness,
+    pub exe: PathBuf,
+    pub layout: L,
+}
+
+impl<L> Setup<L> {
+    /// Builds `tests/c/<driver>.c` the way the link driver links programs,
+    /// with `export` (the `--export-dynamic-symbol` flags of its API), and
+    /// reads its layout with `layout`.
+    pub fn exported(
+        driver: &str,
+        export: &[&str],
+        layout: impl FnOnce(&Harness, &Path) -> L,
+    ) -> Setup<L> {
+        let h = Harness::new();
+        let exe = h.build_args(driver, driver, 4, 4, true, export);
+        let layout = layout(&h, &exe);
+        Setup { h, exe, layout }
+    }
+
+    /// A command running the driver with `args`, in kernel mode on the thread
+    /// table pinned at `kthreads` when there is one.
+    pub fn command(&self, args: &[&str], kthreads: Option<&Path>) -> Command {
+        let mut cmd = self.h.command(&self.exe);
+        cmd.args(args);
+        if let Some(pin) = kthreads {
+            cmd.env("CARGO_PANIC_KTHREADS", pin);
+        }
+        cmd
+    }
+
+    /// Spawns the driver in `mode` (see [`Setup::command`]) to talk to it.
+    pub fn spawn(&self, mode: &str, kthreads: Option<&Path>) -> Driver {
+        Driver::spawn(self.command(&[mode], kthreads))
+    }
+}
+
+/// The `name=value` pairs (all numbers) a driver prints on one line in its
+/// `layout` mode, so that no layout number is copied by hand into a test.
+pub struct LayoutValues {
+    text: String,
+    values: HashMap<String, u64>,
+}
+
+impl LayoutValues {
+    pub fn parse(text: String) -> LayoutValues {
+        let values = text
+            .split_whitespace()
+            .map(|f| {
+                let (k, v) = f.split_once('=').expect("name=value");
+                (k.to_string(), v.parse().expect("a number"))
+            })
+            .collect();
+        LayoutValues { text, values }
+    }
+
+    /// Runs `exe layout` (which must succeed) and parses what it prints.
+    pub fn from_driver(h: &Harness, exe: &Path) -> LayoutValues {
+        let out = run(h.command(exe).arg("layout"));
+        assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+        LayoutValues::parse(String::from_utf8(out.stdout).expect("utf-8"))
+    }
+
+    /// The value of `name`, failing when the driver did not print it.
+    pub fn get(&self, name: &str) -> u64 {
+        *self
+            .values
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.text))
+    }
+
+    /// The value of `name` as an offset or a size.
+    pub fn at(&self, name: &str) -> usize {
+        usize::try_from(self.get(name)).expect("small")
+    }
+}
+
 /// A driver that talks over pipes: it prints lines and waits for lines on
 /// stdin between its steps.
 pub struct Driver {
@@ -367,4 +447,29 @@ impl Driver {
             .expect("read stderr");
         (status.code(), err)
     }
+}
+
+/// `(name, defined)` of every dynamic symbol of `exe` (`nm -D`).
+pub fn dynamic_symbols(exe: &Path) -> Vec<(String, bool)> {
+    let out = Command::new("nm")
+        .arg("-D")
+        .arg(exe)
+        .output()
+        .expect("run nm (binutils)");
+    assert!(
+        out.status.success(),
+        "nm -D failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<_> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [_, kind, name] => Some(((*name).to_string(), !matches!(*kind, "U" | "w" | "v"))),
+                [kind, name] => Some(((*name).to_string(), !matches!(*kind, "U" | "w" | "v"))),
+                _ => None,
+            }
+        })
+        .collect()
 }
