@@ -113,14 +113,19 @@ fn render_json(worst: Outcome, checks: &[Check]) -> Result<String> {
 
 pub fn verify(opts: &VerifyOptions) -> Result<i32> {
     if let (Some(p), Some(_), None) = (&opts.profile, &opts.controller, &opts.binary) {
-        // The profile format has no price/usage series yet: the kernel side's
-        // controller is what will record them.
-        let _: cargo_panic_core::profile::Profile = cargo_panic_core::fsutil::read_json(p)?;
+        // Profiles of runs with a controller carry its price/usage series
+        // (`controller.samples`); estimating K from them is not wired in yet.
+        let prof: cargo_panic_core::profile::Profile = cargo_panic_core::fsutil::read_json(p)?;
         bail!(
-            "{}: this profile has no price/usage time series to estimate the controller's \
-             sensitivity from (they are recorded by the kernel side's price controller, which has \
-             not landed yet); give `sensitivity:` in the controller file",
-            p.display()
+            "{}: {}; estimating the controller's sensitivity from a profile is not supported yet: \
+             give `sensitivity:` in the controller file",
+            p.display(),
+            if prof.controller.is_some() {
+                "this profile has the controller's price/usage series"
+            } else {
+                "this profile has no price/usage series (they are recorded by `cargo panic run \
+                 --config` with a controller)"
+            }
         );
     }
     if opts.profile.is_some() && opts.binary.is_none() {
