@@ -23,28 +23,11 @@ TRIALS=${1:-60}
 [[ $TRIALS =~ ^[1-9][0-9]*$ ]] || { echo "usage: sudo bash bench/budget.sh [TRIALS]" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench: budgets need the kernel side, hence root: sudo bash bench/budget.sh" >&2; exit 1; }
 
-bash scripts/install-deps.sh
-unset CC CXX CFLAGS CXXFLAGS LDFLAGS CARGO_TARGET_DIR
-export CARGO_TERM_COLOR=never LC_ALL=C
-
-W=$ROOT/bench/.work/budget
-LOG=$W/logs
-BIN=$W/bin
-OUT=$W/out
-rm -rf "$W"
-mkdir -p "$LOG" "$BIN" "$OUT"
-export CARGO_PANIC_HOME=$W/home
-
 BENCH_START=$EPOCHREALTIME
 BENCH_NAME="budget bench"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-
-machine_line "$(clang-19 --version | head -n 1)"
-build_cargo_panic "$BIN"
-note "building examples/c-split with hog timed"
-cp -r examples/c-split "$W/c-split"
-(cd "$W/c-split" && logged "$LOG/c-split.log" "$BIN/cargo-panic" cc --time hog -- make)
+kernel_bench_setup budget "--time hog"
 
 hogs=()
 stop_hogs() { ((${#hogs[@]})) && kill "${hogs[@]}" 2>/dev/null; hogs=(); }
@@ -60,7 +43,7 @@ for ((t = 0; t < TRIALS; t++)); do
     done
   fi
   p=$OUT/p-$t.json
-  "$BIN/cargo-panic" run --budget 'hog=20ms:kill' --out "$p" -- "$W/c-split/c-split" hog 5000 \
+  "$BIN/cargo-panic" run --budget 'hog=20ms:kill' --out "$p" -- "$C_SPLIT" hog 5000 \
     >"$OUT/stdout-$t.txt" 2>"$OUT/stderr-$t.txt" || true
   stop_hogs
   python3 - "$p" "$mode" >>"$OUT/events.txt" <<'PY'

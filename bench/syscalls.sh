@@ -21,30 +21,13 @@ N=${1:-2000000}
 [[ $N =~ ^[1-9][0-9]*$ ]] || { echo "usage: sudo bash bench/syscalls.sh [N]" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "bench: the kernel side needs root: sudo bash bench/syscalls.sh" >&2; exit 1; }
 
-bash scripts/install-deps.sh
-unset CC CXX CFLAGS CXXFLAGS LDFLAGS CARGO_TARGET_DIR
-export CARGO_TERM_COLOR=never LC_ALL=C
-RUNS=${BENCH_RUNS:-7}
-
-W=$ROOT/bench/.work/syscalls
-LOG=$W/logs
-BIN=$W/bin
-OUT=$W/out
-rm -rf "$W"
-mkdir -p "$LOG" "$BIN" "$OUT"
-export CARGO_PANIC_HOME=$W/home
-
 BENCH_START=$EPOCHREALTIME
 BENCH_NAME="syscalls bench"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-
-machine_line "$(clang-19 --version | head -n 1)"
-build_cargo_panic "$BIN"
-note "building examples/c-split"
-cp -r examples/c-split "$W/c-split"
-(cd "$W/c-split" && logged "$LOG/c-split.log" "$BIN/cargo-panic" cc --time calls -- make)
-EXE=$W/c-split/c-split
+RUNS=${BENCH_RUNS:-7}
+kernel_bench_setup syscalls "--time calls"
+EXE=$C_SPLIT
 
 declare -A FLAGS=([unwatched]="" [watched]="--kernel" [syscalls]="--syscalls")
 VARIANTS=(unwatched watched syscalls)
