@@ -17,6 +17,7 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use panic_verifier::drift::Step;
 use serde::{Deserialize, Serialize};
 
 use crate::budget::parse_duration;
@@ -41,20 +42,14 @@ struct RunConfigFile {
 struct ControllerFile {
     resources: Vec<String>,
     capacity: Vec<f64>,
-    step: StepFile,
+    /// The verifier's own type: the run config's controller is a controller file.
+    step: Step,
     #[serde(default)]
     #[allow(dead_code)] // read by `cargo panic verify --controller`, not by the run
     sensitivity: Option<Vec<Vec<f64>>>,
     #[serde(default)]
     #[allow(dead_code)]
     baseline_usage: Option<Vec<f64>>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum StepFile {
-    One(f64),
-    Each(Vec<f64>),
 }
 
 /// A validated run config.
@@ -153,8 +148,8 @@ fn validate(c: ControllerFile) -> Result<ControllerConfig, String> {
         ));
     }
     let step = match c.step {
-        StepFile::One(a) => vec![a; n],
-        StepFile::Each(v) => v,
+        Step::Uniform(a) => vec![a; n],
+        Step::PerResource(v) => v,
     };
     if step.len() != n {
         return Err(format!(
@@ -268,6 +263,15 @@ pub fn unit(resource: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_price_map_and_the_verifier_name_the_same_resources() {
+        let verifier: Vec<&str> = panic_verifier::drift::ResourceKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect();
+        assert_eq!(RESOURCES.to_vec(), verifier);
+    }
 
     #[test]
     fn a_run_config_parses() {

@@ -125,6 +125,21 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// The ground check that `P`'s diagonal is positive (the certificate's `P`
+/// when no positivity witness comes with it).
+fn positive_diagonal(p: &[Vec<Real>], timeout_ms: u64, log: &mut Vec<Z3Check>) -> Outcome {
+    ground(
+        "p_positive_diagonal",
+        || {
+            (0..p.len())
+                .map(|i| p[i][i].gt(Real::from_rational(0, 1)))
+                .collect()
+        },
+        timeout_ms,
+        log,
+    )
+}
+
 /// Asserts `¬(c_1 ∧ … ∧ c_m)` and checks it.
 fn ground(
     name: &str,
@@ -178,20 +193,10 @@ pub(crate) fn check_direct(
     limits: Limits,
     log: &mut Vec<Z3Check>,
 ) -> Outcome {
-    let n = ex.a.len();
     let model = Model::new(ex);
     let t = limits.ground_timeout_ms;
     let p: Vec<Vec<Real>> = pq.iter().map(|r| r.iter().map(num).collect()).collect();
-    let out = ground(
-        "p_positive_diagonal",
-        || {
-            (0..n)
-                .map(|i| p[i][i].gt(Real::from_rational(0, 1)))
-                .collect()
-        },
-        t,
-        log,
-    );
+    let out = positive_diagonal(&p, t, log);
     if !matches!(out, Outcome::Holds) {
         return out;
     }
@@ -237,16 +242,7 @@ pub(crate) fn check_certificate(
 
     let p: Vec<Vec<Real>> = cert.p.iter().map(|r| r.iter().map(num).collect()).collect();
     let out = match &cert.positivity {
-        None => ground(
-            "p_positive_diagonal",
-            || {
-                (0..n)
-                    .map(|i| p[i][i].gt(Real::from_rational(0, 1)))
-                    .collect()
-            },
-            t,
-            log,
-        ),
+        None => positive_diagonal(&p, t, log),
         Some(w) => ground(
             "p_positive_definite",
             || {
