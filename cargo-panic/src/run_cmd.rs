@@ -140,7 +140,8 @@ fn budgets(
 /// by block I/O.
 struct ProcUsage {
     pid: u32,
-    last: Option<(std::time::Instant, f64, f64)>,
+    last_cpu: Option<(std::time::Instant, f64)>,
+    last_io: Option<(std::time::Instant, f64)>,
     ticks_per_s: f64,
     page: f64,
 }
@@ -156,7 +157,8 @@ impl ProcUsage {
         };
         ProcUsage {
             pid,
-            last: None,
+            last_cpu: None,
+            last_io: None,
             ticks_per_s: if hz > 0 { hz as f64 } else { 100.0 },
             page: if page > 0 { page as f64 } else { 4096.0 },
         }
@@ -192,21 +194,17 @@ impl ProcUsage {
     /// sample and whenever /proc does not answer (the process is gone).
     fn sample(&mut self, resources: &[String]) -> Vec<Option<f64>> {
         let now = std::time::Instant::now();
-        let (cpu, io) = (self.cpu_s(), self.io_bytes());
-        let prev = self.last;
-        if let (Some(c), Some(i)) = (cpu, io) {
-            self.last = Some((now, c, i));
-        }
-        let rate = |cur: Option<f64>, pick: fn(&(std::time::Instant, f64, f64)) -> f64| {
-            let p = prev?;
-            let dt = now.duration_since(p.0).as_secs_f64();
-            (dt > 0.0).then_some((cur? - pick(&p)) / dt)
-        };
         resources
             .iter()
             .map(|r| match r.as_str() {
-                "cpu" => rate(cpu, |p| p.1),
-                "io" => rate(io, |p| p.2),
+                "cpu" => {
+                    let cur = self.cpu_s();
+                    rate(&mut self.last_cpu, cur, now)
+                }
+                "io" => {
+                    let cur = self.io_bytes();
+                    rate(&mut self.last_io, cur, now)
+                }
                 "memory" => self.rss_bytes(),
                 _ => None,
             })
@@ -214,45 +212,79 @@ impl ProcUsage {
     }
 }
 
-/// For each fuse rule on a region's dwell, the largest p99 among the timed
-/// regions its pattern matches, from a live snapshot (None for other rules,
-/// or before the program's segment exists).
-fn fuse_p99s(
-    rules: &[FuseRule],
-    manifest: &Manifest,
-    segment: &Path,
-    live: &mut Option<Live>,
-) -> Vec<Option<u64>> {
-    if !rules
-        .iter()
-        .any(|r| matches!(r.trip, fuse::Trip::DwellP99 { .. }))
-    {
-        return vec![None; rules.len()];
+/// The rate of a counter since its previous reading (kept in `last`, per
+/// counter, so one that /proc stops answering does not stall the others).
+fn rate(
+    last: &mut Option<(std::time::Instant, f64)>,
+    cur: Option<f64>,
+    now: std::time::Instant,
+) -> Option<f64> {
+    let cur = cur?;
+    let prev = last.replace((now, cur))?;
+    let dt = now.duration_since(prev.0).as_secs_f64();
+    (dt > 0.0).then_some((cur - prev.1) / dt)
+}
+
+/// The regions each fuse rule on dwell watches, resolved against the
+/// manifest once, and the live segment their p99s are read from each period.
+struct DwellWatch {
+    /// Per rule (same order): the histogram indices of the timed regions its
+    /// pattern matches; None for rules that are not about dwell.
+    hists: Vec<Option<Vec<u32>>>,
+    live: Option<Live>,
+}
+
+impl DwellWatch {
+    fn new(rules: &[FuseRule], manifest: &Manifest) -> DwellWatch {
+        let hists = rules
+            .iter()
+            .map(|r| {
+                let fuse::Trip::DwellP99 { pattern, .. } = &r.trip else {
+                    return None;
+                };
+                // Validated with the run config: the glob compiles.
+                let glob = globset::Glob::new(pattern).ok()?.compile_matcher();
+                Some(
+                    manifest
+                        .sites
+                        .iter()
+                        .filter(|s| {
+                            s.kind == panic_runtime::SiteKind::Entry && glob.is_match(&s.function)
+                        })
+                        .filter_map(|s| s.hist)
+                        .collect(),
+                )
+            })
+            .collect();
+        DwellWatch { hists, live: None }
     }
-    if live.is_none() {
-        *live = Live::open(segment).ok();
+
+    /// For each rule on dwell, the largest p99 among its regions that have
+    /// samples, from a live snapshot (None for other rules, or before the
+    /// program's segment exists). No snapshot when no rule is about dwell.
+    fn p99s(&mut self, segment: &Path) -> Vec<Option<u64>> {
+        if self.hists.iter().all(Option::is_none) {
+            return vec![None; self.hists.len()];
+        }
+        if self.live.is_none() {
+            self.live = Live::open(segment).ok();
+        }
+        let Some(snap) = self.live.as_mut().and_then(|l| l.snapshot().ok()) else {
+            return vec![None; self.hists.len()];
+        };
+        self.hists
+            .iter()
+            .map(|hs| {
+                hs.as_ref()?
+                    .iter()
+                    .filter_map(|&h| snap.hists.get(h as usize))
+                    .filter(|h| h.count > 0)
+                    .filter_map(|h| h.quantile(0.99))
+                    .map(|t| snap.ticks_to_ns(t))
+                    .max()
+            })
+            .collect()
     }
-    let Some(snap) = live.as_mut().and_then(|l| l.snapshot().ok()) else {
-        return vec![None; rules.len()];
-    };
-    rules
-        .iter()
-        .map(|r| {
-            let fuse::Trip::DwellP99 { pattern, .. } = &r.trip else {
-                return None;
-            };
-            let glob = globset::Glob::new(pattern).ok()?.compile_matcher();
-            manifest
-                .sites
-                .iter()
-                .filter(|s| s.kind == panic_runtime::SiteKind::Entry && glob.is_match(&s.function))
-                .filter_map(|s| snap.hists.get(s.hist? as usize))
-                .filter(|h| h.count > 0)
-                .filter_map(|h| h.quantile(0.99))
-                .map(|t| snap.ticks_to_ns(t))
-                .max()
-        })
-        .collect()
 }
 
 /// `cargo panic run`'s options beyond the profile path and the command.
@@ -375,7 +407,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
             let ticking = controller.is_some() || !fuse_rules.is_empty();
             let period = ticking.then(|| std::time::Duration::from_nanos(period));
             let mut previous: Option<Vec<f64>> = None;
-            let mut live: Option<Live> = None;
+            let mut dwell = DwellWatch::new(&fuse_rules, &manifest);
             let r = m.wait(&mut child, period, || {
                 let t_ns = started.elapsed().as_nanos() as u64;
                 if let (Some(c), Some(s)) = (controller.as_mut(), s.as_mut()) {
@@ -394,7 +426,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
                 if fuse_rules.is_empty() {
                     return;
                 }
-                let p99 = fuse_p99s(&fuse_rules, &manifest, &seg.0, &mut live);
+                let p99 = dwell.p99s(&seg.0);
                 let (resources, prices) = controller.as_ref().map_or((&[][..], Vec::new()), |c| {
                     (&c.config.resources[..], c.prices.clone())
                 });
