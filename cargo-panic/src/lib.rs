@@ -1,8 +1,10 @@
 //! Library side of `cargo-panic`: the data formats and pure logic shared by the CLI
 //! (`cargo-panic`) and the link driver (`cargo-panic-link`). Nothing here links LLVM.
 
+pub mod attack;
 pub mod budget;
 pub mod ccargs;
+pub mod cgroup;
 pub mod clang;
 pub mod controller;
 pub mod env;

@@ -3,6 +3,7 @@
 //! Exit codes: the target's own for `run`; otherwise 0 on success, 2 when the tool
 //! itself failed (bad input, missing toolchain).
 
+mod attack_cmd;
 mod build_cmd;
 mod cc_cmd;
 mod run_cmd;
@@ -138,6 +139,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Validate a timeline and print its resolved schedule; runs nothing
+    ///
+    /// Exit status: 0 valid, 2 invalid (every error with file:line:column).
+    Timeline {
+        /// Only check (the one mode there is; kept for the documented spelling)
+        #[arg(long)]
+        check: bool,
+        /// The timeline (YAML or JSON)
+        file: PathBuf,
+        /// Print the validated timeline as JSON instead
+        #[arg(long)]
+        json: bool,
+    },
     /// List the sites of an instrumented binary (from its manifest)
     Sites {
         binary: PathBuf,
@@ -265,6 +279,15 @@ fn dispatch(cli: Cli) -> Result<i32> {
             timeline,
             json,
         }),
+        Command::Timeline { check: _, file, json } => {
+            let t = attack_cmd::read_timeline(&file)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&t)?);
+            } else {
+                print!("{}", t.describe(&cargo_panic_core::attack::probe::machine()));
+            }
+            Ok(0)
+        }
         Command::Sites { binary, kind, json } => {
             let m = cargo_panic_core::manifest::Manifest::for_binary(&binary)?;
             let kind = match kind {

@@ -1,0 +1,14 @@
+//! The attack engine's library side (`cargo panic attack`, issue 7). Pure
+//! cores: `units`, `condition`, `timeline` (with `yamlpos` for error
+//! positions), `schedule`, `stats`. IO parts the engine drives: `proxy`
+//! (network faults), `stress` (stressor processes), `workload` (built-in
+//! load), and the run's cgroups (`crate::cgroup`).
+
+pub mod condition;
+pub mod probe;
+pub mod proxy;
+pub mod schedule;
+pub mod stats;
+pub mod timeline;
+pub mod units;
+pub mod yamlpos;
