@@ -12,8 +12,10 @@
 #   coq             proofs/: the verifier's lemmas are checked by coqc on every run
 #   libelf-dev, zlib1g-dev, pkg-config   bpf/: libbpf-sys builds its vendored
 #                   libbpf against them (clang-19 compiles the eBPF programs)
+#   procps          ps, used by the attack tests to look for leftover processes
+#   stress-ng       bench/attack.sh: the reference the stressors are compared with
 set -euo pipefail
-packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build libz3-dev libclang-dev coq libelf-dev zlib1g-dev pkg-config)
+packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build libz3-dev libclang-dev coq libelf-dev zlib1g-dev pkg-config procps stress-ng)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,14 +1,207 @@
 //! `cargo panic attack` and `cargo panic timeline`: the IO shell around the
-//! attack engine's library side (`cargo_panic_core::attack`).
+//! attack engine (`cargo_panic_core::attack`): reads the timeline or preset,
+//! runs the engine, writes the report, prints the summary, picks the exit
+//! status (0 survived, 1 failed, 2 the tool could not run).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use cargo_panic_core::attack::condition;
+use cargo_panic_core::attack::engine::{self, Options};
+use cargo_panic_core::attack::report::Report;
 use cargo_panic_core::attack::timeline::Timeline;
+use cargo_panic_core::attack::units;
+
+/// The presets shipped with cargo-panic (the files are in `cargo-panic/presets/`).
+pub const PRESETS: [(&str, &str); 6] = [
+    (
+        "production-spike",
+        include_str!("../presets/production-spike.yaml"),
+    ),
+    (
+        "memory-starved",
+        include_str!("../presets/memory-starved.yaml"),
+    ),
+    (
+        "disk-degraded",
+        include_str!("../presets/disk-degraded.yaml"),
+    ),
+    (
+        "network-partition",
+        include_str!("../presets/network-partition.yaml"),
+    ),
+    (
+        "thundering-herd",
+        include_str!("../presets/thundering-herd.yaml"),
+    ),
+    ("cascade", include_str!("../presets/cascade.yaml")),
+];
+
+/// A preset's text.
+pub fn preset(name: &str) -> Result<&'static str> {
+    PRESETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .with_context(|| {
+            format!(
+                "no preset named '{name}'; presets: {}",
+                PRESETS.map(|(n, _)| n).join(", ")
+            )
+        })
+}
 
 /// Reads and validates a timeline file; every error carries file:line:column.
 pub fn read_timeline(path: &Path) -> Result<Timeline> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the timeline {}", path.display()))?;
     Ok(Timeline::parse(&text, &path.display().to_string())?)
+}
+
+/// `cargo panic attack`'s options.
+#[derive(clap::Args)]
+pub struct AttackArgs {
+    /// The timeline (YAML or JSON; see docs/timeline.md)
+    #[arg(long, value_name = "FILE")]
+    pub timeline: Option<PathBuf>,
+    /// A shipped timeline: production-spike, memory-starved, disk-degraded,
+    /// network-partition, thundering-herd, cascade
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Stretch or shrink the timeline to this length (every time scales)
+    #[arg(long)]
+    pub duration: Option<String>,
+    /// Override the timeline's seed
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Where to write the report (JSON)
+    #[arg(long, short, default_value = "panic-attack.json")]
+    pub out: PathBuf,
+    /// A condition that must hold at the end, e.g. 'crashes == 0' or
+    /// 'p99(my_crate::handle) < 20ms' (repeatable)
+    #[arg(long = "assert", value_name = "COND")]
+    pub asserts: Vec<String>,
+    /// No progress lines
+    #[arg(long)]
+    pub quiet: bool,
+    /// The program and its arguments (or `program:` in the timeline)
+    #[arg(last = true, num_args = 0..)]
+    pub command: Vec<String>,
+}
+
+pub fn attack(a: AttackArgs) -> Result<i32> {
+    let (mut t, source) = match (&a.timeline, &a.preset) {
+        (Some(_), Some(_)) => bail!("give --timeline or --preset, not both"),
+        (Some(f), None) => (read_timeline(f)?, f.display().to_string()),
+        (None, Some(p)) => (
+            Timeline::parse(preset(p)?, &format!("preset {p}"))?,
+            format!("preset {p}"),
+        ),
+        (None, None) => bail!(
+            "say what to do: --timeline t.yaml, or --preset NAME (presets: {})",
+            PRESETS.map(|(n, _)| n).join(", ")
+        ),
+    };
+    if let Some(d) = &a.duration {
+        let ns = units::parse_duration_ns(d)
+            .ok()
+            .filter(|&ns| ns > 0)
+            .with_context(|| format!("--duration {d} is not a duration such as 60s"))?;
+        t = t.scaled_to(ns);
+    }
+    if let Some(s) = a.seed {
+        t.seed = s;
+    }
+    let command = if !a.command.is_empty() {
+        a.command.clone()
+    } else if let Some(p) = &t.program {
+        std::iter::once(p.clone())
+            .chain(t.args.iter().cloned())
+            .collect()
+    } else {
+        bail!("no program to attack: give it after `--` (or as `program:` in the timeline)");
+    };
+    let asserts = a
+        .asserts
+        .iter()
+        .map(|s| condition::parse(s).map_err(|e| anyhow::anyhow!("--assert '{s}': {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    for c in &asserts {
+        if let Some(id) = c.events().into_iter().find(|id| t.event(id).is_none()) {
+            bail!("--assert names event '{id}', which the timeline does not have");
+        }
+    }
+    let out_dir = match a.out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !out_dir.is_dir() {
+        bail!(
+            "cannot write the report to {}: directory {} does not exist",
+            a.out.display(),
+            out_dir.display()
+        );
+    }
+    let exe = std::env::current_exe().context("cannot find the cargo-panic executable")?;
+    engine::catch_interrupts();
+    let report = engine::attack(&Options {
+        timeline: t,
+        source,
+        command,
+        asserts,
+        exe,
+        progress: !a.quiet,
+    })?;
+    cargo_panic_core::fsutil::write_json_atomic(&a.out, &report)?;
+    eprint!("{}", summary(&report));
+    eprintln!("cargo-panic: report written to {}", a.out.display());
+    Ok(report.exit_code)
+}
+
+/// The end-of-run summary for the terminal.
+pub fn summary(r: &Report) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "cargo-panic: attack on {} ({}, seed {}): {}",
+        r.program,
+        r.source,
+        r.seed,
+        if r.verdict.survived {
+            "SURVIVED"
+        } else {
+            "FAILED"
+        }
+    );
+    for e in &r.events {
+        let when = match (e.started_ns, e.ended_ns) {
+            (Some(a), Some(b)) => format!(
+                "{}..{}",
+                units::fmt_duration(a as f64),
+                units::fmt_duration(b as f64)
+            ),
+            (Some(a), None) => format!("{}..", units::fmt_duration(a as f64)),
+            _ => "never started".into(),
+        };
+        let fid = e
+            .fidelity
+            .map(|f| format!(", achieved/requested {:.2}", f))
+            .unwrap_or_default();
+        let outcome = e.outcome.map(|o| format!(" {o:?}")).unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "  {:<16} {:<11} {:<7} {when}{outcome}{fid}",
+            e.id,
+            e.axis.name(),
+            e.via.name()
+        );
+        for err in &e.errors {
+            let _ = writeln!(s, "      error: {err}");
+        }
+    }
+    for reason in &r.verdict.reasons {
+        let _ = writeln!(s, "  - {reason}");
+    }
+    s
 }

@@ -16,6 +16,7 @@ pub mod linked;
 pub mod manifest;
 pub mod metrics;
 pub mod profile;
+pub mod segfile;
 pub mod toolchain;
 
 /// The exit code a command-line tool reports for a child's status: its own code,

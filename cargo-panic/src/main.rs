@@ -139,6 +139,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Attack a program: run it under a timeline of stressors and report how
+    /// it fails, or that it survived
+    ///
+    /// Exit status: 0 survived (and every --assert holds), 1 failed (crash,
+    /// hang, OOM, non-zero exit, a failed assertion), 2 the tool could not run.
+    Attack(attack_cmd::AttackArgs),
     /// Validate a timeline and print its resolved schedule; runs nothing
     ///
     /// Exit status: 0 valid, 2 invalid (every error with file:line:column).
@@ -147,7 +153,11 @@ enum Command {
         #[arg(long)]
         check: bool,
         /// The timeline (YAML or JSON)
-        file: PathBuf,
+        #[arg(required_unless_present = "preset")]
+        file: Option<PathBuf>,
+        /// Print a shipped preset's file (to copy and edit) instead
+        #[arg(long, value_name = "NAME", conflicts_with = "file")]
+        preset: Option<String>,
         /// Print the validated timeline as JSON instead
         #[arg(long)]
         json: bool,
@@ -187,6 +197,21 @@ fn main() {
     }
     if args.get(1).is_some_and(|a| a == "panic") {
         args.remove(1);
+    }
+    // The attack engine's stressor processes are this binary, re-executed.
+    if args.get(1).is_some_and(|a| a == "__stress") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let r = cargo_panic_core::attack::stress::parse_args(&rest).and_then(|kind| {
+            cargo_panic_core::attack::stress::serve(kind, std::io::stdin().lock())
+        });
+        if let Err(e) = r {
+            eprintln!("cargo-panic stressor: {e:#}");
+            std::process::exit(2);
+        }
+        std::process::exit(0);
     }
     let cli = Cli::parse_from(args);
     match dispatch(cli) {
@@ -279,12 +304,28 @@ fn dispatch(cli: Cli) -> Result<i32> {
             timeline,
             json,
         }),
-        Command::Timeline { check: _, file, json } => {
+        Command::Attack(args) => attack_cmd::attack(args),
+        Command::Timeline {
+            check: _,
+            file,
+            preset,
+            json,
+        } => {
+            let Some(file) = file else {
+                print!(
+                    "{}",
+                    attack_cmd::preset(preset.as_deref().unwrap_or_default())?
+                );
+                return Ok(0);
+            };
             let t = attack_cmd::read_timeline(&file)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&t)?);
             } else {
-                print!("{}", t.describe(&cargo_panic_core::attack::probe::machine()));
+                print!(
+                    "{}",
+                    t.describe(&cargo_panic_core::attack::probe::machine())
+                );
             }
             Ok(0)
         }

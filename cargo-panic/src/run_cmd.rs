@@ -19,50 +19,6 @@ use panic_runtime::Clock;
 use panic_runtime::abi;
 use panic_runtime::segment::{Live, Snapshot};
 
-/// Segment files live in /dev/shm (memory, not disk) when it exists.
-fn segment_dir() -> PathBuf {
-    let shm = Path::new("/dev/shm");
-    if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    }
-}
-
-const SEGMENT_PREFIX: &str = "cargo-panic-seg-";
-
-/// Removes segment files left by runs that were killed before they cleaned up:
-/// their name carries the pid of the `cargo panic run` that made them.
-fn sweep_stale_segments(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(rest) = name.strip_prefix(SEGMENT_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<i32>().ok()) else {
-            continue;
-        };
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
-}
-
-/// Deletes the segment file on every exit path of `run`.
-struct SegmentFile(PathBuf);
-
-impl Drop for SegmentFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
 /// `--kernel`: whether to watch the program with the eBPF side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum KernelMode {
@@ -331,12 +287,8 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         );
     }
 
-    let dir = segment_dir();
-    sweep_stale_segments(&dir);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let seg = SegmentFile(dir.join(format!("{SEGMENT_PREFIX}{}-{nanos}", std::process::id())));
+    cargo_panic_core::segfile::sweep_stale();
+    let seg = cargo_panic_core::segfile::SegmentFile::new()?;
 
     let fuse_rules: Vec<FuseRule> = run_config
         .as_ref()
@@ -368,7 +320,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
             let server = metrics::Server::start(
                 addr,
                 manifest.clone(),
-                seg.0.clone(),
+                seg.path().to_path_buf(),
                 shared_prices.clone(),
             )?;
             eprintln!("cargo-panic: metrics on http://{}/metrics", server.addr);
@@ -377,7 +329,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         None => None,
     };
     let mut cmd = Command::new(&exec_path);
-    cmd.args(args).env(abi::ENV_SHM, &seg.0);
+    cmd.args(args).env(abi::ENV_SHM, seg.path());
     let started = Instant::now();
     let mut child = match &monitor {
         Some(Ok(m)) => {
@@ -426,7 +378,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
                 if fuse_rules.is_empty() {
                     return;
                 }
-                let p99 = dwell.p99s(&seg.0);
+                let p99 = dwell.p99s(seg.path());
                 let (resources, prices) = controller.as_ref().map_or((&[][..], Vec::new()), |c| {
                     (&c.config.resources[..], c.prices.clone())
                 });
@@ -462,7 +414,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         _ => None,
     };
 
-    let bytes = std::fs::read(&seg.0).map_err(|e| {
+    let bytes = std::fs::read(seg.path()).map_err(|e| {
         anyhow::anyhow!(
             "{} did not create its profiling segment ({e}); the program ended before the cargo-panic \
              runtime started, or it is not an instrumented build",

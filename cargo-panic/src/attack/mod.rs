@@ -5,10 +5,17 @@
 //! load), and the run's cgroups (`crate::cgroup`).
 
 pub mod condition;
+pub mod engine;
+pub mod mechanism;
 pub mod probe;
 pub mod proxy;
+pub mod report;
 pub mod schedule;
+pub mod sites;
 pub mod stats;
+pub mod stress;
+pub mod target;
 pub mod timeline;
 pub mod units;
+pub mod workload;
 pub mod yamlpos;

@@ -213,6 +213,15 @@ pub fn listening_ports(pids: &[u32]) -> Vec<u16> {
     ports
 }
 
+/// How many CPUs a process may run on (its Cpus_allowed_list).
+pub fn cpus_allowed(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let list = s
+        .lines()
+        .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))?;
+    Some(crate::cgroup::parse_cpu_list(list.trim()).ok()?.len() as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -58,7 +58,7 @@ pub struct Applied {
 }
 
 /// A ToC rule switching on or off.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Decision {
     pub t_ns: u64,
     /// Index into the constraints' subordinate rules.
@@ -143,6 +143,32 @@ impl<'t> Scheduler<'t> {
     /// Evaluates a condition against this tick's values and the events' phases.
     pub fn holds(&self, c: &Cond, values: &dyn Fn(&Signal) -> Option<f64>) -> bool {
         c.holds(&View {
+            values,
+            events: &self.timeline.events,
+            states: &self.states,
+        })
+    }
+
+    /// The next time after `now_ns` at which an event changes on its own: a
+    /// fixed-time event comes due or an active event's `for` runs out (the
+    /// engine wakes then, not only at its cadence).
+    pub fn next_due(&self, now_ns: u64) -> Option<u64> {
+        self.timeline
+            .events
+            .iter()
+            .zip(&self.states)
+            .filter_map(|(e, st)| match *st {
+                State::Pending if e.start_when.is_none() => Some(e.at_ns),
+                State::Active { since_ns } => e.for_ns.map(|f| since_ns + f),
+                _ => None,
+            })
+            .filter(|&t| t > now_ns)
+            .min()
+    }
+
+    /// Three-valued evaluation against these values and the events' phases.
+    pub fn eval(&self, c: &Cond, values: &dyn Fn(&Signal) -> Option<f64>) -> Option<bool> {
+        c.eval(&View {
             values,
             events: &self.timeline.events,
             states: &self.states,
@@ -278,18 +304,22 @@ impl<'t> Scheduler<'t> {
         out
     }
 
-    /// The end of the run: active events end `survived`. Returns the changes.
-    pub fn finish(&mut self, now_ns: u64) -> Vec<Change> {
+    /// The end of the run: active events end `survived` (the run ran its
+    /// course) or `stopped` (it was cut short: `interrupted`). Returns the changes.
+    pub fn finish(&mut self, now_ns: u64, interrupted: bool) -> Vec<Change> {
+        let outcome = if interrupted {
+            Outcome::Stopped
+        } else {
+            Outcome::Survived
+        };
         let mut out = Vec::new();
         for (i, st) in self.states.iter_mut().enumerate() {
             if let State::Active { .. } = st {
-                *st = State::Ended {
-                    outcome: Outcome::Survived,
-                };
+                *st = State::Ended { outcome };
                 out.push(Change::Ended {
                     event: self.timeline.events[i].id.clone(),
                     t_ns: now_ns,
-                    outcome: Outcome::Survived,
+                    outcome,
                 });
             }
         }
@@ -425,7 +455,7 @@ mod tests {
             }
             now += t.cadence_ns;
         }
-        for c in s.finish(now) {
+        for c in s.finish(now, false) {
             if let Change::Ended {
                 event,
                 t_ns,
@@ -549,6 +579,19 @@ mod tests {
             (half.latency_ns, half.loss, half.bandwidth_bps),
             (50, 0.05, Some(2000.0))
         );
+    }
+
+    #[test]
+    fn next_due_covers_starts_and_ends() {
+        let t = timeline(
+            "duration: 9s\ntracks:\n  - axis: cpu\n    events:\n      - {id: a, at: 2s, for: 3s}\n      - {id: b, start_when: crashes > 0}\n",
+        );
+        let mut s = Scheduler::new(&t, M);
+        assert_eq!(s.next_due(0), Some(2 * S));
+        s.tick(2 * S, false, &|_| None);
+        assert_eq!(s.next_due(2 * S), Some(5 * S));
+        s.tick(5 * S, false, &|_| None);
+        assert_eq!(s.next_due(5 * S), None);
     }
 
     #[test]

@@ -1593,6 +1593,24 @@ fn event(
             );
         }
     }
+    for (k, v) in &args {
+        let bad = match k.as_str() {
+            "block" => units::parse_as(&text_of(v), Dim::Bytes)
+                .ok()
+                .filter(|b| (4096.0..=64.0 * 1048576.0).contains(b))
+                .is_none()
+                .then_some("block is a size from 4KiB to 64MiB"),
+            "hold" => units::parse_duration_ns(&text_of(v))
+                .ok()
+                .filter(|&h| h > 0)
+                .is_none()
+                .then_some("hold is a duration such as 1s"),
+            _ => None,
+        };
+        if let Some(m) = bad {
+            ck.at(&format!("{path}.args.{k}"), m);
+        }
+    }
     let at_ns = match &e.at {
         None => 0,
         Some(v) => ck.duration(&format!("{path}.at"), v)?,

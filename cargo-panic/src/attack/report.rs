@@ -1,0 +1,187 @@
+//! The attack report (`cargo panic attack --out report.json`), versioned.
+//! Every figure in it was measured during the run; where something could
+//! not be measured the field is absent (or says why), never guessed.
+
+use serde::{Deserialize, Serialize};
+
+use super::condition::Outcome;
+use super::schedule::Decision;
+use super::timeline::{Axis, Level, Machine, Via};
+
+/// The report format version this build writes.
+pub const REPORT_VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Report {
+    pub version: u32,
+    pub tool: String,
+    /// The timeline file or preset the run came from.
+    pub source: String,
+    /// The validated timeline, as it ran (after `--duration`/`--seed`).
+    pub timeline: serde_json::Value,
+    pub seed: u64,
+    pub program: String,
+    pub args: Vec<String>,
+    pub machine: MachineReport,
+    /// What the run could and could not use, and why not.
+    pub mechanisms: Vec<Mechanism>,
+    /// When the target was ready, ns after it was started (the timeline's 0).
+    pub ready_after_ns: Option<u64>,
+    /// How long the timeline ran, ns.
+    pub ran_ns: u64,
+    pub events: Vec<EventReport>,
+    pub failures: Vec<Failure>,
+    /// ToC rules switching on and off.
+    pub toc: Vec<Decision>,
+    /// One row per tick.
+    pub series: Vec<Tick>,
+    /// Per timed region, over the last incarnation of the target.
+    pub sites: Vec<SiteLatency>,
+    pub workload: Option<WorkloadReport>,
+    pub asserts: Vec<AssertResult>,
+    /// `survived` or `failed`, and why.
+    pub verdict: RunVerdict,
+    pub exit_code: i32,
+    /// The run was cut short by Ctrl-C or SIGTERM.
+    pub interrupted: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MachineReport {
+    pub cpus: u32,
+    pub mem_total: u64,
+    pub mem_available: u64,
+    pub kernel: String,
+}
+
+impl MachineReport {
+    pub fn new(m: &Machine) -> MachineReport {
+        MachineReport {
+            cpus: m.cpus,
+            mem_total: m.mem_total,
+            mem_available: m.mem_available,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_string())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Mechanism {
+    pub name: String,
+    pub used: bool,
+    pub detail: String,
+}
+
+/// One event: what was asked, what was achieved, how it ended.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventReport {
+    pub id: String,
+    pub axis: Axis,
+    pub via: Via,
+    /// The full requested level (before shapes and ToC caps).
+    pub requested: Level,
+    /// What "achieved" measures for this mechanism, and its unit.
+    pub achieved_means: String,
+    /// When it was due (its `at`) and when it started, ns on the timeline.
+    pub due_ns: u64,
+    pub started_ns: Option<u64>,
+    /// started − due for events with a fixed time (the scheduler's jitter).
+    pub start_late_ns: Option<u64>,
+    pub ended_ns: Option<u64>,
+    /// None: it never started.
+    pub outcome: Option<Outcome>,
+    /// Per tick while active: the requested (shaped, capped) primary value and the achieved one.
+    pub samples: Vec<EventSample>,
+    /// Mean achieved / mean requested over the samples that have both (loads
+    /// and network latency; limits report what the target used under them).
+    pub fidelity: Option<f64>,
+    /// Errors applying it (a refused level, a stressor that died).
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct EventSample {
+    pub t_ns: u64,
+    pub requested: f64,
+    pub achieved: Option<f64>,
+    pub capped: bool,
+}
+
+/// A failure of the target.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    pub t_ns: u64,
+    /// crash (signal), exit (non-zero code), hang, oom (SIGKILL with an OOM kill counted), not-ready
+    pub kind: String,
+    pub signal: Option<i32>,
+    pub code: Option<i32>,
+    pub detail: String,
+    /// The events active when it happened.
+    pub active_events: Vec<String>,
+    /// The last lines of the target's stderr.
+    pub stderr_tail: Vec<String>,
+    /// Thread states from /proc at hang time (tid, state letter, name).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub threads: Vec<(u32, String, String)>,
+}
+
+/// Signals sampled at one tick.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Tick {
+    pub t_ns: u64,
+    pub alive: bool,
+    pub rss: Option<f64>,
+    pub threads: Option<f64>,
+    /// The target's CPU use over the last tick, cores.
+    pub cpu_cores: Option<f64>,
+    pub cpu_load: Option<f64>,
+    pub cpu_pressure: Option<f64>,
+    pub memory_pressure: Option<f64>,
+    pub io_pressure: Option<f64>,
+    pub oom_kills: Option<f64>,
+    /// Runtime counts summed over every site (progress).
+    pub calls: Option<u64>,
+    pub workload_ok: Option<u64>,
+    pub workload_failed: Option<u64>,
+    pub workload_p99_ns: Option<u64>,
+    pub active: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SiteLatency {
+    pub function: String,
+    pub file: Option<String>,
+    pub line: u32,
+    pub count: u64,
+    pub p50_ns: u64,
+    pub p95_ns: u64,
+    pub p99_ns: u64,
+    pub p999_ns: u64,
+    pub max_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WorkloadReport {
+    pub kind: String,
+    pub address: String,
+    /// Totals of the built-in load (absent for a command).
+    pub totals: Option<serde_json::Value>,
+    /// A command workload's exit status.
+    pub exit: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AssertResult {
+    pub condition: String,
+    /// None: a signal it needs had no value at the end.
+    pub holds: Option<bool>,
+    pub values: Vec<(String, Option<f64>)>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunVerdict {
+    pub survived: bool,
+    pub reasons: Vec<String>,
+}
