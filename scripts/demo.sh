@@ -32,3 +32,22 @@ echo "== cargo panic cc -- make -j2" >&2
 echo "== cargo panic run -- ./app" >&2
 "$PANIC" run --out "$TARGET/c-profile.json" -- ./app
 "$PANIC" report "$TARGET/c-profile.json" --top 10
+
+# An attack (root: cgroups, mounts): the C server under a timeline of CPU,
+# network and memory stress. Its leak meets the memory limit, so the report
+# shows a real OOM kill, the event chain it fires, and exit status 1.
+if [ "$(id -u)" -eq 0 ]; then
+  S_DIR="$TARGET/c-server"
+  rm -rf "$S_DIR" && mkdir -p "$S_DIR" && cp -r "$ROOT/examples/c-server/." "$S_DIR"
+  cd "$S_DIR"
+  echo "== cargo panic cc --time handle_request -- make" >&2
+  "$PANIC" cc --time handle_request -- make
+  echo "== cargo panic timeline --check demo.yaml" >&2
+  "$PANIC" timeline --check demo.yaml
+  echo "== cargo panic attack --timeline demo.yaml -- ./c-server --port 47321 --leak 131072" >&2
+  status=0
+  "$PANIC" attack --timeline demo.yaml --out "$TARGET/attack.json" -- ./c-server --port 47321 --leak 131072 >/dev/null || status=$?
+  echo "== the attack exited with status $status (0 survived, 1 failed); report: $TARGET/attack.json" >&2
+else
+  echo "== skipping the attack: it drives cgroups and needs root (sudo bash scripts/demo.sh)" >&2
+fi

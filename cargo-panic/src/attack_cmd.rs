@@ -3,12 +3,15 @@
 //! runs the engine, writes the report, prints the summary, picks the exit
 //! status (0 survived, 1 failed, 2 the tool could not run).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use cargo_panic_core::attack::condition;
 use cargo_panic_core::attack::engine::{self, Options};
+use cargo_panic_core::attack::html;
 use cargo_panic_core::attack::report::Report;
+use cargo_panic_core::attack::stats;
 use cargo_panic_core::attack::timeline::Timeline;
 use cargo_panic_core::attack::units;
 
@@ -81,6 +84,9 @@ pub struct AttackArgs {
     /// 'p99(my_crate::handle) < 20ms' (repeatable)
     #[arg(long = "assert", value_name = "COND")]
     pub asserts: Vec<String>,
+    /// Also write the report as one self-contained HTML file with plots
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// No progress lines
     #[arg(long)]
     pub quiet: bool,
@@ -153,6 +159,10 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
         progress: !a.quiet,
     })?;
     cargo_panic_core::fsutil::write_json_atomic(&a.out, &report)?;
+    if let Some(h) = &a.html {
+        cargo_panic_core::fsutil::write_atomic(h, html::render(&report).as_bytes())?;
+        eprintln!("cargo-panic: HTML report written to {}", h.display());
+    }
     eprint!("{}", summary(&report));
     eprintln!("cargo-panic: report written to {}", a.out.display());
     Ok(report.exit_code)
@@ -204,4 +214,85 @@ pub fn summary(r: &Report) -> String {
         let _ = writeln!(s, "  - {reason}");
     }
     s
+}
+
+/// The metrics `compare` tests, as samples: the per-tick values of one
+/// report's series (a tick without a value gives no sample).
+pub fn metrics(r: &Report) -> BTreeMap<String, Vec<f64>> {
+    let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let mut put = |name: &str, v: Option<f64>| {
+        if let Some(v) = v {
+            m.entry(name.to_string()).or_default().push(v);
+        }
+    };
+    for t in &r.series {
+        put("target.rss_bytes", t.rss);
+        put("target.cpu_cores", t.cpu_cores);
+        put("target.threads", t.threads);
+        put("workload.ok_per_tick", t.workload_ok.map(|v| v as f64));
+        put(
+            "workload.failed_per_tick",
+            t.workload_failed.map(|v| v as f64),
+        );
+        put(
+            "workload.latency_p99_ns",
+            t.workload_p99_ns.map(|v| v as f64),
+        );
+    }
+    m
+}
+
+/// `cargo panic compare`: per-metric deltas between two attack reports,
+/// with significance. Exit status 1 when a metric got significantly worse.
+pub fn compare(before: &Path, after: &Path, alpha: f64, json: bool) -> Result<i32> {
+    if !(alpha > 0.0 && alpha < 1.0) {
+        bail!("--alpha {alpha} must be between 0 and 1 (e.g. 0.05)");
+    }
+    let a: Report = cargo_panic_core::fsutil::read_json(before)?;
+    let b: Report = cargo_panic_core::fsutil::read_json(after)?;
+    for (r, p) in [(&a, before), (&b, after)] {
+        if r.version != cargo_panic_core::attack::report::REPORT_VERSION {
+            bail!(
+                "{} is a version {} attack report; this cargo-panic reads version {}",
+                p.display(),
+                r.version,
+                cargo_panic_core::attack::report::REPORT_VERSION
+            );
+        }
+    }
+    let mut opts = stats::CompareOptions {
+        alpha,
+        ..Default::default()
+    };
+    opts.better
+        .insert("workload.ok_per_tick".into(), stats::Better::Higher);
+    let cmp = stats::Comparison::new(&metrics(&a), &metrics(&b), &opts);
+    let worse = cmp
+        .deltas
+        .iter()
+        .any(|d| d.verdict == stats::Verdict::Worse);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&cmp)?);
+    } else {
+        if a.timeline != b.timeline {
+            println!("note: the two runs used different timelines (or seeds)");
+        }
+        print!("{}", cmp.render());
+        println!(
+            "samples are the per-tick values of each run; ticks of one run are not \
+             independent, so treat p-values as optimistic and confirm with repeated runs"
+        );
+        for (name, r) in [("before", &a), ("after", &b)] {
+            println!(
+                "{name}: {} failure(s), {}",
+                r.failures.len(),
+                if r.verdict.survived {
+                    "survived"
+                } else {
+                    "failed"
+                }
+            );
+        }
+    }
+    Ok(i32::from(worse))
 }

@@ -145,6 +145,27 @@ enum Command {
     /// Exit status: 0 survived (and every --assert holds), 1 failed (crash,
     /// hang, OOM, non-zero exit, a failed assertion), 2 the tool could not run.
     Attack(attack_cmd::AttackArgs),
+    /// Render an attack report as one self-contained HTML file with plots
+    Html {
+        report: PathBuf,
+        /// Where to write the HTML
+        #[arg(long, short, default_value = "panic-attack.html")]
+        out: PathBuf,
+    },
+    /// Compare two attack reports: per-metric deltas, Mann-Whitney U with
+    /// Holm's correction and a bootstrap CI, and which changes are significant
+    ///
+    /// Exit status: 0 nothing got significantly worse, 1 something did, 2 bad input.
+    Compare {
+        before: PathBuf,
+        after: PathBuf,
+        /// Family-wise significance level
+        #[arg(long, default_value_t = 0.05)]
+        alpha: f64,
+        /// Print the comparison as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a timeline and print its resolved schedule; runs nothing
     ///
     /// Exit status: 0 valid, 2 invalid (every error with file:line:column).
@@ -305,6 +326,20 @@ fn dispatch(cli: Cli) -> Result<i32> {
             json,
         }),
         Command::Attack(args) => attack_cmd::attack(args),
+        Command::Html { report, out } => {
+            let r: cargo_panic_core::attack::report::Report =
+                cargo_panic_core::fsutil::read_json(&report)?;
+            let html = cargo_panic_core::attack::html::render(&r);
+            cargo_panic_core::fsutil::write_atomic(&out, html.as_bytes())?;
+            eprintln!("cargo-panic: {} written", out.display());
+            Ok(0)
+        }
+        Command::Compare {
+            before,
+            after,
+            alpha,
+            json,
+        } => attack_cmd::compare(&before, &after, alpha, json),
         Command::Timeline {
             check: _,
             file,

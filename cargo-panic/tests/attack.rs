@@ -492,3 +492,64 @@ fn interrupt_writes_the_report_and_cleans_up() {
     );
     assert_nothing_left();
 }
+
+#[test]
+fn compare_finds_a_latency_regression_and_html_renders_a_report() {
+    let timeline = "duration: 2s\ncadence: 100ms\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 50/s, concurrency: 8}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let mut paths = Vec::new();
+    for (name, work) in [("fast", "0"), ("slow", "30000")] {
+        let (out, r) = attack(timeline, &["--work", work], &[]);
+        assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+        let p = dir.path().join(format!("{name}.json"));
+        std::fs::write(&p, r.to_string()).unwrap();
+        paths.push(p);
+    }
+    let out = cargo_panic()
+        .arg("compare")
+        .args(&paths)
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let cmp: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lat = cmp["deltas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["metric"] == "workload.latency_p99_ns")
+        .unwrap();
+    assert_eq!(lat["verdict"], "worse", "{lat:#}");
+    assert!(lat["median_b"].as_f64().unwrap() >= 30e6, "{lat:#}");
+    let out = cargo_panic()
+        .arg("compare")
+        .args([&paths[0], &paths[0]])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(" worse"));
+    // The HTML report of a run: self-contained, with its plots and events.
+    let html = dir.path().join("slow.html");
+    let out = cargo_panic()
+        .arg("html")
+        .arg(&paths[1])
+        .arg("-o")
+        .arg(&html)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.matches("<svg").count() >= 4, "too few plots");
+    assert!(text.contains("workload latency p99") && text.contains("survived"));
+    assert!(
+        !text.contains("src=\"http") && !text.contains("<script"),
+        "not self-contained"
+    );
+    let out = cargo_panic()
+        .arg("compare")
+        .arg(&paths[0])
+        .arg(dir.path().join("missing.json"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+}

@@ -712,13 +712,26 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 old.shutdown(Duration::ZERO);
                 run.target = Some(spawn_target(run.cgroup.as_deref())?);
                 last_cpu = None;
-                if let Err(why) = wait_ready(
+                match wait_ready(
                     run.target.as_mut().expect("spawned"),
                     &t.target.ready,
                     t.target.ready_timeout_ns,
-                    false,
+                    port_needed,
                 ) {
-                    eprintln!("cargo-panic: the restarted target did not become ready: {why}");
+                    Err(why) => {
+                        eprintln!("cargo-panic: the restarted target did not become ready: {why}")
+                    }
+                    // The workload and the proxy keep the first port.
+                    Ok(Some(p)) if Some(p) != port => mechanisms.push(Mechanism {
+                        name: "restart".into(),
+                        used: true,
+                        detail: format!(
+                            "restart {restarts}: the target now listens on port {p}, not {}; the workload \
+                             still sends to the old port: give the target a fixed port",
+                            port.map_or("?".into(), |p| p.to_string())
+                        ),
+                    }),
+                    Ok(_) => {}
                 }
             } else {
                 ended_early = true;
@@ -796,8 +809,12 @@ pub fn attack(opts: &Options) -> Result<Report> {
         match s {
             Signal::Crashes => Some(failures.len() as f64),
             Signal::Restarts => Some(f64::from(restarts)),
-            Signal::Quantile(q, p) => final_snaps.last().and_then(|sn| sites.quantile(p, *q, sn)),
-            Signal::Count(p) => final_snaps.last().and_then(|sn| sites.count(p, sn)),
+            // Over every incarnation of the target.
+            Signal::Quantile(q, p) => sites.quantile_over(p, *q, &final_snaps),
+            Signal::Count(p) => {
+                let counts: Vec<f64> = final_snaps.iter().filter_map(|sn| sites.count(p, sn)).collect();
+                (!counts.is_empty()).then(|| counts.iter().sum())
+            }
             other => last_values.get(other).copied().flatten(),
         }
     };

@@ -149,9 +149,11 @@ impl<'t> Scheduler<'t> {
         })
     }
 
-    /// The next time after `now_ns` at which an event changes on its own: a
-    /// fixed-time event comes due or an active event's `for` runs out (the
-    /// engine wakes then, not only at its cadence).
+    /// The earliest time at which an event changes on its own: a fixed-time
+    /// event comes due or an active event's `for` runs out (the engine wakes
+    /// then, not only at its cadence). It may be in the past (`now_ns`): an
+    /// event that came due while the last tick was being applied is overdue
+    /// and the engine ticks again at once.
     pub fn next_due(&self, now_ns: u64) -> Option<u64> {
         self.timeline
             .events
@@ -162,8 +164,8 @@ impl<'t> Scheduler<'t> {
                 State::Active { since_ns } => e.for_ns.map(|f| since_ns + f),
                 _ => None,
             })
-            .filter(|&t| t > now_ns)
             .min()
+            .map(|t| t.max(now_ns))
     }
 
     /// Three-valued evaluation against these values and the events' phases.

@@ -91,6 +91,19 @@ impl Sites {
         )
     }
 
+    /// A quantile over several snapshots (the target's incarnations), with
+    /// their histograms merged.
+    pub fn quantile_over(&self, pattern: &str, q: Quantile, snaps: &[Snapshot]) -> Option<f64> {
+        let (_, hists) = self.resolved.get(pattern)?;
+        let last = snaps.last()?;
+        let merged = merge(
+            snaps
+                .iter()
+                .flat_map(|sn| hists.iter().filter_map(|&h| sn.hists.get(h))),
+        );
+        (merged.count > 0).then(|| merged.quantile(q.q()).map(|t| last.ticks_to_ns(t) as f64))?
+    }
+
     pub fn quantile(&self, pattern: &str, q: Quantile, snap: &Snapshot) -> Option<f64> {
         let (_, hists) = self.resolved.get(pattern)?;
         let merged = merge(hists.iter().filter_map(|&h| snap.hists.get(h)));

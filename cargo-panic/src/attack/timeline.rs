@@ -2009,3 +2009,86 @@ assert: [crashes == 0]
         );
     }
 }
+
+/// The parser never panics, whatever the text: random bytes, and random
+/// YAML built from the format's own keys and values, so that deep paths of
+/// validation are reached too.
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::Timeline;
+
+    fn scalar() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("1s".to_string()),
+            Just("0".to_string()),
+            Just("-3".to_string()),
+            Just("heavy".to_string()),
+            Just("1.5 cores".to_string()),
+            Just("300MiB".to_string()),
+            Just("'crashes >= 1 and'".to_string()),
+            Just("'p99(f) > 2ms'".to_string()),
+            Just("'outcome(a) == crash'".to_string()),
+            Just("{event: a}".to_string()),
+            Just("{all: []}".to_string()),
+            Just("[]".to_string()),
+            Just("~".to_string()),
+            Just("1e400".to_string()),
+            Just("\"\\u0000\"".to_string()),
+            "[a-z0-9 .%/()<>=!-]{0,12}".prop_map(|s| format!("'{s}'")),
+        ]
+    }
+
+    fn key() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "id", "at", "for", "intensity", "shape", "args", "start_when", "stop_when", "after",
+            "via", "latency", "loss", "pause", "every", "sine", "period", "ramp", "from", "axis",
+            "events", "bogus",
+        ])
+    }
+
+    fn event() -> impl Strategy<Value = String> {
+        prop::collection::vec((key(), scalar()), 0..6).prop_map(|kv| {
+            let body: Vec<String> = kv.into_iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            format!("{{{}}}", body.join(", "))
+        })
+    }
+
+    fn document() -> impl Strategy<Value = String> {
+        (
+            scalar(),
+            prop::sample::select(vec!["cpu", "memory", "disk", "network", "concurrency", "time", "gpu"]),
+            prop::collection::vec(event(), 0..5),
+            prop::option::of(scalar()),
+        )
+            .prop_map(|(d, axis, events, cond)| {
+                let mut t = format!("duration: {d}\ntracks:\n  - axis: {axis}\n    events: [{}]\n", events.join(", "));
+                if let Some(c) = cond {
+                    t.push_str(&format!(
+                        "constraints: {{bottleneck: memory, subordinate: {{{axis}: {{if: {c}, action: {{intensity: {c}}}}}}}}}\nassert: [{c}]\n"
+                    ));
+                }
+                t
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, rng_seed: proptest::test_runner::RngSeed::Fixed(7), ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_text_never_panics(text in "\\PC{0,200}") {
+            let _ = Timeline::parse(&text, "t.yaml");
+        }
+
+        #[test]
+        fn random_timelines_never_panic(text in document()) {
+            if let Err(e) = Timeline::parse(&text, "t.yaml") {
+                // Every error is located on a line the text has.
+                for l in &e.errors {
+                    prop_assert!(l.line >= 1 && l.line <= text.lines().count().max(1) + 1, "{e}\n{text}");
+                }
+            }
+        }
+    }
+}

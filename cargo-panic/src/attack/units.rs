@@ -217,6 +217,9 @@ pub fn fmt(v: f64, dim: Dim) -> String {
 
 /// Nanoseconds in the largest unit that keeps it readable.
 pub fn fmt_duration(ns: f64) -> String {
+    if ns == 0.0 {
+        return "0s".into();
+    }
     let (scale, unit) = match ns.abs() {
         a if a >= 60e9 && (ns / 60e9).fract() == 0.0 => (60e9, "m"),
         a if a >= 1e9 => (1e9, "s"),
