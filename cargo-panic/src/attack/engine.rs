@@ -538,10 +538,15 @@ pub fn attack(opts: &Options) -> Result<Report> {
         let stat = probe::proc_stat(tgt.pid).filter(|_| tgt.exited.is_none());
         let snap = tgt.snapshot();
         let calls = snap.as_ref().map(|s| s.counters.iter().sum::<u64>());
-        // Hang: no runtime progress and no CPU for target.hang.
+        let wl = run.workload.as_ref().map(LoadGen::take_window);
+        // Hang: no runtime progress and no CPU for target.hang, while there
+        // is demand. With the built-in workload, demand is requests coming
+        // due: a server nobody asks anything is idle, not hung. Without it
+        // (no workload, or a command) any stillness counts.
+        let demand = wl.as_ref().is_none_or(|w| w.due > 0);
         if !failed && let (Some(h), Some(st)) = (t.target.hang_ns, stat) {
             let progress = calls.unwrap_or(0).wrapping_add(st.cpu_ticks);
-            if progress != progress_at.0 {
+            if progress != progress_at.0 || !demand {
                 progress_at = (progress, Instant::now());
             } else if progress_at.1.elapsed().as_nanos() as u64 >= h {
                 let threads = thread_states(tgt.pid);
@@ -673,7 +678,6 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 capped: a.capped_by.is_some(),
             });
         }
-        let wl = run.workload.as_ref().map(LoadGen::take_window);
         series.push(Tick {
             t_ns: now_ns,
             alive: run.target.as_mut().is_some_and(|t| t.poll().is_none()),
