@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use cargo_panic_core::attack::condition;
 use cargo_panic_core::attack::engine::{self, Options};
 use cargo_panic_core::attack::html;
-use cargo_panic_core::attack::report::Report;
+use cargo_panic_core::attack::report::{Report, RunSummary};
 use cargo_panic_core::attack::stats;
 use cargo_panic_core::attack::timeline::Timeline;
 use cargo_panic_core::attack::units;
@@ -84,6 +84,11 @@ pub struct AttackArgs {
     /// 'p99(my_crate::handle) < 20ms' (repeatable)
     #[arg(long = "assert", value_name = "COND")]
     pub asserts: Vec<String>,
+    /// Run the attack N times, the seed increased by one each time; the
+    /// report keeps every run's outcome and run-level metrics (what
+    /// `compare` then tests) and the details of the first failing run
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub repeat: u32,
     /// Also write the report as one self-contained HTML file with plots
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -150,14 +155,32 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
     }
     let exe = std::env::current_exe().context("cannot find the cargo-panic executable")?;
     engine::catch_interrupts();
-    let report = engine::attack(&Options {
-        timeline: t,
-        source,
-        command,
-        asserts,
-        exe,
-        progress: !a.quiet,
-    })?;
+    if a.repeat == 0 {
+        bail!("--repeat 0 runs nothing; give at least 1");
+    }
+    let base_seed = t.seed;
+    let mut reports = Vec::new();
+    for i in 0..a.repeat {
+        let mut t = t.clone();
+        t.seed = base_seed.wrapping_add(u64::from(i));
+        if a.repeat > 1 {
+            eprintln!("cargo-panic: run {}/{} (seed {})", i + 1, a.repeat, t.seed);
+        }
+        let r = engine::attack(&Options {
+            timeline: t,
+            source: source.clone(),
+            command: command.clone(),
+            asserts: asserts.clone(),
+            exe: exe.clone(),
+            progress: !a.quiet,
+        })?;
+        let stop = r.interrupted;
+        reports.push(r);
+        if stop {
+            break;
+        }
+    }
+    let report = combine(reports);
     cargo_panic_core::fsutil::write_json_atomic(&a.out, &report)?;
     if let Some(h) = &a.html {
         cargo_panic_core::fsutil::write_atomic(h, html::render(&report).as_bytes())?;
@@ -166,6 +189,33 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
     eprint!("{}", summary(&report));
     eprintln!("cargo-panic: report written to {}", a.out.display());
     Ok(report.exit_code)
+}
+
+/// One report for a repeated attack: the first failing run's details (or
+/// the first run's), every run's summary, and the verdict over all of them.
+fn combine(mut reports: Vec<Report>) -> Report {
+    if reports.len() == 1 {
+        return reports.remove(0);
+    }
+    let runs: Vec<RunSummary> = reports.iter().map(RunSummary::of).collect();
+    let pick = reports
+        .iter()
+        .position(|r| !r.verdict.survived)
+        .unwrap_or(0);
+    let mut report = reports.swap_remove(pick);
+    report.verdict.reasons = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, r)| {
+            r.reasons
+                .iter()
+                .map(move |why| format!("run {} (seed {}): {why}", i + 1, r.seed))
+        })
+        .collect();
+    report.verdict.survived = runs.iter().all(|r| r.survived);
+    report.exit_code = i32::from(!report.verdict.survived);
+    report.runs = runs;
+    report
 }
 
 /// The end-of-run summary for the terminal.
@@ -210,6 +260,15 @@ pub fn summary(r: &Report) -> String {
             let _ = writeln!(s, "      error: {err}");
         }
     }
+    if !r.runs.is_empty() {
+        let ok = r.runs.iter().filter(|x| x.survived).count();
+        let _ = writeln!(
+            s,
+            "  {} runs, {ok} survived (details above: run with seed {})",
+            r.runs.len(),
+            r.seed
+        );
+    }
     for reason in &r.verdict.reasons {
         let _ = writeln!(s, "  - {reason}");
     }
@@ -242,6 +301,17 @@ pub fn metrics(r: &Report) -> BTreeMap<String, Vec<f64>> {
     m
 }
 
+/// The run-level metrics of a repeated attack, one sample per run.
+pub fn run_metrics(r: &Report) -> BTreeMap<String, Vec<f64>> {
+    let mut m: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for run in &r.runs {
+        for (k, v) in &run.metrics {
+            m.entry(k.clone()).or_default().push(*v);
+        }
+    }
+    m
+}
+
 /// `cargo panic compare`: per-metric deltas between two attack reports,
 /// with significance. Exit status 1 when a metric got significantly worse.
 pub fn compare(before: &Path, after: &Path, alpha: f64, json: bool) -> Result<i32> {
@@ -264,9 +334,17 @@ pub fn compare(before: &Path, after: &Path, alpha: f64, json: bool) -> Result<i3
         alpha,
         ..Default::default()
     };
-    opts.better
-        .insert("workload.ok_per_tick".into(), stats::Better::Higher);
-    let cmp = stats::Comparison::new(&metrics(&a), &metrics(&b), &opts);
+    for higher in ["workload.ok_per_tick", "workload.ok"] {
+        opts.better.insert(higher.into(), stats::Better::Higher);
+    }
+    // Repeated runs give independent samples; otherwise the ticks of one run.
+    let per_run = a.runs.len() >= 2 && b.runs.len() >= 2;
+    let (ma, mb) = if per_run {
+        (run_metrics(&a), run_metrics(&b))
+    } else {
+        (metrics(&a), metrics(&b))
+    };
+    let cmp = stats::Comparison::new(&ma, &mb, &opts);
     let worse = cmp
         .deltas
         .iter()
@@ -278,10 +356,18 @@ pub fn compare(before: &Path, after: &Path, alpha: f64, json: bool) -> Result<i3
             println!("note: the two runs used different timelines (or seeds)");
         }
         print!("{}", cmp.render());
-        println!(
-            "samples are the per-tick values of each run; ticks of one run are not \
-             independent, so treat p-values as optimistic and confirm with repeated runs"
-        );
+        if per_run {
+            println!(
+                "samples are the run-level metrics of {} and {} repeated runs",
+                a.runs.len(),
+                b.runs.len()
+            );
+        } else {
+            println!(
+                "samples are the per-tick values of each run; ticks of one run are not \
+                 independent, so treat p-values as optimistic and confirm with --repeat"
+            );
+        }
         for (name, r) in [("before", &a), ("after", &b)] {
             println!(
                 "{name}: {} failure(s), {}",

@@ -553,3 +553,40 @@ fn compare_finds_a_latency_regression_and_html_renders_a_report() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
 }
+
+#[test]
+fn repeat_runs_with_successive_seeds_and_compare_uses_them() {
+    let timeline = "duration: 1s\nseed: 5\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 50/s}\n";
+    let (out, r) = attack(timeline, &[], &["--repeat", "3"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let runs = r["runs"].as_array().unwrap();
+    let seeds: Vec<u64> = runs.iter().map(|x| x["seed"].as_u64().unwrap()).collect();
+    assert_eq!(seeds, [5, 6, 7]);
+    for run in runs {
+        assert_eq!(run["survived"], true);
+        assert!(
+            run["metrics"]["workload.ok"].as_f64().unwrap() > 0.0,
+            "{run:#}"
+        );
+        assert!(
+            run["metrics"]["site.handle_request.p99_ns"]
+                .as_f64()
+                .is_some(),
+            "{run:#}"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("r.json");
+    std::fs::write(&p, r.to_string()).unwrap();
+    let out = cargo_panic()
+        .arg("compare")
+        .args([&p, &p])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("run-level metrics of 3 and 3 repeated runs"),
+        "{}",
+        show(&out)
+    );
+}

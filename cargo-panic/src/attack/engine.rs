@@ -879,6 +879,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
         verdict: report::RunVerdict { survived, reasons },
         exit_code: if survived { 0 } else { 1 },
         interrupted,
+        runs: Vec::new(),
     })
 }
 

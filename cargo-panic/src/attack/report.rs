@@ -2,6 +2,8 @@
 //! Every figure in it was measured during the run; where something could
 //! not be measured the field is absent (or says why), never guessed.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::condition::Outcome;
@@ -44,6 +46,70 @@ pub struct Report {
     pub exit_code: i32,
     /// The run was cut short by Ctrl-C or SIGTERM.
     pub interrupted: bool,
+    /// With `--repeat N`: every run's seed, outcome and run-level metrics
+    /// (the rest of the report is the first failing run, or the first run
+    /// when all survived). Empty for a single run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runs: Vec<RunSummary>,
+}
+
+/// One run of a repeated attack.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub seed: u64,
+    pub survived: bool,
+    pub reasons: Vec<String>,
+    /// Run-level figures (what `compare` tests when both sides have runs):
+    /// `failures`, `target.rss_max_bytes`, `target.cpu_cores_mean`,
+    /// `workload.ok`, `workload.failed`, `workload.latency_p50_ns`,
+    /// `workload.latency_p99_ns`, `site.<function>.p99_ns`.
+    pub metrics: BTreeMap<String, f64>,
+}
+
+impl RunSummary {
+    /// The summary of one run's report.
+    pub fn of(r: &Report) -> RunSummary {
+        let mut m = BTreeMap::new();
+        m.insert("failures".to_string(), r.failures.len() as f64);
+        let rss = r
+            .series
+            .iter()
+            .filter_map(|t| t.rss)
+            .fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))));
+        if let Some(v) = rss {
+            m.insert("target.rss_max_bytes".into(), v);
+        }
+        let cpu: Vec<f64> = r.series.iter().filter_map(|t| t.cpu_cores).collect();
+        if !cpu.is_empty() {
+            m.insert(
+                "target.cpu_cores_mean".into(),
+                cpu.iter().sum::<f64>() / cpu.len() as f64,
+            );
+        }
+        if let Some(tot) = r.workload.as_ref().and_then(|w| w.totals.as_ref()) {
+            let num = |v: &serde_json::Value| v.as_f64();
+            if let Some(v) = num(&tot["ok"]) {
+                m.insert("workload.ok".into(), v);
+            }
+            if let Some(f) = tot["failed"].as_object() {
+                m.insert("workload.failed".into(), f.values().filter_map(num).sum());
+            }
+            for q in ["p50", "p99"] {
+                if let Some(v) = num(&tot["latency"][format!("{q}_ns")]) {
+                    m.insert(format!("workload.latency_{q}_ns"), v);
+                }
+            }
+        }
+        for s in &r.sites {
+            m.insert(format!("site.{}.p99_ns", s.function), s.p99_ns as f64);
+        }
+        RunSummary {
+            seed: r.seed,
+            survived: r.verdict.survived,
+            reasons: r.verdict.reasons.clone(),
+            metrics: m,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
