@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use cargo_panic_core::attack::condition;
 use cargo_panic_core::attack::engine::{self, Options};
+use cargo_panic_core::attack::feasibility;
 use cargo_panic_core::attack::html;
 use cargo_panic_core::attack::report::{Report, RunSummary};
 use cargo_panic_core::attack::stats;
@@ -89,6 +90,10 @@ pub struct AttackArgs {
     /// `compare` then tests) and the details of the first failing run
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: u32,
+    /// Run even when the verifier finds the timeline infeasible (the verdict
+    /// still goes into the report)
+    #[arg(long)]
+    pub no_verify: bool,
     /// Also write the report as one self-contained HTML file with plots
     #[arg(long, value_name = "FILE")]
     pub html: Option<PathBuf>,
@@ -153,6 +158,15 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
             out_dir.display()
         );
     }
+    // The verifier first: a timeline that cannot happen is refused.
+    let machine = cargo_panic_core::attack::probe::machine();
+    let verdict = panic_verifier::feasible::check(&feasibility::plan(&t, &machine));
+    if !verdict.feasible && !a.no_verify {
+        bail!(
+            "{}the verifier refuses this timeline; fix it, or run anyway with --no-verify",
+            feasibility::describe(&verdict)
+        );
+    }
     let exe = std::env::current_exe().context("cannot find the cargo-panic executable")?;
     engine::catch_interrupts();
     if a.repeat == 0 {
@@ -173,6 +187,7 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
             asserts: asserts.clone(),
             exe: exe.clone(),
             progress: !a.quiet,
+            feasibility: Some(verdict.clone()),
         })?;
         let stop = r.interrupted;
         reports.push(r);

@@ -132,7 +132,8 @@ enum Command {
         /// A profile: restricts --binary to what ran
         #[arg(long, value_name = "PROFILE")]
         profile: Option<PathBuf>,
-        /// A timeline's feasibility (needs the attack engine)
+        /// A timeline's feasibility: acyclic chains, satisfiable start
+        /// conditions, loads within this machine at every instant
         #[arg(long, value_name = "FILE")]
         timeline: Option<PathBuf>,
         /// Print the machine-readable verdict with its certificates

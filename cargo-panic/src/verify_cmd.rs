@@ -140,13 +140,11 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
             "nothing to verify: give --graph EDGES, --binary BIN, --controller FILE or --timeline FILE"
         );
     }
-    if let Some(t) = &opts.timeline {
-        bail!(
-            "{}: timeline feasibility needs the attack engine's timeline format, which has not \
-             landed yet; verify graphs (--graph, --binary) and controllers (--controller) for now",
-            t.display()
-        );
-    }
+    let timeline_input = opts
+        .timeline
+        .as_deref()
+        .map(|p| crate::attack_cmd::read_timeline(p).map(|t| (p.to_path_buf(), t)))
+        .transpose()?;
     // Read and validate every input before running anything, so bad input
     // always exits 2 without a partial verdict.
     let graph_input = opts.graph.as_deref().map(read_edge_list).transpose()?;
@@ -177,6 +175,9 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
     if let Some((path, ctrl)) = &controller_input {
         checks.push(drift_check(path, ctrl));
     }
+    if let Some((path, t)) = &timeline_input {
+        checks.push(timeline_check(path, t));
+    }
 
     let worst = checks
         .iter()
@@ -195,6 +196,30 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
         }
     }
     Ok(worst.exit_code())
+}
+
+/// Whether a timeline can happen as written on this machine.
+fn timeline_check(path: &Path, t: &cargo_panic_core::attack::timeline::Timeline) -> Check {
+    use cargo_panic_core::attack::{feasibility, probe};
+    let v = panic_verifier::feasible::check(&feasibility::plan(t, &probe::machine()));
+    let undecided = v
+        .findings
+        .iter()
+        .all(|f| matches!(f, panic_verifier::feasible::Finding::Unknown { .. }));
+    Check {
+        outcome: match (v.feasible, undecided) {
+            (true, _) => Outcome::Certified,
+            (false, true) => Outcome::Unknown,
+            (false, false) => Outcome::Counterexample,
+        },
+        summary: format!("{}: {}", path.display(), feasibility::describe(&v)),
+        json: serde_json::json!({
+            "check": "timeline",
+            "input": path.display().to_string(),
+            "feasibility": v,
+        }),
+        evidence: None,
+    }
 }
 
 fn read_edge_list(path: &Path) -> Result<(PathBuf, graph::ParsedGraph)> {

@@ -590,3 +590,48 @@ fn repeat_runs_with_successive_seeds_and_compare_uses_them() {
         show(&out)
     );
 }
+
+#[test]
+fn the_verifier_refuses_an_infeasible_timeline_unless_told() {
+    // 64 cores of spinners fit no machine this runs on.
+    let timeline = "duration: 1s\ntarget: {ready: port}\ntracks:\n  - axis: cpu\n    events: [{id: too-much, at: 0s, for: 1s, intensity: 64 cores}]\n";
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.yaml");
+    std::fs::write(&t, timeline).unwrap();
+    let report = dir.path().join("r.json");
+    let run = |extra: &[&str]| {
+        cargo_panic()
+            .args(["attack", "--quiet", "--timeline"])
+            .arg(&t)
+            .arg("--out")
+            .arg(&report)
+            .args(extra)
+            .arg("--")
+            .arg(server().join("c-server"))
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cpu load 64 cores exceeds") && err.contains("--no-verify"),
+        "{err}"
+    );
+    assert!(!report.exists(), "a refused run wrote a report");
+    let (out, r) = attack(timeline, &[], &["--no-verify"]);
+    assert!(out.status.code().is_some_and(|c| c < 2), "{}", show(&out));
+    assert_eq!(
+        r["feasibility"]["feasible"], false,
+        "{:#}",
+        r["feasibility"]
+    );
+    // The spinner refuses a level beyond what it can run: the event says so.
+    assert!(
+        !event(&r, "too-much")["errors"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -186,8 +186,9 @@ fn no_faults_echoes_bytes_unchanged_and_counts_them() {
     s.read_to_end(&mut rest).unwrap();
     assert!(rest.is_empty());
     let n = 10 * msg.len() as u64;
+    // `closed_clean` is counted before the connection leaves `active`: wait for both.
     let st = wait_stats(&proxy, "the connection closed cleanly", |s| {
-        s.closed_clean == 1 && s.target_to_client.bytes == n
+        s.closed_clean == 1 && s.active == 0 && s.target_to_client.bytes == n
     });
     assert_eq!(st.accepted, 1);
     assert_eq!(st.active, 0);

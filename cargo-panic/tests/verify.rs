@@ -181,13 +181,42 @@ fn bad_input_exits_2_with_a_located_error() {
         show(&out)
     );
 
-    let out = verify(&["--timeline", "t.yaml"]);
+    let out = verify(&["--timeline", "no-such-timeline.yaml"]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("attack engine"),
+        String::from_utf8_lossy(&out.stderr).contains("cannot read the timeline"),
         "{}",
         show(&out)
     );
+}
+
+#[test]
+fn timelines_are_feasible_or_say_why_not() {
+    let dir = scratch("timeline");
+    let good = write(
+        &dir,
+        "good.yaml",
+        "duration: 10s\ntracks:\n  - axis: cpu\n    events:\n      - {id: a, at: 0s, for: 5s, intensity: 0.5 cores}\n      - {id: b, start_when: 'cpu_load > 50%', for: 1s}\n",
+    );
+    let out = verify(&["--timeline", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(stdout(&out).contains("'b' can start, e.g. when cpu_load = "), "{}", show(&out));
+    let bad = write(
+        &dir,
+        "bad.yaml",
+        "duration: 10s\ntracks:\n  - axis: cpu\n    events:\n      - {id: a, at: 8s, for: 5s}\n      - {id: b, start_when: 'crashes > 1 and crashes < 2'}\n",
+    );
+    let out = verify(&["--timeline", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let v = json(&out);
+    let findings = &v["checks"][0]["feasibility"]["findings"];
+    let kinds: Vec<&str> = findings.as_array().unwrap().iter().map(|f| f["finding"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"never_starts") && kinds.contains(&"past_end"), "{v:#}");
+    // A timeline error is bad input, located.
+    let broken = write(&dir, "broken.yaml", "duration: 10\n");
+    let out = verify(&["--timeline", broken.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.yaml:1:11"), "{}", show(&out));
 }
 
 #[test]

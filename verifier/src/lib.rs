@@ -13,9 +13,13 @@
 //! - [`drift`]: a quadratic Lyapunov certificate for the projected dual-ascent
 //!   price controller, checked by z3 in exact rational arithmetic, or a price
 //!   vector whose drift is positive.
+//! - [`feasible`]: whether a stress timeline can happen as written (acyclic
+//!   chains, satisfiable start conditions with a model or an unsat core, loads
+//!   within the machine at every instant, windows within the run).
 
 pub mod chordal;
 pub mod depgraph;
 pub mod drift;
+pub mod feasible;
 pub mod graph;
 pub mod rng;

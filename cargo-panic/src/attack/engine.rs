@@ -59,6 +59,8 @@ pub struct Options {
     pub exe: PathBuf,
     /// Print progress lines on stderr.
     pub progress: bool,
+    /// The verifier's verdict on the timeline, when it ran.
+    pub feasibility: Option<panic_verifier::feasible::Feasibility>,
 }
 
 /// Set by SIGINT/SIGTERM: the run stops at the next wake-up and reports.
@@ -262,8 +264,14 @@ pub fn attack(opts: &Options) -> Result<Report> {
     });
     mechanisms.push(Mechanism {
         name: "verifier".into(),
-        used: false,
-        detail: "timeline feasibility is not checked by the verifier yet".into(),
+        used: opts.feasibility.is_some(),
+        detail: match &opts.feasibility {
+            Some(v) if v.feasible => "timeline feasible (verdict in `feasibility`)".into(),
+            Some(_) => {
+                "timeline NOT feasible, run with --no-verify (verdict in `feasibility`)".into()
+            }
+            None => "not run".into(),
+        },
     });
 
     let mut env: Vec<(String, String)> = Vec::new();
@@ -816,7 +824,10 @@ pub fn attack(opts: &Options) -> Result<Report> {
             // Over every incarnation of the target.
             Signal::Quantile(q, p) => sites.quantile_over(p, *q, &final_snaps),
             Signal::Count(p) => {
-                let counts: Vec<f64> = final_snaps.iter().filter_map(|sn| sites.count(p, sn)).collect();
+                let counts: Vec<f64> = final_snaps
+                    .iter()
+                    .filter_map(|sn| sites.count(p, sn))
+                    .collect();
                 (!counts.is_empty()).then(|| counts.iter().sum())
             }
             other => last_values.get(other).copied().flatten(),
@@ -880,6 +891,10 @@ pub fn attack(opts: &Options) -> Result<Report> {
         exit_code: if survived { 0 } else { 1 },
         interrupted,
         runs: Vec::new(),
+        feasibility: opts
+            .feasibility
+            .as_ref()
+            .and_then(|v| serde_json::to_value(v).ok()),
     })
 }
 

@@ -24,12 +24,7 @@ const W: u32 = 860;
 type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
 
 /// One line chart of `(t seconds, value)` series, as SVG text.
-fn line_chart(
-    title: &str,
-    y_unit: &str,
-    series: &[Series<'_>],
-    t_max: f64,
-) -> String {
+fn line_chart(title: &str, y_unit: &str, series: &[Series<'_>], t_max: f64) -> String {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (W, 190)).into_drawing_area();

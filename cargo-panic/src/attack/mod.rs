@@ -6,6 +6,7 @@
 
 pub mod condition;
 pub mod engine;
+pub mod feasibility;
 pub mod html;
 pub mod mechanism;
 pub mod probe;

@@ -51,6 +51,9 @@ pub struct Report {
     /// when all survived). Empty for a single run.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runs: Vec<RunSummary>,
+    /// The verifier's verdict on the timeline (panic_verifier::feasible).
+    #[serde(default)]
+    pub feasibility: Option<serde_json::Value>,
 }
 
 /// One run of a repeated attack.

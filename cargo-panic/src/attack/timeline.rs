@@ -2042,9 +2042,27 @@ mod fuzz {
 
     fn key() -> impl Strategy<Value = &'static str> {
         prop::sample::select(vec![
-            "id", "at", "for", "intensity", "shape", "args", "start_when", "stop_when", "after",
-            "via", "latency", "loss", "pause", "every", "sine", "period", "ramp", "from", "axis",
-            "events", "bogus",
+            "id",
+            "at",
+            "for",
+            "intensity",
+            "shape",
+            "args",
+            "start_when",
+            "stop_when",
+            "after",
+            "via",
+            "latency",
+            "loss",
+            "pause",
+            "every",
+            "sine",
+            "period",
+            "ramp",
+            "from",
+            "axis",
+            "events",
+            "bogus",
         ])
     }
 
