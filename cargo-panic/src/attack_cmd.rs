@@ -90,6 +90,11 @@ pub struct AttackArgs {
     /// `compare` then tests) and the details of the first failing run
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: u32,
+    /// Watch the target from the kernel (eBPF): per-thread and per-site
+    /// on-CPU, run-queue and blocked time in the report. `auto` (default)
+    /// uses it when it can be had and says why not otherwise.
+    #[arg(long, value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "on", require_equals = true)]
+    pub kernel: crate::run_cmd::KernelMode,
     /// Run even when the verifier finds the timeline infeasible (the verdict
     /// still goes into the report)
     #[arg(long)]
@@ -188,6 +193,11 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
             exe: exe.clone(),
             progress: !a.quiet,
             feasibility: Some(verdict.clone()),
+            kernel: match a.kernel {
+                crate::run_cmd::KernelMode::Off => engine::KernelUse::Off,
+                crate::run_cmd::KernelMode::On => engine::KernelUse::On,
+                crate::run_cmd::KernelMode::Auto => engine::KernelUse::Auto,
+            },
         })?;
         let stop = r.interrupted;
         reports.push(r);

@@ -396,13 +396,17 @@ fn the_price_rises_over_capacity_and_the_program_reads_it() {
         "600 ms of CPU at 50 ms periods: {samples:?}"
     );
     // The loop uses about one core (> 0.25): after the first period (which
-    // has no rate yet) the price goes up every period.
+    // has no rate yet) the price goes up in the periods where it got its CPU.
+    // On a loaded machine some periods give it less than 0.25 cores and the
+    // price falls there (seen in CI while other tests ran): most periods rise,
+    // and it ends well above where it started.
     let prices: Vec<f64> = samples
         .iter()
         .map(|s| s["price"][0].as_f64().unwrap())
         .collect();
     let rising = prices.windows(2).filter(|w| w[1] > w[0]).count();
-    assert!(rising >= samples.len() - 3, "prices {prices:?}");
+    assert!(rising * 2 >= samples.len(), "prices {prices:?}");
+    assert!(prices[prices.len() - 1] > prices[1] + 1.0, "prices {prices:?}");
     // What the program printed is what the controller published.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let read: Vec<f64> = stdout

@@ -39,7 +39,7 @@ use super::report::{
 use super::schedule::{Applied, Change, Scheduler};
 use super::sites::{self, Sites};
 use super::stress::{self, Stressor, describe_status};
-use super::target::{Target, thread_states, wait_ready};
+use super::target::{Target, Wake, thread_states, wait_ready};
 use super::timeline::{Level, Machine, NetLevel, Ready, Restart, Timeline, Via, Workload};
 use super::units;
 use super::workload::{self, LoadGen, LoadSpec};
@@ -61,6 +61,19 @@ pub struct Options {
     pub progress: bool,
     /// The verifier's verdict on the timeline, when it ran.
     pub feasibility: Option<panic_verifier::feasible::Feasibility>,
+    /// Whether to watch the target from the kernel (eBPF).
+    pub kernel: KernelUse,
+}
+
+/// `--kernel` of an attack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelUse {
+    Off,
+    /// The kernel side, or an error saying why it cannot be had.
+    On,
+    /// The kernel side when it can be had (root, an instrumented target);
+    /// otherwise the report says why not.
+    Auto,
 }
 
 /// Set by SIGINT/SIGTERM: the run stops at the next wake-up and reports.
@@ -92,6 +105,8 @@ struct Run {
     scratch: Option<Scratch>,
     io_dir: Option<tempfile::TempDir>,
     cgroup: Option<Arc<RunCgroup>>,
+    /// Dropped last (after the target is down): unloads the BPF programs.
+    monitor: Option<panic_bpf::Monitor>,
 }
 
 impl Drop for Run {
@@ -225,6 +240,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
         scratch: None,
         io_dir: None,
         cgroup: None,
+        monitor: None,
     };
     match RunCgroup::create(&cgroup::new_run_id(), &want) {
         Ok(cg) => {
@@ -257,11 +273,51 @@ pub fn attack(opts: &Options) -> Result<Report> {
             }
         }
     }
-    mechanisms.push(Mechanism {
-        name: "kernel".into(),
-        used: false,
-        detail: "the attack engine does not load the eBPF side yet; run `cargo panic run --kernel` for per-site kernel time".into(),
-    });
+    // The kernel side: loaded before the target starts, so it is watched
+    // from its first instruction.
+    match (&sites.manifest, opts.kernel) {
+        (_, KernelUse::Off) => mechanisms.push(Mechanism {
+            name: "kernel".into(),
+            used: false,
+            detail: "off (--kernel=off)".into(),
+        }),
+        (None, KernelUse::On) => bail!(
+            "--kernel needs an instrumented target (its sites are what the kernel side splits time by)"
+        ),
+        (None, KernelUse::Auto) => mechanisms.push(Mechanism {
+            name: "kernel".into(),
+            used: false,
+            detail: "not an instrumented target".into(),
+        }),
+        (Some(m), mode) => {
+            let n = u32::try_from(m.sites.len()).context("too many sites for the kernel side")?;
+            let opts_k = panic_bpf::Options {
+                budgets: &[],
+                syscalls: false,
+                fuses: &[],
+            };
+            match panic_bpf::Monitor::start(n, &opts_k) {
+                Ok(mon) => {
+                    mechanisms.push(Mechanism {
+                        name: "kernel".into(),
+                        used: true,
+                        detail: "eBPF: per-thread and per-site on-CPU, run-queue and blocked time (`kernel`)".into(),
+                    });
+                    run.monitor = Some(mon);
+                }
+                Err(e) if mode == KernelUse::Auto => mechanisms.push(Mechanism {
+                    name: "kernel".into(),
+                    used: false,
+                    detail: format!("unavailable: {e}"),
+                }),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context("cannot watch the target from the kernel")
+                    );
+                }
+            }
+        }
+    }
     mechanisms.push(Mechanism {
         name: "verifier".into(),
         used: opts.feasibility.is_some(),
@@ -320,8 +376,11 @@ pub fn attack(opts: &Options) -> Result<Report> {
         Ready::Log(s) => Some(s.as_str()),
         _ => None,
     };
-    let spawn_target = |cg: Option<&RunCgroup>| Target::spawn(&command, &env, cg, log);
-    run.target = Some(spawn_target(run.cgroup.as_deref())?);
+    let wake = Wake::default();
+    let spawn_target = |cg: Option<&RunCgroup>, m: Option<&panic_bpf::Monitor>| {
+        Target::spawn(&command, &env, cg, log, &wake, m)
+    };
+    run.target = Some(spawn_target(run.cgroup.as_deref(), run.monitor.as_ref())?);
     let spawned = Instant::now();
 
     let mut failures: Vec<Failure> = Vec::new();
@@ -526,8 +585,12 @@ pub fn attack(opts: &Options) -> Result<Report> {
             let oom = oom_kills.is_some_and(|n| n > oom_base);
             if code != Some(0) {
                 failed = true;
+                // The waiter thread saw the exact moment.
+                let at = tgt.ended_at().map_or(now_ns, |e| {
+                    e.saturating_duration_since(t0).as_nanos() as u64
+                });
                 failures.push(Failure {
-                    t_ns: now_ns,
+                    t_ns: at.min(now_ns),
                     kind: match (code, sig) {
                         (_, Some(9)) if oom => "oom".into(),
                         (_, Some(_)) => "crash".into(),
@@ -722,7 +785,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 restarts += 1;
                 let mut old = run.target.take().expect("target");
                 old.shutdown(Duration::ZERO);
-                run.target = Some(spawn_target(run.cgroup.as_deref())?);
+                run.target = Some(spawn_target(run.cgroup.as_deref(), run.monitor.as_ref())?);
                 last_cpu = None;
                 match wait_ready(
                     run.target.as_mut().expect("spawned"),
@@ -755,16 +818,17 @@ pub fn attack(opts: &Options) -> Result<Report> {
         while next_tick <= now_ns {
             next_tick += t.cadence_ns;
         }
-        let wake = sched
+        let next = sched
             .next_due(now_ns)
             .map_or(next_tick, |d| d.min(next_tick));
-        let until = t0 + Duration::from_nanos(wake.min(t.duration_ns));
+        let until = t0 + Duration::from_nanos(next.min(t.duration_ns));
+        // Woken early when the target ends; every 50 ms for Ctrl-C.
         while Instant::now() < until && !INTERRUPTED.load(Ordering::Relaxed) {
-            std::thread::sleep(
-                until
-                    .saturating_duration_since(Instant::now())
-                    .min(Duration::from_millis(50)),
-            );
+            let slice = (Instant::now() + Duration::from_millis(50)).min(until);
+            wake.sleep_until(slice);
+            if run.target.as_ref().is_some_and(|t| t.ended_at().is_some()) {
+                break;
+            }
         }
     }
     let ran_ns = t0.elapsed().as_nanos() as u64;
@@ -798,6 +862,18 @@ pub fn attack(opts: &Options) -> Result<Report> {
             final_snaps.push(s);
         }
     }
+    // The kernel's accounting, read before the programs unload. The per-site
+    // split needs the runtime's self times of the same process, so it is
+    // there only when the target ran once.
+    let kernel = match &run.monitor {
+        Some(m) => Some(kernel_section(
+            m,
+            sites.manifest.as_ref(),
+            &final_snaps,
+            restarts,
+        )?),
+        None => None,
+    };
     drop(run);
 
     for e in &mut events {
@@ -895,6 +971,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
             .feasibility
             .as_ref()
             .and_then(|v| serde_json::to_value(v).ok()),
+        kernel,
     })
 }
 
@@ -967,6 +1044,52 @@ fn note_changes(
             }
         }
     }
+}
+
+/// The report's kernel section: thread totals over every incarnation and,
+/// for a target that ran once, the per-site split of the timed regions
+/// (the 30 with the most self time).
+fn kernel_section(
+    m: &panic_bpf::Monitor,
+    manifest: Option<&Manifest>,
+    snaps: &[Snapshot],
+    restarts: u32,
+) -> Result<serde_json::Value> {
+    let rep = m.report().context("reading the kernel's accounting")?;
+    let (Some(manifest), Some(snap), 0) = (manifest, snaps.last(), restarts) else {
+        let totals = crate::kernel::KernelTimes::from(rep.task_totals());
+        return Ok(serde_json::json!({
+            "status": "on",
+            "per_site": false,
+            "reason": "the target was restarted (or left no segment): thread totals only",
+            "totals": totals,
+            "threads": rep.tasks.len(),
+        }));
+    };
+    let h = &snap.header;
+    let end = if h.tsc_end != 0 {
+        (h.tsc_end, h.ns_end)
+    } else {
+        panic_runtime::Clock::now()
+    };
+    let (section, per_site) = crate::kernel::join(manifest, snap, end, &rep);
+    let mut top: Vec<(usize, crate::kernel::SiteKernel)> = per_site
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, k)| Some((i, k?)))
+        .collect();
+    top.sort_by_key(|(_, k)| std::cmp::Reverse(k.self_ns));
+    let sites: Vec<serde_json::Value> = top
+        .iter()
+        .take(30)
+        .map(|(i, k)| {
+            let s = &manifest.sites[*i];
+            serde_json::json!({"function": s.function, "file": s.file, "line": s.line, "kernel": k})
+        })
+        .collect();
+    let mut v = serde_json::to_value(&section)?;
+    v["sites"] = serde_json::Value::Array(sites);
+    Ok(v)
 }
 
 /// Drives the mechanisms to this tick's levels.

@@ -54,6 +54,10 @@ pub struct Report {
     /// The verifier's verdict on the timeline (panic_verifier::feasible).
     #[serde(default)]
     pub feasibility: Option<serde_json::Value>,
+    /// The kernel side's accounting (the profile's `kernel` section, with the
+    /// timed regions' split under `sites`), when it watched the target.
+    #[serde(default)]
+    pub kernel: Option<serde_json::Value>,
 }
 
 /// One run of a repeated attack.

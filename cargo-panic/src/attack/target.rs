@@ -33,9 +33,43 @@ pub struct Target {
     log_seen: Arc<AtomicBool>,
     forwarders: Vec<std::thread::JoinHandle<()>>,
     pub exited: Option<std::process::ExitStatus>,
+    /// When the process ended, as the waiter thread saw it (before it is reaped).
+    ended_at: Arc<Mutex<Option<Instant>>>,
 }
 
 const TAIL_LINES: usize = 40;
+
+/// Wakes the engine's loop: set by a target's waiter thread when the target
+/// ends, so a crash is seen at once, not at the next tick.
+#[derive(Clone, Default)]
+pub struct Wake(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Wake {
+    pub fn notify(&self) {
+        let (m, c) = &*self.0;
+        if let Ok(mut w) = m.lock() {
+            *w = true;
+        }
+        c.notify_all();
+    }
+
+    /// Sleeps until `until` or a notification (which it consumes).
+    pub fn sleep_until(&self, until: Instant) {
+        let (m, c) = &*self.0;
+        let Ok(mut woken) = m.lock() else { return };
+        while !*woken {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match c.wait_timeout(woken, left) {
+                Ok((g, _)) => woken = g,
+                Err(_) => return,
+            }
+        }
+        *woken = false;
+    }
+}
 
 impl Target {
     pub fn spawn(
@@ -43,6 +77,8 @@ impl Target {
         env: &[(String, String)],
         cgroup: Option<&RunCgroup>,
         log: Option<&str>,
+        wake: &Wake,
+        monitor: Option<&panic_bpf::Monitor>,
     ) -> Result<Target> {
         let seg = SegmentFile::new()?;
         let program = Path::new(&command[0]);
@@ -66,9 +102,15 @@ impl Target {
         if let Some(cg) = cgroup {
             cg.join_on_spawn(Group::Target, &mut cmd)?;
         }
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("failed to start {}", program.display()))?;
+        // Watched by the kernel side from its first instruction, when there is one.
+        let mut child = match monitor {
+            Some(m) => {
+                cmd.env(panic_runtime::abi::ENV_KTHREADS, m.threads_pin());
+                m.spawn(&mut cmd).map_err(anyhow::Error::new)
+            }
+            None => cmd.spawn().map_err(anyhow::Error::new),
+        }
+        .with_context(|| format!("failed to start {}", program.display()))?;
         let pid = child.id();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let log_seen = Arc::new(AtomicBool::new(false));
@@ -86,6 +128,26 @@ impl Target {
                 forward(err, true, Some(tail), seen, pat)
             }));
         }
+        // The waiter: waitid with WNOWAIT sees the end without reaping, so
+        // `poll` still gets the status; the time is exact, and the loop wakes.
+        let ended_at = Arc::new(Mutex::new(None));
+        {
+            let (ended_at, wake) = (ended_at.clone(), wake.clone());
+            std::thread::spawn(move || {
+                // SAFETY: waitid fills the siginfo we pass; WNOWAIT leaves the child unreaped.
+                let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+                // SAFETY: as above; a reaped child gives ECHILD and the thread ends.
+                let r = unsafe {
+                    libc::waitid(libc::P_PID, pid, &mut info, libc::WEXITED | libc::WNOWAIT)
+                };
+                if r == 0 {
+                    if let Ok(mut e) = ended_at.lock() {
+                        *e = Some(Instant::now());
+                    }
+                    wake.notify();
+                }
+            });
+        }
         Ok(Target {
             child,
             pid,
@@ -95,7 +157,13 @@ impl Target {
             log_seen,
             forwarders,
             exited: None,
+            ended_at,
         })
+    }
+
+    /// When the process ended (None while it runs).
+    pub fn ended_at(&self) -> Option<Instant> {
+        self.ended_at.lock().ok().and_then(|e| *e)
     }
 
     pub fn snapshot(&mut self) -> Option<Snapshot> {
