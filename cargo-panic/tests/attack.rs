@@ -380,16 +380,21 @@ fn bad_input_exits_2_with_what_to_do() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("matches no instrumented function"));
 }
 
+/// `cargo panic timeline --check FILE`.
+fn check(file: &Path) -> Output {
+    cargo_panic()
+        .args(["timeline", "--check"])
+        .arg(file)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn timeline_check_prints_the_schedule_or_located_errors() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.yaml");
     std::fs::write(&good, "duration: 10s\ntracks:\n  - axis: cpu\n    events: [{id: a, at: 2s, for: 3s, intensity: 1 cores}]\n").unwrap();
-    let out = cargo_panic()
-        .args(["timeline", "--check"])
-        .arg(&good)
-        .output()
-        .unwrap();
+    let out = check(&good);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -398,11 +403,7 @@ fn timeline_check_prints_the_schedule_or_located_errors() {
     );
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "duration: 10s\ntracks:\n  - axis: cpu\n    events: [{id: a, after: b}, {id: b, after: a}]\n").unwrap();
-    let out = cargo_panic()
-        .args(["timeline", "--check"])
-        .arg(&bad)
-        .output()
-        .unwrap();
+    let out = check(&bad);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -425,11 +426,7 @@ fn timeline_check_prints_the_schedule_or_located_errors() {
         assert_eq!(out.status.code(), Some(0), "{p}: {}", show(&out));
         let file = dir.path().join(format!("{p}.yaml"));
         std::fs::write(&file, &out.stdout).unwrap();
-        let out = cargo_panic()
-            .args(["timeline", "--check"])
-            .arg(&file)
-            .output()
-            .unwrap();
+        let out = check(&file);
         assert_eq!(out.status.code(), Some(0), "{p}: {}", show(&out));
     }
 }

@@ -40,7 +40,7 @@ use super::schedule::{Applied, Change, Scheduler};
 use super::sites::{self, Sites};
 use super::stress::{self, Stressor, describe_status};
 use super::target::{Target, Wake, thread_states, wait_ready};
-use super::timeline::{Level, Machine, NetLevel, Ready, Restart, Timeline, Via, Workload};
+use super::timeline::{Level, NetLevel, Ready, Restart, Timeline, Via, Workload};
 use super::units;
 use super::workload::{self, LoadGen, LoadSpec};
 use crate::cgroup::{self, Controller, Group, RunCgroup};
@@ -214,6 +214,14 @@ pub fn attack(opts: &Options) -> Result<Report> {
         || t.events
             .iter()
             .any(|e| matches!(e.via, Via::Proxy | Via::Herd));
+    if t.events.iter().any(|e| e.via == Via::Herd)
+        && matches!(t.workload, Some(Workload::Command(_)))
+    {
+        bail!(
+            "herd events burst connections with the built-in load generator, which speaks tcp or \
+             http: use `workload: {{tcp: ..}}` or `{{http: ..}}` (a command workload's protocol is unknown)"
+        );
+    }
     if t.events
         .iter()
         .any(|e| matches!(e.via, Via::Proxy | Via::Herd))
@@ -546,7 +554,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
     let mut last_print = Instant::now();
     let mut limits: HashMap<Via, Option<f64>> = HashMap::new();
     let mut net_now: Option<NetLevel> = None;
-    let mut herds: HashMap<usize, (workload::BurstHandle, Instant)> = HashMap::new();
+    let mut herds: HashMap<usize, workload::BurstHandle> = HashMap::new();
     let mut herd_done: HashMap<usize, f64> = HashMap::new();
     let mut final_snaps: Vec<Snapshot> = Vec::new();
     let mut oom_base = 0.0;
@@ -686,28 +694,25 @@ pub fn attack(opts: &Options) -> Result<Report> {
         }
         let r = sched.tick(now_ns, failed, &values);
         toc.extend(r.decisions.iter().cloned());
-        note_changes(&r.changes, &mut events, t, opts.progress, now_ns);
+        note_changes(&r.changes, &mut events, t, opts.progress);
         // Apply what runs now.
-        let herd_addr = workload_addr;
         apply(
             &r.active,
             &r.changes,
             t,
-            &machine,
             &mut run,
             &mut limits,
             &mut net_now,
             &mut herds,
             &mut events,
             opts,
-            herd_addr,
         );
         // Achieved values.
         let proxy_window = run.proxy.as_ref().map(|p| p.take_window());
         let frozen = run.freezer.as_mut().and_then(Freezer::achieved);
         let scratch_free = run.scratch.as_ref().and_then(Scratch::free);
         let allowed = probe::cpus_allowed(run.target.as_ref().map_or(0, |t| t.pid));
-        herds.retain(|ev, (h, _)| match h.try_result() {
+        herds.retain(|ev, h| match h.try_result() {
             None => true,
             Some(r) => {
                 match r {
@@ -833,7 +838,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
     }
     let ran_ns = t0.elapsed().as_nanos() as u64;
     let ended = sched.finish(ran_ns.min(t.duration_ns), interrupted);
-    note_changes(&ended, &mut events, t, opts.progress, ran_ns);
+    note_changes(&ended, &mut events, t, opts.progress);
 
     // Shut down: workload, stressors, target.
     if let Some(w) = run.workload.take() {
@@ -999,13 +1004,7 @@ fn print_progress(t: &Timeline, tick: &Tick) {
     eprintln!("{line}");
 }
 
-fn note_changes(
-    changes: &[Change],
-    events: &mut [EventReport],
-    t: &Timeline,
-    progress: bool,
-    _now: u64,
-) {
+fn note_changes(changes: &[Change], events: &mut [EventReport], t: &Timeline, progress: bool) {
     for c in changes {
         match c {
             Change::Started {
@@ -1098,16 +1097,13 @@ fn apply(
     active: &[Applied],
     changes: &[Change],
     t: &Timeline,
-    machine: &Machine,
     run: &mut Run,
     limits: &mut HashMap<Via, Option<f64>>,
     net_now: &mut Option<NetLevel>,
-    herds: &mut HashMap<usize, (workload::BurstHandle, Instant)>,
+    herds: &mut HashMap<usize, workload::BurstHandle>,
     events: &mut [EventReport],
     opts: &Options,
-    herd_addr: Option<std::net::SocketAddr>,
 ) {
-    let _ = (machine, herd_addr);
     // Stressor processes: one per load event, stopped when it ends.
     for c in changes {
         if let Change::Ended { event, .. } = c
@@ -1194,10 +1190,7 @@ fn apply(
                         .get("hold")
                         .and_then(|h| units::parse_duration_ns(h.as_str().unwrap_or("")).ok())
                         .unwrap_or(1_000_000_000);
-                    herds.insert(
-                        a.event,
-                        (w.burst(n, Duration::from_nanos(hold)), Instant::now()),
-                    );
+                    herds.insert(a.event, w.burst(n, Duration::from_nanos(hold)));
                 }
             }
             (Level::Net(n), _) => net = Some(net.map_or(n.clone(), |m| harsher(&m, n))),

@@ -201,11 +201,7 @@ pub fn describe(v: &Feasibility) -> String {
 mod tests {
     use super::*;
 
-    const M: Machine = Machine {
-        cpus: 2,
-        mem_total: 4 << 30,
-        mem_available: 2 << 30,
-    };
+    const M: Machine = Machine::TEST;
 
     fn verdict(text: &str) -> Feasibility {
         let t = Timeline::parse(text, "t.yaml").unwrap_or_else(|e| panic!("{e}"));

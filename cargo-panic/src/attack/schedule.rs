@@ -412,11 +412,7 @@ mod tests {
 
     use super::*;
 
-    const M: Machine = Machine {
-        cpus: 2,
-        mem_total: 4 << 30,
-        mem_available: 2 << 30,
-    };
+    const M: Machine = Machine::TEST;
     const S: u64 = 1_000_000_000;
 
     fn timeline(text: &str) -> Timeline {

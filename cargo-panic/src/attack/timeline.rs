@@ -300,6 +300,16 @@ pub struct Machine {
     pub mem_available: u64,
 }
 
+impl Machine {
+    /// The machine the unit tests assume: 2 CPUs, 4 GiB, 2 GiB available.
+    #[cfg(test)]
+    pub const TEST: Machine = Machine {
+        cpus: 2,
+        mem_total: 4 << 30,
+        mem_available: 2 << 30,
+    };
+}
+
 impl Named {
     /// The level a name stands for, for a mechanism, on a machine (the
     /// reference documents this table).
@@ -1752,11 +1762,7 @@ fn constraints(c: FileConstraints, events: &[Event], ck: &mut Check<'_>) -> Opti
 mod tests {
     use super::*;
 
-    const MACHINE: Machine = Machine {
-        cpus: 2,
-        mem_total: 4 << 30,
-        mem_available: 2 << 30,
-    };
+    const MACHINE: Machine = Machine::TEST;
 
     fn ok(text: &str) -> Timeline {
         Timeline::parse(text, "t.yaml").unwrap_or_else(|e| panic!("{e}"))
