@@ -667,3 +667,50 @@ fn the_kernel_side_splits_the_attacked_regions_time() {
         "cpu {cpu} self {own}: {handle:#}"
     );
 }
+
+#[test]
+fn clock_offset_moves_the_targets_monotonic_and_boot_clocks() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.yaml");
+    std::fs::write(
+        &t,
+        "duration: 500ms\ntarget: {clock_offset: 10000s, hang: never}\n",
+    )
+    .unwrap();
+    let uptime = || -> f64 {
+        let u = std::fs::read_to_string("/proc/uptime").unwrap();
+        u.split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let before = uptime();
+    let out = cargo_panic()
+        .args(["attack", "--quiet", "--timeline"])
+        .arg(&t)
+        .arg("--out")
+        .arg(dir.path().join("r.json"))
+        .args(["--", "sh", "-c", "cat /proc/uptime; exec sleep 5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let theirs: f64 = String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_else(|| panic!("no uptime printed: {}", show(&out)))
+        .parse()
+        .unwrap();
+    // Ahead by the offset (and the time the run took to get there).
+    let ahead = theirs - before;
+    assert!(
+        (10_000.0..10_030.0).contains(&ahead),
+        "uptime {theirs}, ours was {before}"
+    );
+    // A malformed offset is a located error.
+    std::fs::write(&t, "duration: 1s\ntarget: {clock_offset: soon}\n").unwrap();
+    let out = check(&t);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("t.yaml:2:24: clock_offset 'soon'"),
+        "{}",
+        show(&out)
+    );
+}

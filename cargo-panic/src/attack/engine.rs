@@ -386,7 +386,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
     };
     let wake = Wake::default();
     let spawn_target = |cg: Option<&RunCgroup>, m: Option<&panic_bpf::Monitor>| {
-        Target::spawn(&command, &env, cg, log, &wake, m)
+        Target::spawn(&command, &env, cg, log, &wake, m, t.target.clock_offset_ns)
     };
     run.target = Some(spawn_target(run.cgroup.as_deref(), run.monitor.as_ref())?);
     let spawned = Instant::now();

@@ -79,6 +79,7 @@ impl Target {
         log: Option<&str>,
         wake: &Wake,
         monitor: Option<&panic_bpf::Monitor>,
+        clock_offset_ns: i64,
     ) -> Result<Target> {
         let seg = SegmentFile::new()?;
         let program = Path::new(&command[0]);
@@ -102,6 +103,9 @@ impl Target {
         if let Some(cg) = cgroup {
             cg.join_on_spawn(Group::Target, &mut cmd)?;
         }
+        if clock_offset_ns != 0 {
+            enter_time_namespace(&mut cmd, clock_offset_ns);
+        }
         // Watched by the kernel side from its first instruction, when there is one.
         let mut child = match monitor {
             Some(m) => {
@@ -110,7 +114,17 @@ impl Target {
             }
             None => cmd.spawn().map_err(anyhow::Error::new),
         }
-        .with_context(|| format!("failed to start {}", program.display()))?;
+        .with_context(|| {
+            if clock_offset_ns != 0 {
+                format!(
+                    "failed to start {} in a time namespace with its clocks moved (target.clock_offset): \
+                     this needs root and a kernel with time namespaces (5.6 or later)",
+                    program.display()
+                )
+            } else {
+                format!("failed to start {}", program.display())
+            }
+        })?;
         let pid = child.id();
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let log_seen = Arc::new(AtomicBool::new(false));
@@ -218,6 +232,46 @@ impl Drop for Target {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Makes `cmd` start in a new time namespace whose CLOCK_MONOTONIC and
+/// CLOCK_BOOTTIME are `offset_ns` ahead of the machine's: between fork and
+/// exec the child unshares one (it becomes the namespace of its future
+/// children), writes the offsets (allowed until a process enters it), and
+/// enters it itself with setns (allowed: it has one thread). CLOCK_REALTIME
+/// cannot be moved per process; that is the kernel's rule, not ours.
+fn enter_time_namespace(cmd: &mut Command, offset_ns: i64) {
+    let secs = offset_ns.div_euclid(1_000_000_000);
+    let nanos = offset_ns.rem_euclid(1_000_000_000);
+    let text = format!("monotonic {secs} {nanos}\nboottime {secs} {nanos}\n");
+    // SAFETY: the hook runs between fork and exec and makes only system
+    // calls (unshare, open, write, setns, close) on data prepared before fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::unshare(libc::CLONE_NEWTIME) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let fd = libc::open(c"/proc/self/timens_offsets".as_ptr(), libc::O_WRONLY);
+            if fd < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let n = libc::write(fd, text.as_ptr().cast(), text.len());
+            libc::close(fd);
+            if n != text.len() as isize {
+                return Err(std::io::Error::last_os_error());
+            }
+            let ns = libc::open(c"/proc/self/ns/time_for_children".as_ptr(), libc::O_RDONLY);
+            if ns < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let r = libc::setns(ns, libc::CLONE_NEWTIME);
+            libc::close(ns);
+            if r != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

@@ -750,6 +750,10 @@ pub struct Target {
     pub hang_ns: Option<u64>,
     /// At the end: SIGTERM, then SIGKILL after this long.
     pub grace_ns: u64,
+    /// Moves the target's CLOCK_MONOTONIC and CLOCK_BOOTTIME (and
+    /// /proc/uptime) by this many ns, through a time namespace entered
+    /// before it starts. 0: its clocks are the machine's.
+    pub clock_offset_ns: i64,
 }
 
 impl Default for Target {
@@ -761,6 +765,7 @@ impl Default for Target {
             max_restarts: 3,
             hang_ns: Some(10_000_000_000),
             grace_ns: 5_000_000_000,
+            clock_offset_ns: 0,
         }
     }
 }
@@ -914,6 +919,7 @@ struct FileTarget {
     max_restarts: Option<u32>,
     hang: Option<Value>,
     grace: Option<Value>,
+    clock_offset: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -1429,6 +1435,25 @@ fn target(t: FileTarget, ck: &mut Check<'_>) -> Target {
             Value::String(s) if s == "never" => None,
             v => ck.duration("target.hang", v).filter(|&h| h > 0),
         };
+    }
+    if let Some(v) = &t.clock_offset {
+        let text = text_of(v);
+        let (neg, body) = match text.trim().strip_prefix('-') {
+            Some(b) => (true, b.to_string()),
+            None => (false, text.clone()),
+        };
+        match units::parse_duration_ns(&body)
+            .ok()
+            .and_then(|ns| i64::try_from(ns).ok())
+        {
+            Some(ns) => out.clock_offset_ns = if neg { -ns } else { ns },
+            None => ck.at(
+                "target.clock_offset",
+                format!(
+                    "clock_offset '{text}' is a duration, possibly negative, such as 1h or -10s"
+                ),
+            ),
+        }
     }
     if let Some(v) = &t.grace {
         out.grace_ns = ck.duration("target.grace", v).unwrap_or(out.grace_ns);
