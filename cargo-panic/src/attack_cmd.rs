@@ -95,6 +95,10 @@ pub struct AttackArgs {
     /// uses it when it can be had and says why not otherwise.
     #[arg(long, value_enum, default_value = "auto", num_args = 0..=1, default_missing_value = "on", require_equals = true)]
     pub kernel: crate::run_cmd::KernelMode,
+    /// The run config (YAML or JSON, as for `cargo panic run --config`): a
+    /// price controller and fuses; `fuse_trips` conditions read its fuses
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Run even when the verifier finds the timeline infeasible (the verdict
     /// still goes into the report)
     #[arg(long)]
@@ -163,6 +167,11 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
             out_dir.display()
         );
     }
+    let run_config = a
+        .config
+        .as_deref()
+        .map(cargo_panic_core::controller::RunConfig::read)
+        .transpose()?;
     // The verifier first: a timeline that cannot happen is refused.
     let machine = cargo_panic_core::attack::probe::machine();
     let verdict = panic_verifier::feasible::check(&feasibility::plan(&t, &machine));
@@ -193,6 +202,7 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
             exe: exe.clone(),
             progress: !a.quiet,
             feasibility: Some(verdict.clone()),
+            run_config: run_config.clone(),
             kernel: match a.kernel {
                 crate::run_cmd::KernelMode::Off => engine::KernelUse::Off,
                 crate::run_cmd::KernelMode::On => engine::KernelUse::On,

@@ -15,6 +15,7 @@ pub mod linkargs;
 pub mod linked;
 pub mod manifest;
 pub mod metrics;
+pub mod pricing;
 pub mod profile;
 pub mod segfile;
 pub mod toolchain;

@@ -10,14 +10,15 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use cargo_panic_core::budget::{self, Budget};
-use cargo_panic_core::controller::{self, Controller, ControllerSeries, RunConfig, Sample};
-use cargo_panic_core::fuse::{self, FuseRule};
+use cargo_panic_core::controller::{self, RunConfig};
+use cargo_panic_core::fuse::FuseRule;
 use cargo_panic_core::manifest::Manifest;
 use cargo_panic_core::metrics;
+use cargo_panic_core::pricing::PriceLoop;
 use cargo_panic_core::profile::{Exit, Profile};
 use panic_runtime::Clock;
 use panic_runtime::abi;
-use panic_runtime::segment::{Live, Snapshot};
+use panic_runtime::segment::Snapshot;
 
 /// `--kernel`: whether to watch the program with the eBPF side.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -89,158 +90,6 @@ fn budgets(
         })
         .collect();
     Ok((specs, mode))
-}
-
-/// What a process uses, read from /proc each controller period: CPU time
-/// (utime + stime, all threads), resident memory, and bytes read and written
-/// by block I/O.
-struct ProcUsage {
-    pid: u32,
-    last_cpu: Option<(std::time::Instant, f64)>,
-    last_io: Option<(std::time::Instant, f64)>,
-    ticks_per_s: f64,
-    page: f64,
-}
-
-impl ProcUsage {
-    fn new(pid: u32) -> ProcUsage {
-        // SAFETY: sysconf has no preconditions.
-        let (hz, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
-        ProcUsage {
-            pid,
-            last_cpu: None,
-            last_io: None,
-            ticks_per_s: if hz > 0 { hz as f64 } else { 100.0 },
-            page: if page > 0 { page as f64 } else { 4096.0 },
-        }
-    }
-
-    /// CPU seconds so far (utime + stime: fields 14 and 15 of /proc/PID/stat).
-    fn cpu_s(&self) -> Option<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // The command name (field 2) may hold spaces: count from its ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / self.ticks_per_s)
-    }
-
-    fn rss_bytes(&self) -> Option<f64> {
-        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
-        Some(statm.split_whitespace().nth(1)?.parse::<f64>().ok()? * self.page)
-    }
-
-    fn io_bytes(&self) -> Option<f64> {
-        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid)).ok()?;
-        let field = |name: &str| {
-            io.lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.trim().parse::<f64>().ok())
-        };
-        Some(field("read_bytes:")? + field("write_bytes:")?)
-    }
-
-    /// Usage of each of `resources` since the last sample (cpu in cores, io
-    /// in bytes/s; memory is a level, in bytes). Rates are None on the first
-    /// sample and whenever /proc does not answer (the process is gone).
-    fn sample(&mut self, resources: &[String]) -> Vec<Option<f64>> {
-        let now = std::time::Instant::now();
-        resources
-            .iter()
-            .map(|r| match r.as_str() {
-                "cpu" => {
-                    let cur = self.cpu_s();
-                    rate(&mut self.last_cpu, cur, now)
-                }
-                "io" => {
-                    let cur = self.io_bytes();
-                    rate(&mut self.last_io, cur, now)
-                }
-                "memory" => self.rss_bytes(),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// The rate of a counter since its previous reading (kept in `last`, per
-/// counter, so one that /proc stops answering does not stall the others).
-fn rate(
-    last: &mut Option<(std::time::Instant, f64)>,
-    cur: Option<f64>,
-    now: std::time::Instant,
-) -> Option<f64> {
-    let cur = cur?;
-    let prev = last.replace((now, cur))?;
-    let dt = now.duration_since(prev.0).as_secs_f64();
-    (dt > 0.0).then_some((cur - prev.1) / dt)
-}
-
-/// The regions each fuse rule on dwell watches, resolved against the
-/// manifest once, and the live segment their p99s are read from each period.
-struct DwellWatch {
-    /// Per rule (same order): the histogram indices of the timed regions its
-    /// pattern matches; None for rules that are not about dwell.
-    hists: Vec<Option<Vec<u32>>>,
-    live: Option<Live>,
-}
-
-impl DwellWatch {
-    fn new(rules: &[FuseRule], manifest: &Manifest) -> DwellWatch {
-        let hists = rules
-            .iter()
-            .map(|r| {
-                let fuse::Trip::DwellP99 { pattern, .. } = &r.trip else {
-                    return None;
-                };
-                // Validated with the run config: the glob compiles.
-                let glob = globset::Glob::new(pattern).ok()?.compile_matcher();
-                Some(
-                    manifest
-                        .sites
-                        .iter()
-                        .filter(|s| {
-                            s.kind == panic_runtime::SiteKind::Entry && glob.is_match(&s.function)
-                        })
-                        .filter_map(|s| s.hist)
-                        .collect(),
-                )
-            })
-            .collect();
-        DwellWatch { hists, live: None }
-    }
-
-    /// For each rule on dwell, the largest p99 among its regions that have
-    /// samples, from a live snapshot (None for other rules, or before the
-    /// program's segment exists). No snapshot when no rule is about dwell.
-    fn p99s(&mut self, segment: &Path) -> Vec<Option<u64>> {
-        if self.hists.iter().all(Option::is_none) {
-            return vec![None; self.hists.len()];
-        }
-        if self.live.is_none() {
-            self.live = Live::open(segment).ok();
-        }
-        let Some(snap) = self.live.as_mut().and_then(|l| l.snapshot().ok()) else {
-            return vec![None; self.hists.len()];
-        };
-        self.hists
-            .iter()
-            .map(|hs| {
-                hs.as_ref()?
-                    .iter()
-                    .filter_map(|&h| snap.hists.get(h as usize))
-                    .filter(|h| h.count > 0)
-                    .filter_map(|h| h.quantile(0.99))
-                    .map(|t| snap.ticks_to_ns(t))
-                    .max()
-            })
-            .collect()
-    }
 }
 
 /// `cargo panic run`'s options beyond the profile path and the command.
@@ -343,55 +192,32 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
     let guard = IgnoreInterrupts::new(child.id());
-    let mut fuse_states = vec![fuse::FuseState::default(); fuse_rules.len()];
-    let controller_config = run_config.as_ref().and_then(|c| c.controller.clone());
-    let mut series = None;
+    let mut prices_loop = run_config
+        .as_ref()
+        .map(|c| PriceLoop::new(c, &manifest, child.id()));
     let status = match &monitor {
         Some(Ok(m)) => {
             let period = run_config
                 .as_ref()
                 .map_or(controller::DEFAULT_PERIOD_NS, |c| c.period_ns);
-            let mut controller = controller_config.clone().map(Controller::new);
-            let mut usage = ProcUsage::new(child.id());
-            let mut s = controller_config
-                .as_ref()
-                .map(|c| ControllerSeries::new(period, c));
-            let ticking = controller.is_some() || !fuse_rules.is_empty();
+            let ticking = prices_loop.as_ref().is_some_and(PriceLoop::ticking);
             let period = ticking.then(|| std::time::Duration::from_nanos(period));
-            let mut previous: Option<Vec<f64>> = None;
-            let mut dwell = DwellWatch::new(&fuse_rules, &manifest);
             let r = m.wait(&mut child, period, || {
-                let t_ns = started.elapsed().as_nanos() as u64;
-                if let (Some(c), Some(s)) = (controller.as_mut(), s.as_mut()) {
-                    let u = usage.sample(&c.config.resources);
-                    c.step(&u);
-                    m.set_prices(&c.map_prices());
-                    if let Ok(mut p) = shared_prices.lock() {
-                        *p = Some(c.map_prices().to_vec());
-                    }
-                    s.samples.push(Sample {
-                        t_ns,
-                        usage: u,
-                        price: c.prices.clone(),
-                    });
-                }
-                if fuse_rules.is_empty() {
+                let Some(pl) = prices_loop.as_mut() else {
                     return;
-                }
-                let p99 = dwell.p99s(seg.path());
-                let (resources, prices) = controller.as_ref().map_or((&[][..], Vec::new()), |c| {
-                    (&c.config.resources[..], c.prices.clone())
-                });
-                let obs = fuse::Observation {
-                    resources,
-                    prices: &prices,
-                    previous: previous.as_deref(),
-                    p99_ns: &p99,
                 };
-                m.set_fuses(&fuse::evaluate(&fuse_rules, &mut fuse_states, &obs, t_ns));
-                previous = Some(prices);
+                let t_ns = started.elapsed().as_nanos() as u64;
+                let (prices, fuses) = pl.tick(t_ns, seg.path());
+                if let Some(p) = prices {
+                    m.set_prices(&p);
+                    if let Ok(mut shared) = shared_prices.lock() {
+                        *shared = Some(p.to_vec());
+                    }
+                }
+                if !fuses.is_empty() {
+                    m.set_fuses(&fuses);
+                }
             });
-            series = s;
             r.map_err(anyhow::Error::new)
         }
         _ => child.wait().map_err(anyhow::Error::new),
@@ -446,31 +272,13 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         exit,
         wall_ns,
     )?;
-    profile.controller = series;
     if let Some((counts, unknown)) = fuse_counts {
         profile.fuse_unknown_asks = unknown;
-        profile.fuses = fuse_rules
-            .iter()
-            .zip(&fuse_states)
-            .zip(
-                counts
-                    .iter()
-                    .copied()
-                    .chain(std::iter::repeat(Default::default())),
-            )
-            .map(|((rule, st), n)| fuse::ProfileFuse {
-                name: rule.name.clone(),
-                trip: rule.trip.clone(),
-                changes: st
-                    .changes
-                    .iter()
-                    .map(|&(t_ns, tripped)| fuse::FuseChange { t_ns, tripped })
-                    .collect(),
-                tripped_periods: st.tripped_periods,
-                asks: n.asks,
-                sheds: n.sheds,
-            })
-            .collect();
+        if let Some(pl) = prices_loop {
+            let (series, fuses) = pl.finish(&counts);
+            profile.controller = series;
+            profile.fuses = fuses;
+        }
     }
     if let Some(report) = &kernel_report {
         profile.add_kernel(&manifest, &snapshot, end, report, &budget_list);

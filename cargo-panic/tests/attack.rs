@@ -714,3 +714,67 @@ fn clock_offset_moves_the_targets_monotonic_and_boot_clocks() {
         show(&out)
     );
 }
+
+#[test]
+fn a_run_config_prices_the_target_and_fuse_trips_are_a_signal() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.yaml");
+    // The server burns 10 ms of CPU per request at 100/s: about one core,
+    // four times the capacity, so the CPU price climbs and the fuse trips.
+    std::fs::write(
+        &config,
+        "period: 100ms\ncontroller:\n  resources: [cpu]\n  capacity: [0.25]\n  step: [2.0]\nfuses:\n  - name: shed\n    trip: {price: cpu, above: 0.5}\n",
+    )
+    .unwrap();
+    let (out, r) = attack(
+        "duration: 2s\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 100/s, concurrency: 16}\ntracks:\n  - axis: cpu\n    events: [{id: after-trip, start_when: fuse_trips(shed) > 0, for: 200ms, intensity: 0.1 cores}]\n",
+        &["--work", "10000"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--assert",
+            "fuse_trips > 0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let samples = r["controller"]["samples"].as_array().unwrap();
+    assert!(samples.len() >= 5, "{:#}", r["controller"]);
+    let last = samples.last().unwrap()["price"][0].as_f64().unwrap();
+    assert!(last > 0.5, "the price stayed at {last}");
+    assert_eq!(r["fuses"][0]["name"], "shed");
+    assert_eq!(
+        r["fuses"][0]["changes"][0]["tripped"], true,
+        "{:#}",
+        r["fuses"]
+    );
+    assert!(
+        event(&r, "after-trip")["started_ns"].is_u64(),
+        "the fuse's trip started the event"
+    );
+    // A fuse the config does not have is refused before the run.
+    let t = dir.path().join("t.yaml");
+    std::fs::write(
+        &t,
+        "duration: 1s
+assert: ['fuse_trips(nope) > 0']
+",
+    )
+    .unwrap();
+    let out = cargo_panic()
+        .args(["attack", "--quiet", "--timeline"])
+        .arg(&t)
+        .arg("--config")
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("r.json"))
+        .arg("--")
+        .arg(server().join("c-server"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--config has no fuse 'nope' (fuses: shed)"),
+        "{}",
+        show(&out)
+    );
+}

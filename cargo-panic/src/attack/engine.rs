@@ -45,6 +45,7 @@ use super::units;
 use super::workload::{self, LoadGen, LoadSpec};
 use crate::cgroup::{self, Controller, Group, RunCgroup};
 use crate::manifest::Manifest;
+use crate::pricing::PriceLoop;
 
 /// What to attack and how.
 pub struct Options {
@@ -63,6 +64,9 @@ pub struct Options {
     pub feasibility: Option<panic_verifier::feasible::Feasibility>,
     /// Whether to watch the target from the kernel (eBPF).
     pub kernel: KernelUse,
+    /// The run config (`--config`): a price controller and fuses, as for
+    /// `cargo panic run --config`.
+    pub run_config: Option<crate::controller::RunConfig>,
 }
 
 /// `--kernel` of an attack.
@@ -281,9 +285,45 @@ pub fn attack(opts: &Options) -> Result<Report> {
             }
         }
     }
+    // Prices and fuses live in the kernel side's maps.
+    let priced = opts
+        .run_config
+        .as_ref()
+        .is_some_and(|c| c.controller.is_some() || !c.fuses.is_empty());
+    if priced && (opts.kernel == KernelUse::Off || sites.manifest.is_none()) {
+        bail!(
+            "--config's controller and fuses need the kernel side and an instrumented target: \
+             leave --kernel on (not off) and build the target with cargo panic"
+        );
+    }
+    let kernel_mode = if priced { KernelUse::On } else { opts.kernel };
+    for s in &wanted {
+        if let Signal::FuseTrips(name) = s {
+            let names: Vec<&str> = opts
+                .run_config
+                .iter()
+                .flat_map(|c| c.fuses.iter().map(|f| f.name.as_str()))
+                .collect();
+            match name {
+                _ if names.is_empty() => bail!(
+                    "the timeline reads {s}, but no fuse is configured: give --config with `fuses:`"
+                ),
+                Some(n) if !names.contains(&n.as_str()) => bail!(
+                    "the timeline reads {s}, but --config has no fuse '{n}' (fuses: {})",
+                    names.join(", ")
+                ),
+                _ => {}
+            }
+        }
+    }
+    let fuse_names: Vec<String> = opts
+        .run_config
+        .as_ref()
+        .map(|c| c.fuses.iter().map(|f| f.name.clone()).collect())
+        .unwrap_or_default();
     // The kernel side: loaded before the target starts, so it is watched
     // from its first instruction.
-    match (&sites.manifest, opts.kernel) {
+    match (&sites.manifest, kernel_mode) {
         (_, KernelUse::Off) => mechanisms.push(Mechanism {
             name: "kernel".into(),
             used: false,
@@ -302,7 +342,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
             let opts_k = panic_bpf::Options {
                 budgets: &[],
                 syscalls: false,
-                fuses: &[],
+                fuses: &fuse_names,
             };
             match panic_bpf::Monitor::start(n, &opts_k) {
                 Ok(mon) => {
@@ -390,6 +430,12 @@ pub fn attack(opts: &Options) -> Result<Report> {
     };
     run.target = Some(spawn_target(run.cgroup.as_deref(), run.monitor.as_ref())?);
     let spawned = Instant::now();
+    let mut prices = match (&opts.run_config, &sites.manifest, &run.target) {
+        (Some(c), Some(m), Some(tg)) if priced => {
+            Some((PriceLoop::new(c, m, tg.pid), c.period_ns, 0u64))
+        }
+        _ => None,
+    };
 
     let mut failures: Vec<Failure> = Vec::new();
     // Readiness.
@@ -680,7 +726,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 Signal::Rss => stat?.rss_bytes as f64,
                 Signal::Threads => stat?.threads as f64,
                 Signal::Elapsed => now_ns as f64,
-                Signal::FuseTrips(_) => return None,
+                Signal::FuseTrips(name) => prices.as_ref()?.0.trips(name.as_deref()) as f64,
                 Signal::Quantile(q, p) => sites.quantile(p, *q, snap.as_ref()?)?,
                 Signal::Count(p) => sites.count(p, snap.as_ref()?)?,
                 Signal::CpuLoad => load?,
@@ -693,6 +739,22 @@ pub fn attack(opts: &Options) -> Result<Report> {
             last_values.insert(s.clone(), values(s));
         }
         let r = sched.tick(now_ns, failed, &values);
+        // The run config's period: prices and fuses move.
+        if let (Some((pl, period, last)), Some(m)) = (prices.as_mut(), run.monitor.as_ref())
+            && now_ns >= *last + *period
+        {
+            *last = now_ns;
+            let seg = run.target.as_ref().map(|t| t.segment_path().to_path_buf());
+            if let Some(seg) = seg {
+                let (p, f) = pl.tick(now_ns, &seg);
+                if let Some(p) = p {
+                    m.set_prices(&p);
+                }
+                if !f.is_empty() {
+                    m.set_fuses(&f);
+                }
+            }
+        }
         toc.extend(r.decisions.iter().cloned());
         note_changes(&r.changes, &mut events, t, opts.progress);
         // Apply what runs now.
@@ -791,6 +853,9 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 let mut old = run.target.take().expect("target");
                 old.shutdown(Duration::ZERO);
                 run.target = Some(spawn_target(run.cgroup.as_deref(), run.monitor.as_ref())?);
+                if let (Some((pl, ..)), Some(tg)) = (prices.as_mut(), &run.target) {
+                    pl.set_pid(tg.pid);
+                }
                 last_cpu = None;
                 match wait_ready(
                     run.target.as_mut().expect("spawned"),
@@ -870,6 +935,10 @@ pub fn attack(opts: &Options) -> Result<Report> {
     // The kernel's accounting, read before the programs unload. The per-site
     // split needs the runtime's self times of the same process, so it is
     // there only when the target ran once.
+    let (controller_series, fuses) = match (prices.take(), &run.monitor) {
+        (Some((pl, ..)), Some(m)) => pl.finish(&m.fuse_counts().0),
+        _ => (None, Vec::new()),
+    };
     let kernel = match &run.monitor {
         Some(m) => Some(kernel_section(
             m,
@@ -977,6 +1046,8 @@ pub fn attack(opts: &Options) -> Result<Report> {
             .as_ref()
             .and_then(|v| serde_json::to_value(v).ok()),
         kernel,
+        controller: controller_series,
+        fuses,
     })
 }
 

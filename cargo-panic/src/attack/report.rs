@@ -58,6 +58,12 @@ pub struct Report {
     /// timed regions' split under `sites`), when it watched the target.
     #[serde(default)]
     pub kernel: Option<serde_json::Value>,
+    /// With `--config`: the price controller's series (as in a profile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<crate::controller::ControllerSeries>,
+    /// With `--config`: every fuse's changes, and the program's asks and sheds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fuses: Vec<crate::fuse::ProfileFuse>,
 }
 
 /// One run of a repeated attack.

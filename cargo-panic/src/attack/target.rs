@@ -175,6 +175,11 @@ impl Target {
         })
     }
 
+    /// The segment file the runtime maps.
+    pub fn segment_path(&self) -> &Path {
+        self.seg.path()
+    }
+
     /// When the process ended (None while it runs).
     pub fn ended_at(&self) -> Option<Instant> {
         self.ended_at.lock().ok().and_then(|e| *e)

@@ -1,0 +1,279 @@
+//! The run config's price loop (DESIGN §4 "Prices", "Fuse"), shared by
+//! `cargo panic run --config` and `cargo panic attack --config`: every
+//! period it measures the target's usage from /proc, steps the controller,
+//! publishes the prices into the kernel side's price map, evaluates the
+//! fuse rules (on prices and on live dwell p99s) and publishes their states
+//! into the fuse table; at the end it gives the controller's series and the
+//! fuses' histories for the report.
+
+use std::path::Path;
+
+use panic_runtime::segment::Live;
+
+use crate::controller::{Controller, ControllerSeries, RunConfig, Sample};
+use crate::fuse::{self, FuseRule};
+use crate::manifest::Manifest;
+
+/// What a process uses, read from /proc each controller period: CPU time
+/// (utime + stime, all threads), resident memory, and bytes read and written
+/// by block I/O.
+pub struct ProcUsage {
+    pid: u32,
+    last_cpu: Option<(std::time::Instant, f64)>,
+    last_io: Option<(std::time::Instant, f64)>,
+    ticks_per_s: f64,
+    page: f64,
+}
+
+impl ProcUsage {
+    pub fn new(pid: u32) -> ProcUsage {
+        // SAFETY: sysconf has no preconditions.
+        let (hz, page) = unsafe {
+            (
+                libc::sysconf(libc::_SC_CLK_TCK),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        ProcUsage {
+            pid,
+            last_cpu: None,
+            last_io: None,
+            ticks_per_s: if hz > 0 { hz as f64 } else { 100.0 },
+            page: if page > 0 { page as f64 } else { 4096.0 },
+        }
+    }
+
+    /// CPU seconds so far (utime + stime: fields 14 and 15 of /proc/PID/stat).
+    fn cpu_s(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
+        // The command name (field 2) may hold spaces: count from its ')'.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / self.ticks_per_s)
+    }
+
+    fn rss_bytes(&self) -> Option<f64> {
+        let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
+        Some(statm.split_whitespace().nth(1)?.parse::<f64>().ok()? * self.page)
+    }
+
+    fn io_bytes(&self) -> Option<f64> {
+        let io = std::fs::read_to_string(format!("/proc/{}/io", self.pid)).ok()?;
+        let field = |name: &str| {
+            io.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        };
+        Some(field("read_bytes:")? + field("write_bytes:")?)
+    }
+
+    /// Usage of each of `resources` since the last sample (cpu in cores, io
+    /// in bytes/s; memory is a level, in bytes). Rates are None on the first
+    /// sample and whenever /proc does not answer (the process is gone).
+    pub fn sample(&mut self, resources: &[String]) -> Vec<Option<f64>> {
+        let now = std::time::Instant::now();
+        resources
+            .iter()
+            .map(|r| match r.as_str() {
+                "cpu" => {
+                    let cur = self.cpu_s();
+                    rate(&mut self.last_cpu, cur, now)
+                }
+                "io" => {
+                    let cur = self.io_bytes();
+                    rate(&mut self.last_io, cur, now)
+                }
+                "memory" => self.rss_bytes(),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// The rate of a counter since its previous reading (kept in `last`, per
+/// counter, so one that /proc stops answering does not stall the others).
+fn rate(
+    last: &mut Option<(std::time::Instant, f64)>,
+    cur: Option<f64>,
+    now: std::time::Instant,
+) -> Option<f64> {
+    let cur = cur?;
+    let prev = last.replace((now, cur))?;
+    let dt = now.duration_since(prev.0).as_secs_f64();
+    (dt > 0.0).then_some((cur - prev.1) / dt)
+}
+
+/// The regions each fuse rule on dwell watches, resolved against the
+/// manifest once, and the live segment their p99s are read from each period.
+pub struct DwellWatch {
+    /// Per rule (same order): the histogram indices of the timed regions its
+    /// pattern matches; None for rules that are not about dwell.
+    hists: Vec<Option<Vec<u32>>>,
+    live: Option<Live>,
+}
+
+impl DwellWatch {
+    pub fn new(rules: &[FuseRule], manifest: &Manifest) -> DwellWatch {
+        let hists = rules
+            .iter()
+            .map(|r| {
+                let fuse::Trip::DwellP99 { pattern, .. } = &r.trip else {
+                    return None;
+                };
+                // Validated with the run config: the glob compiles.
+                let glob = globset::Glob::new(pattern).ok()?.compile_matcher();
+                Some(
+                    manifest
+                        .sites
+                        .iter()
+                        .filter(|s| {
+                            s.kind == panic_runtime::SiteKind::Entry && glob.is_match(&s.function)
+                        })
+                        .filter_map(|s| s.hist)
+                        .collect(),
+                )
+            })
+            .collect();
+        DwellWatch { hists, live: None }
+    }
+
+    /// For each rule on dwell, the largest p99 among its regions that have
+    /// samples, from a live snapshot (None for other rules, or before the
+    /// program's segment exists). No snapshot when no rule is about dwell.
+    pub fn p99s(&mut self, segment: &Path) -> Vec<Option<u64>> {
+        if self.hists.iter().all(Option::is_none) {
+            return vec![None; self.hists.len()];
+        }
+        if self.live.is_none() {
+            self.live = Live::open(segment).ok();
+        }
+        let Some(snap) = self.live.as_mut().and_then(|l| l.snapshot().ok()) else {
+            return vec![None; self.hists.len()];
+        };
+        self.hists
+            .iter()
+            .map(|hs| {
+                hs.as_ref()?
+                    .iter()
+                    .filter_map(|&h| snap.hists.get(h as usize))
+                    .filter(|h| h.count > 0)
+                    .filter_map(|h| h.quantile(0.99))
+                    .map(|t| snap.ticks_to_ns(t))
+                    .max()
+            })
+            .collect()
+    }
+}
+
+/// The controller and the fuses of one run.
+pub struct PriceLoop {
+    controller: Option<Controller>,
+    series: Option<ControllerSeries>,
+    usage: ProcUsage,
+    rules: Vec<FuseRule>,
+    states: Vec<fuse::FuseState>,
+    dwell: DwellWatch,
+    previous: Option<Vec<f64>>,
+}
+
+impl PriceLoop {
+    /// The loop of `config` for the target `pid`, its fuse rules on dwell
+    /// resolved against `manifest`.
+    pub fn new(config: &RunConfig, manifest: &Manifest, pid: u32) -> PriceLoop {
+        PriceLoop {
+            controller: config.controller.clone().map(Controller::new),
+            series: config
+                .controller
+                .as_ref()
+                .map(|c| ControllerSeries::new(config.period_ns, c)),
+            usage: ProcUsage::new(pid),
+            rules: config.fuses.clone(),
+            states: vec![fuse::FuseState::default(); config.fuses.len()],
+            dwell: DwellWatch::new(&config.fuses, manifest),
+            previous: None,
+        }
+    }
+
+    /// Whether it has anything to do each period.
+    pub fn ticking(&self) -> bool {
+        self.controller.is_some() || !self.rules.is_empty()
+    }
+
+    /// A new incarnation of the target (after a restart).
+    pub fn set_pid(&mut self, pid: u32) {
+        self.usage = ProcUsage::new(pid);
+    }
+
+    /// One period at `t_ns`: returns the prices to publish (in the price
+    /// map's order), if there is a controller, and the fuse states.
+    pub fn tick(&mut self, t_ns: u64, segment: &Path) -> (Option<[f64; 5]>, Vec<bool>) {
+        let mut published = None;
+        if let (Some(c), Some(s)) = (self.controller.as_mut(), self.series.as_mut()) {
+            let u = self.usage.sample(&c.config.resources);
+            c.step(&u);
+            published = Some(c.map_prices());
+            s.samples.push(Sample {
+                t_ns,
+                usage: u,
+                price: c.prices.clone(),
+            });
+        }
+        if self.rules.is_empty() {
+            return (published, Vec::new());
+        }
+        let p99 = self.dwell.p99s(segment);
+        let (resources, prices) = self.controller.as_ref().map_or((&[][..], Vec::new()), |c| {
+            (&c.config.resources[..], c.prices.clone())
+        });
+        let obs = fuse::Observation {
+            resources,
+            prices: &prices,
+            previous: self.previous.as_deref(),
+            p99_ns: &p99,
+        };
+        let tripped = fuse::evaluate(&self.rules, &mut self.states, &obs, t_ns);
+        self.previous = Some(prices);
+        (published, tripped)
+    }
+
+    /// Trips so far (changes to tripped) of the fuse named `name`, or of all.
+    pub fn trips(&self, name: Option<&str>) -> u64 {
+        self.rules
+            .iter()
+            .zip(&self.states)
+            .filter(|(r, _)| name.is_none_or(|n| r.name == n))
+            .map(|(_, s)| s.changes.iter().filter(|(_, t)| *t).count() as u64)
+            .sum()
+    }
+
+    /// The controller's series and every fuse's history, with the asks and
+    /// sheds the kernel side counted (in rule order; missing ones are 0).
+    pub fn finish(
+        self,
+        counts: &[panic_bpf::FuseCounts],
+    ) -> (Option<ControllerSeries>, Vec<fuse::ProfileFuse>) {
+        let fuses = self
+            .rules
+            .iter()
+            .zip(&self.states)
+            .enumerate()
+            .map(|(i, (rule, st))| {
+                let n = counts.get(i).copied().unwrap_or_default();
+                fuse::ProfileFuse {
+                    name: rule.name.clone(),
+                    trip: rule.trip.clone(),
+                    changes: st
+                        .changes
+                        .iter()
+                        .map(|&(t_ns, tripped)| fuse::FuseChange { t_ns, tripped })
+                        .collect(),
+                    tripped_periods: st.tripped_periods,
+                    asks: n.asks,
+                    sheds: n.sheds,
+                }
+            })
+            .collect();
+        (self.series, fuses)
+    }
+}
