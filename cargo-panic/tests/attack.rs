@@ -32,6 +32,25 @@ fn server() -> &'static Path {
         .path()
 }
 
+/// `cargo panic attack --quiet --timeline T --out R EXTRA... -- c-server ARGS...`.
+fn attack_command(
+    timeline: &Path,
+    report: &Path,
+    extra: &[&str],
+    args: &[&str],
+) -> std::process::Command {
+    let mut c = cargo_panic();
+    c.args(["attack", "--quiet", "--timeline"])
+        .arg(timeline)
+        .arg("--out")
+        .arg(report)
+        .args(extra)
+        .arg("--")
+        .arg(server().join("c-server"))
+        .args(args);
+    c
+}
+
 /// Runs an attack with `timeline` (YAML text) against c-server with `args`;
 /// returns the process output and the report.
 fn attack(timeline: &str, args: &[&str], extra: &[&str]) -> (Output, Value) {
@@ -40,19 +59,7 @@ fn attack(timeline: &str, args: &[&str], extra: &[&str]) -> (Output, Value) {
     let t = dir.path().join("t.yaml");
     std::fs::write(&t, timeline).unwrap();
     let report = dir.path().join("report.json");
-    let out = cargo_panic()
-        .arg("attack")
-        .arg("--quiet")
-        .arg("--timeline")
-        .arg(&t)
-        .arg("--out")
-        .arg(&report)
-        .args(extra)
-        .arg("--")
-        .arg(server().join("c-server"))
-        .args(args)
-        .output()
-        .unwrap();
+    let out = attack_command(&t, &report, extra, args).output().unwrap();
     let text = std::fs::read_to_string(&report)
         .unwrap_or_else(|e| panic!("no report ({e}):\n{}", show(&out)));
     (out, serde_json::from_str(&text).unwrap())
@@ -367,13 +374,7 @@ fn bad_input_exits_2_with_what_to_do() {
     let dir = tempfile::tempdir().unwrap();
     let t = dir.path().join("t.yaml");
     std::fs::write(&t, "duration: 1s\nassert: ['p99(no_such_fn) < 1s']\n").unwrap();
-    let out = cargo_panic()
-        .args(["attack", "--quiet", "--timeline"])
-        .arg(&t)
-        .arg("--out")
-        .arg(dir.path().join("r.json"))
-        .arg("--")
-        .arg(server().join("c-server"))
+    let out = attack_command(&t, &dir.path().join("r.json"), &[], &[])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -442,13 +443,7 @@ fn interrupt_writes_the_report_and_cleans_up() {
     )
     .unwrap();
     let report = dir.path().join("r.json");
-    let mut child = cargo_panic()
-        .args(["attack", "--quiet", "--timeline"])
-        .arg(&t)
-        .arg("--out")
-        .arg(&report)
-        .arg("--")
-        .arg(server().join("c-server"))
+    let mut child = attack_command(&t, &report, &[], &[])
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
@@ -600,18 +595,7 @@ fn the_verifier_refuses_an_infeasible_timeline_unless_told() {
     let t = dir.path().join("t.yaml");
     std::fs::write(&t, timeline).unwrap();
     let report = dir.path().join("r.json");
-    let run = |extra: &[&str]| {
-        cargo_panic()
-            .args(["attack", "--quiet", "--timeline"])
-            .arg(&t)
-            .arg("--out")
-            .arg(&report)
-            .args(extra)
-            .arg("--")
-            .arg(server().join("c-server"))
-            .output()
-            .unwrap()
-    };
+    let run = |extra: &[&str]| attack_command(&t, &report, extra, &[]).output().unwrap();
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -760,17 +744,14 @@ assert: ['fuse_trips(nope) > 0']
 ",
     )
     .unwrap();
-    let out = cargo_panic()
-        .args(["attack", "--quiet", "--timeline"])
-        .arg(&t)
-        .arg("--config")
-        .arg(&config)
-        .arg("--out")
-        .arg(dir.path().join("r.json"))
-        .arg("--")
-        .arg(server().join("c-server"))
-        .output()
-        .unwrap();
+    let out = attack_command(
+        &t,
+        &dir.path().join("r.json"),
+        &["--config", config.to_str().unwrap()],
+        &[],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--config has no fuse 'nope' (fuses: shed)"),
