@@ -271,19 +271,18 @@ pub fn summary(r: &Report) -> String {
     );
     for e in &r.events {
         let when = match (e.started_ns, e.ended_ns) {
-            (Some(a), Some(b)) => format!(
-                "{}..{}",
-                units::fmt_duration(a as f64),
-                units::fmt_duration(b as f64)
-            ),
-            (Some(a), None) => format!("{}..", units::fmt_duration(a as f64)),
+            (Some(a), Some(b)) => format!("{}..{}", units::fmt_secs(a), units::fmt_secs(b)),
+            (Some(a), None) => format!("{}..", units::fmt_secs(a)),
             _ => "never started".into(),
         };
         let fid = e
             .fidelity
             .map(|f| format!(", achieved/requested {:.2}", f))
             .unwrap_or_default();
-        let outcome = e.outcome.map(|o| format!(" {o:?}")).unwrap_or_default();
+        let outcome = e
+            .outcome
+            .map(|o| format!(" {}", format!("{o:?}").to_lowercase()))
+            .unwrap_or_default();
         let _ = writeln!(
             s,
             "  {:<16} {:<11} {:<7} {when}{outcome}{fid}",

@@ -1090,10 +1090,7 @@ fn note_changes(changes: &[Change], events: &mut [EventReport], t: &Timeline, pr
                     }
                 }
                 if progress {
-                    eprintln!(
-                        "cargo-panic: {} start {event}",
-                        units::fmt_duration(*t_ns as f64)
-                    );
+                    eprintln!("cargo-panic: {} start {event}", units::fmt_secs(*t_ns));
                 }
             }
             Change::Ended {
@@ -1107,8 +1104,9 @@ fn note_changes(changes: &[Change], events: &mut [EventReport], t: &Timeline, pr
                 }
                 if progress {
                     eprintln!(
-                        "cargo-panic: {} end {event} ({outcome:?})",
-                        units::fmt_duration(*t_ns as f64)
+                        "cargo-panic: {} end {event} ({})",
+                        units::fmt_secs(*t_ns),
+                        format!("{outcome:?}").to_lowercase()
                     );
                 }
             }

@@ -230,6 +230,12 @@ pub fn fmt_duration(ns: f64) -> String {
     format!("{}{unit}", fmt_num(ns / scale))
 }
 
+/// A time on the timeline, in seconds with millisecond precision (`3.001s`):
+/// for progress lines and summaries, where `381ns` would be noise.
+pub fn fmt_secs(ns: u64) -> String {
+    format!("{:.3}s", ns as f64 / 1e9)
+}
+
 /// Bytes in binary units.
 pub fn fmt_bytes(b: f64) -> String {
     const UNITS: [(&str, f64); 3] = [
