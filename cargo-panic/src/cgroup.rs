@@ -623,22 +623,7 @@ pub fn parse_controllers(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_string).collect()
 }
 
-/// Fields of `/proc/<pid>/stat` after the command name (which may hold spaces and
-/// parentheses): index 0 is field 3 (state).
-fn stat_fields_after_comm(stat: &str) -> Option<Vec<&str>> {
-    let close = stat.rfind(')')?;
-    Some(stat[close + 1..].split_whitespace().collect())
-}
-
-/// The parent pid (field 4) of a `/proc/<pid>/stat` text.
-pub fn stat_ppid(stat: &str) -> Option<u32> {
-    stat_fields_after_comm(stat)?.get(1)?.parse().ok()
-}
-
-/// The start time in clock ticks after boot (field 22) of a `/proc/<pid>/stat` text.
-pub fn stat_start_ticks(stat: &str) -> Option<u64> {
-    stat_fields_after_comm(stat)?.get(19)?.parse().ok()
-}
+pub use crate::procfs::{stat_ppid, stat_start_ticks};
 
 // ---------------------------------------------------------------------------------
 // Stats
@@ -956,7 +941,7 @@ fn teardown(roots: &[TreeRoot], timeout: Duration) -> Result<()> {
                     let st = fs::read_to_string(format!("/proc/{p}/stat"))
                         .ok()
                         .and_then(|s| {
-                            stat_fields_after_comm(&s)
+                            crate::procfs::stat_fields(&s)
                                 .and_then(|f| f.first().map(|x| x.to_string()))
                         })
                         .unwrap_or_else(|| "?".into());
@@ -1566,6 +1551,26 @@ fn boot_time_secs() -> Option<u64> {
 }
 
 /// A process's start time, in seconds since the epoch (1 s granularity from btime).
+/// Whether the process that made run `<pid>-<stamp>` is gone (dead, or its
+/// pid now belongs to a process started after the stamp). `boot` is
+/// [`boot_time_secs`], read once per sweep.
+fn run_creator_gone(pid: u32, stamp: u64, boot: Option<u64>) -> bool {
+    let exists = pid_exists(pid);
+    let start = if exists {
+        process_start_secs(pid)
+    } else {
+        None
+    };
+    creator_gone(exists, start, stamp, boot)
+}
+
+/// Whether a run id's creator is gone: what sweeps of things named by run
+/// id use (cgroups here, the attack's scratch mounts). None: not a run id.
+pub fn run_id_stale(run_id: &str) -> Option<bool> {
+    let (pid, stamp) = parse_run_id(run_id)?;
+    Some(run_creator_gone(pid, stamp, boot_time_secs()))
+}
+
 fn process_start_secs(pid: u32) -> Option<f64> {
     let ticks = stat_start_ticks(&fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
     // SAFETY: sysconf takes an integer.
@@ -1697,13 +1702,7 @@ pub fn sweep_stale_report() -> Sweep {
             if !e.file_type().is_ok_and(|t| t.is_dir()) {
                 continue;
             }
-            let exists = pid_exists(pid);
-            let start = if exists {
-                process_start_secs(pid)
-            } else {
-                None
-            };
-            if creator_gone(exists, start, stamp, boot) {
+            if run_creator_gone(pid, stamp, boot) {
                 stale.entry(name.to_string()).or_default().push(TreeRoot {
                     dir: e.path(),
                     version,

@@ -16,6 +16,7 @@ pub mod linked;
 pub mod manifest;
 pub mod metrics;
 pub mod pricing;
+pub mod procfs;
 pub mod profile;
 pub mod segfile;
 pub mod toolchain;

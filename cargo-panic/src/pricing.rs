@@ -27,35 +27,24 @@ pub struct ProcUsage {
 
 impl ProcUsage {
     pub fn new(pid: u32) -> ProcUsage {
-        // SAFETY: sysconf has no preconditions.
-        let (hz, page) = unsafe {
-            (
-                libc::sysconf(libc::_SC_CLK_TCK),
-                libc::sysconf(libc::_SC_PAGESIZE),
-            )
-        };
         ProcUsage {
             pid,
             last_cpu: None,
             last_io: None,
-            ticks_per_s: if hz > 0 { hz as f64 } else { 100.0 },
-            page: if page > 0 { page as f64 } else { 4096.0 },
+            ticks_per_s: crate::procfs::ticks_per_s(),
+            page: crate::procfs::page_size() as f64,
         }
     }
 
-    /// CPU seconds so far (utime + stime: fields 14 and 15 of /proc/PID/stat).
+    /// CPU seconds so far (utime + stime of /proc/PID/stat).
     fn cpu_s(&self) -> Option<f64> {
         let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).ok()?;
-        // The command name (field 2) may hold spaces: count from its ')'.
-        let rest = &stat[stat.rfind(')')? + 2..];
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        Some(ticks / self.ticks_per_s)
+        Some(crate::procfs::stat_cpu_ticks(&stat)? as f64 / self.ticks_per_s)
     }
 
     fn rss_bytes(&self) -> Option<f64> {
         let statm = std::fs::read_to_string(format!("/proc/{}/statm", self.pid)).ok()?;
-        Some(statm.split_whitespace().nth(1)?.parse::<f64>().ok()? * self.page)
+        Some(crate::procfs::statm_resident_pages(&statm)? as f64 * self.page)
     }
 
     fn io_bytes(&self) -> Option<f64> {
@@ -93,7 +82,7 @@ impl ProcUsage {
 
 /// The rate of a counter since its previous reading (kept in `last`, per
 /// counter, so one that /proc stops answering does not stall the others).
-fn rate(
+pub fn rate(
     last: &mut Option<(std::time::Instant, f64)>,
     cur: Option<f64>,
     now: std::time::Instant,

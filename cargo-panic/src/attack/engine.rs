@@ -45,7 +45,7 @@ use super::units;
 use super::workload::{self, LoadGen, LoadSpec};
 use crate::cgroup::{self, Controller, Group, RunCgroup};
 use crate::manifest::Manifest;
-use crate::pricing::PriceLoop;
+use crate::pricing::{PriceLoop, rate};
 
 /// What to attack and how.
 pub struct Options {
@@ -593,9 +593,9 @@ pub fn attack(opts: &Options) -> Result<Report> {
     let mut toc = Vec::new();
     let mut restarts = 0u32;
     let mut cpu_load = CpuLoad::default();
-    let (_, hz) = probe::page_and_hz();
-    let mut last_cpu: Option<(Instant, u64)> = None;
-    let mut last_cg_cpu: Option<(Instant, u64)> = None;
+    let hz = crate::procfs::ticks_per_s();
+    let mut last_cpu: Option<(Instant, f64)> = None;
+    let mut last_cg_cpu: Option<(Instant, f64)> = None;
     let mut progress_at = (0u64, Instant::now());
     let mut last_print = Instant::now();
     let mut limits: HashMap<Via, Option<f64>> = HashMap::new();
@@ -694,21 +694,20 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 });
             }
         }
-        let cpu_cores = stat.and_then(|s| {
-            let now = Instant::now();
-            let prev = last_cpu.replace((now, s.cpu_ticks))?;
-            let dt = now.duration_since(prev.0).as_secs_f64();
-            (dt > 0.0).then(|| (s.cpu_ticks.saturating_sub(prev.1)) as f64 / hz / dt)
-        });
-        let cg_cores = cg_stats
-            .as_ref()
-            .and_then(|s| s.cpu_usage_ns)
-            .and_then(|ns| {
-                let now = Instant::now();
-                let prev = last_cg_cpu.replace((now, ns))?;
-                let dt = now.duration_since(prev.0).as_secs_f64();
-                (dt > 0.0).then(|| ns.saturating_sub(prev.1) as f64 / 1e9 / dt)
-            });
+        // CPU seconds per second: the target's (from /proc) and its cgroup's.
+        let cpu_cores = rate(
+            &mut last_cpu,
+            stat.map(|s| s.cpu_ticks as f64 / hz),
+            Instant::now(),
+        );
+        let cg_cores = rate(
+            &mut last_cg_cpu,
+            cg_stats
+                .as_ref()
+                .and_then(|s| s.cpu_usage_ns)
+                .map(|ns| ns as f64 / 1e9),
+            Instant::now(),
+        );
         let load = cpu_load.sample();
         let (cpu_p, mem_p, io_p) = (
             probe::pressure("cpu"),

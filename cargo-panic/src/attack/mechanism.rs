@@ -220,12 +220,11 @@ pub fn sweep_stale_scratch() {
         let Some(id) = name.strip_prefix(SCRATCH_PREFIX) else {
             continue;
         };
-        let Some((pid, _)) = cgroup::parse_run_id(id) else {
-            continue;
-        };
-        // SAFETY: signal 0 only checks existence.
-        let alive = unsafe { libc::kill(pid as i32, 0) } == 0;
-        if !alive && let Ok(c) = std::ffi::CString::new(mp) {
+        // The same rule as the run's cgroups: the creator is dead, or its
+        // pid was reused by a later process.
+        if cgroup::run_id_stale(id) == Some(true)
+            && let Ok(c) = std::ffi::CString::new(mp)
+        {
             // SAFETY: detaching a stale mount of ours.
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
             let _ = std::fs::remove_dir_all(mp);

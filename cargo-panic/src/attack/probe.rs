@@ -87,50 +87,14 @@ pub fn pressure(resource: &str) -> Option<f64> {
     psi_some_avg10(&read(format!("/proc/pressure/{resource}"))?)
 }
 
-/// What /proc says about one process.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ProcStat {
-    pub threads: u64,
-    pub rss_bytes: u64,
-    /// utime + stime, in clock ticks.
-    pub cpu_ticks: u64,
-    /// The state letter (R, S, D, Z, T, ...).
-    pub state: char,
-}
-
-/// Parses /proc/PID/stat (fields after the command name, which may hold
-/// spaces and parentheses: counted from the last ')').
-pub fn parse_stat(stat: &str, page: u64) -> Option<ProcStat> {
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state); utime is field 14, stime 15, num_threads 20, rss 24.
-    let num = |i: usize| f.get(i - 3)?.parse::<u64>().ok();
-    Some(ProcStat {
-        state: f.first()?.chars().next()?,
-        cpu_ticks: num(14)? + num(15)?,
-        threads: num(20)?,
-        rss_bytes: num(24)? * page,
-    })
-}
-
-/// Page size and clock ticks per second.
-pub fn page_and_hz() -> (u64, f64) {
-    // SAFETY: sysconf has no preconditions.
-    let (page, hz) = unsafe {
-        (
-            libc::sysconf(libc::_SC_PAGESIZE),
-            libc::sysconf(libc::_SC_CLK_TCK),
-        )
-    };
-    (
-        if page > 0 { page as u64 } else { 4096 },
-        if hz > 0 { hz as f64 } else { 100.0 },
-    )
-}
+pub use crate::procfs::{ProcStat, parse_stat};
 
 /// /proc/PID/stat of a live process.
 pub fn proc_stat(pid: u32) -> Option<ProcStat> {
-    parse_stat(&read(format!("/proc/{pid}/stat"))?, page_and_hz().0)
+    parse_stat(
+        &read(format!("/proc/{pid}/stat"))?,
+        crate::procfs::page_size(),
+    )
 }
 
 /// The pids of a process and all its descendants (from /proc/*/stat ppid).
@@ -144,12 +108,7 @@ pub fn descendants(root: u32) -> Vec<u32> {
             let Some(stat) = read(format!("/proc/{pid}/stat")) else {
                 continue;
             };
-            let ppid = stat
-                .rfind(')')
-                .and_then(|i| stat.get(i + 2..))
-                .and_then(|r| r.split_whitespace().nth(1))
-                .and_then(|p| p.parse::<u32>().ok());
-            if let Some(pp) = ppid {
+            if let Some(pp) = crate::procfs::stat_ppid(&stat) {
                 parents.push((pid, pp));
             }
         }
@@ -238,18 +197,6 @@ mod tests {
 
         let psi = "some avg10=12.50 avg60=3.00 avg300=1.00 total=123\nfull avg10=1.00 avg60=0.00 avg300=0.00 total=5\n";
         assert_eq!(psi_some_avg10(psi), Some(0.125));
-
-        // A command name with spaces and a parenthesis.
-        let s = "4242 (my (odd) prog) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 5 0 1000 100000000 2560 18446744073709551615";
-        assert_eq!(
-            parse_stat(s, 4096),
-            Some(ProcStat {
-                threads: 5,
-                rss_bytes: 2560 * 4096,
-                cpu_ticks: 10,
-                state: 'S'
-            })
-        );
 
         let tcp = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 0000000000000000 100 0 0 10 0\n   1: 0100007F:1F91 0100007F:A000 01 00000000:00000000 00:00000000 00000000     0        0 999 1\n";
         assert_eq!(listening(tcp), vec![(12345, 8080)]);

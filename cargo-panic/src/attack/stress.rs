@@ -653,12 +653,6 @@ fn online_cpus() -> usize {
     usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(1)
 }
 
-fn page_size() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(n).ok().filter(|&n| n > 0).unwrap_or(4096)
-}
-
 /// The spin threads: each has its own stop flag; all share the duty.
 struct Spinner {
     duty: Arc<AtomicU64>,
@@ -843,7 +837,7 @@ fn hog_worker(target: &Target) {
     let mut hog = Hog {
         chunks: Vec::new(),
         held: 0,
-        page: page_size(),
+        page: crate::procfs::page_size() as usize,
     };
     // The generation whose level could not be reached: wait for the next.
     let mut failed: Option<u64> = None;
@@ -1363,7 +1357,7 @@ impl Stressor {
             Kind::Hog => return resident_bytes(pid).map(|b| b as f64),
             Kind::Spin => {
                 let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-                parse_stat_ticks(&stat)? as f64 / clock_ticks()
+                crate::procfs::stat_cpu_ticks(&stat)? as f64 / crate::procfs::ticks_per_s()
             }
             Kind::Io { .. } => {
                 let text = fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
@@ -1561,33 +1555,10 @@ pub fn describe_status(s: ExitStatus) -> String {
     }
 }
 
-/// Clock ticks per second (`/proc/<pid>/stat` times).
-fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let n = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if n > 0 { n as f64 } else { 100.0 }
-}
-
 /// The resident set of a process in bytes, from `/proc/<pid>/statm`.
 fn resident_bytes(pid: u32) -> Option<u64> {
     let statm = fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-    Some(parse_statm_resident(&statm)? * page_size() as u64)
-}
-
-/// `utime + stime` in clock ticks from a `/proc/<pid>/stat` line. The
-/// command name (field 2) may hold spaces and parentheses, so fields are
-/// counted after its last `)`.
-fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace().skip(11);
-    let utime: u64 = fields.next()?.parse().ok()?;
-    let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
-}
-
-/// The resident pages from `/proc/<pid>/statm` (its second field).
-fn parse_statm_resident(statm: &str) -> Option<u64> {
-    statm.split_ascii_whitespace().nth(1)?.parse().ok()
+    Some(crate::procfs::statm_resident_pages(&statm)? * crate::procfs::page_size())
 }
 
 /// The number after `key:` in a `key: value [unit]` file (`/proc/meminfo`
@@ -1810,10 +1781,10 @@ mod tests {
     fn proc_parsers() {
         let stat = "1234 (a b) c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 31 0 0 20 0 3 0 \
                     12345 1000000 200 18446744073709551615";
-        assert_eq!(parse_stat_ticks(stat), Some(281));
-        assert_eq!(parse_stat_ticks("garbage"), None);
+        assert_eq!(crate::procfs::stat_cpu_ticks(stat), Some(281));
+        assert_eq!(crate::procfs::stat_cpu_ticks("garbage"), None);
         assert_eq!(
-            parse_statm_resident("4000 1024 300 10 0 500 0\n"),
+            crate::procfs::statm_resident_pages("4000 1024 300 10 0 500 0\n"),
             Some(1024)
         );
         let meminfo = "MemTotal:       24684096 kB\nMemFree:        22256968 kB\n\
@@ -1826,7 +1797,8 @@ mod tests {
         // The live process's files parse.
         let me = std::process::id();
         assert!(
-            parse_stat_ticks(&fs::read_to_string(format!("/proc/{me}/stat")).unwrap()).is_some()
+            crate::procfs::stat_cpu_ticks(&fs::read_to_string(format!("/proc/{me}/stat")).unwrap())
+                .is_some()
         );
         assert!(resident_bytes(me).unwrap() > 0);
     }
@@ -1845,7 +1817,7 @@ mod tests {
         let mut hog = Hog {
             chunks: Vec::new(),
             held: 0,
-            page: page_size(),
+            page: crate::procfs::page_size() as usize,
         };
         hog.grow(3 * hog.page).unwrap();
         hog.grow(2 * hog.page).unwrap();

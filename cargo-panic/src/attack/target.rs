@@ -330,16 +330,12 @@ pub fn thread_states(pid: u32) -> Vec<(u32, String, String)> {
             let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
                 continue;
             };
-            let name = stat
-                .find('(')
-                .zip(stat.rfind(')'))
-                .map(|(a, b)| stat[a + 1..b].to_string())
-                .unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat.get(i + 2..i + 3))
-                .unwrap_or("?")
+            let name = crate::procfs::stat_comm(&stat)
+                .unwrap_or_default()
                 .to_string();
+            let state = crate::procfs::stat_fields(&stat)
+                .and_then(|f| f.first().map(|s| s.to_string()))
+                .unwrap_or_else(|| "?".into());
             out.push((tid, state, name));
         }
     }
