@@ -447,7 +447,19 @@ int BPF_PROG(panic_exit, struct task_struct *p, bool group_dead)
         return 0;
     __u64 now = bpf_ktime_get_ns();
     /* Running: se.sum_exec_runtime may lag by a tick here, the clock does not. */
-    close_interval(ts, now, ts->exec, published_site(ts), true);
+    __u64 exec = ts->exec;
+    if (ts->state != PANIC_TS_ONCPU) {
+        /* Its switch-in was missed, yet it runs (it is exiting). What it ran
+         * since: sum_exec_runtime, which can be stale by the whole current
+         * slice (no tick updates it on a tickless CPU, measured here: a 200 ms
+         * spin read as 15 ms), plus that slice, from exec_start (the
+         * scheduler's clock; close_interval clamps to the wall time). */
+        __u64 start = p->se.exec_start;
+        exec = p->se.sum_exec_runtime;
+        if (start != 0 && start < now)
+            exec += now - start;
+    }
+    close_interval(ts, now, exec, published_site(ts), true);
     copy_counts(ts, p);
     ts->ended = now;
     ts->state = PANIC_TS_DEAD;
