@@ -9,6 +9,10 @@ use std::path::{Path, PathBuf};
 
 const HEADER: &str = "c/panic_abi.h";
 const SOURCE: &str = "c/panic_runtime.c";
+/// Fault injection (alloc failures, errno at blocking calls): its own unit,
+/// always pulled in with the runtime (the runtime calls its setup).
+const FAULTS_SOURCE: &str = "c/panic_faults.c";
+const INTERNAL_HEADER: &str = "c/panic_internal.h";
 /// The user header (`panic.h`): the runtime includes it, and `lib.rs` embeds it.
 const USER_HEADER: &str = "c/panic.h";
 /// Where `panic_kabi.h` lives: the kernel/user boundary is defined once, next
@@ -18,6 +22,8 @@ const KABI_DIR: &str = "../bpf/src/bpf";
 fn main() {
     println!("cargo::rerun-if-changed={HEADER}");
     println!("cargo::rerun-if-changed={SOURCE}");
+    println!("cargo::rerun-if-changed={FAULTS_SOURCE}");
+    println!("cargo::rerun-if-changed={INTERNAL_HEADER}");
     println!("cargo::rerun-if-changed={USER_HEADER}");
     println!("cargo::rerun-if-changed=build.rs");
     println!("cargo::rerun-if-changed={KABI_DIR}/panic_kabi.h");
@@ -52,6 +58,7 @@ fn build_archive(out_dir: &Path) {
     let mut build = cc::Build::new();
     build
         .file(SOURCE)
+        .file(FAULTS_SOURCE)
         .include("c")
         .include(KABI_DIR)
         .out_dir(out_dir)

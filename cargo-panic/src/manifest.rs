@@ -105,6 +105,11 @@ pub struct Site {
     /// sorted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub touches: Option<Vec<String>>,
+    /// Call sites whose call a fault can fail, and how (`alloc`: the
+    /// allocation is refused; `file`, `socket`, `wait`: the blocking call
+    /// fails with an errno), for `cargo panic attack`'s fault events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<panic_passes::FaultPoint>,
 }
 
 /// One instrumented function and what it uses, from its entry site.
@@ -158,6 +163,7 @@ pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
                 symbol: s.symbol.clone(),
                 callees: s.callees.clone(),
                 touches: s.touches.clone(),
+                fault: s.fault,
             });
         }
     }
@@ -284,6 +290,7 @@ mod tests {
             symbol: function.into(),
             callees: entry.then(|| vec!["b".to_string()]),
             touches: entry.then(|| vec![format!("global:{function}_state")]),
+            fault: None,
         }
     }
 

@@ -383,6 +383,60 @@ pub fn classify_callee(symbol: &str) -> Option<CallClass> {
     None
 }
 
+/// Where a site's call can be made to fail (fault injection; the manifest's
+/// `fault`): how the runtime fails it, and so which faults make sense there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultPoint {
+    /// An allocation whose size arguments the code can replace
+    /// ([`alloc_size_args`]): the allocator itself refuses it.
+    Alloc,
+    /// A blocking call on a file or stdio stream: ENOSPC, EIO, EINTR.
+    File,
+    /// A blocking call on a socket or a wait on descriptors: EINTR.
+    Socket,
+    /// A wait for time, a process, a thread or a signal: EINTR.
+    Wait,
+}
+
+/// The size arguments of an allocation call, by its callee's symbol: the
+/// arguments a failed allocation gets `PANIC_FAULT_HUGE` in, so that the real
+/// allocator refuses it. None for callees without one (`strdup` sizes from
+/// its string) and for anything that is not an allocation.
+pub fn alloc_size_args(symbol: &str) -> Option<&'static [u32]> {
+    let name = demangle(symbol);
+    let by_name: &'static [u32] = match strip_rustc_namespace(&name) {
+        "__rust_alloc" | "__rust_alloc_zeroed" | "malloc" | "valloc" | "pvalloc" => &[0],
+        // __rust_realloc(ptr, old_size, align, new_size)
+        "__rust_realloc" => &[3],
+        "calloc" => &[0, 1],
+        "realloc" => &[1],
+        "reallocarray" => &[1, 2],
+        "aligned_alloc" | "memalign" => &[1],
+        "posix_memalign" => &[2],
+        _ => {
+            // Every non-placement operator new and new[] takes the size first.
+            return (classify_callee(symbol) == Some(CallClass::Alloc)
+                && demangle_cxx_parts(symbol).is_some())
+            .then_some(&[0]);
+        }
+    };
+    Some(by_name)
+}
+
+/// Where a site of class `class` calling `symbol` can be failed, if anywhere.
+pub fn fault_point(class: CallClass, symbol: &str) -> Option<FaultPoint> {
+    match class {
+        CallClass::Alloc => alloc_size_args(symbol).map(|_| FaultPoint::Alloc),
+        CallClass::Blocking => Some(match io_resource(symbol) {
+            Some(IoResource::File) => FaultPoint::File,
+            Some(IoResource::Socket) => FaultPoint::Socket,
+            None => FaultPoint::Wait,
+        }),
+        _ => None,
+    }
+}
+
 /// `futex(2)` reached through `syscall(SYS_futex, ...)` is a lock wait.
 pub const SYS_FUTEX: u64 = 202;
 
@@ -569,6 +623,43 @@ mod tests {
 
     fn c(s: &str) -> Option<CallClass> {
         classify_callee(s)
+    }
+
+    #[test]
+    fn allocation_sizes_and_fault_points() {
+        let a = alloc_size_args;
+        assert_eq!(
+            a("_RNvCsfLfy6EI15iL_7___rustc12___rust_alloc"),
+            Some(&[0][..])
+        );
+        assert_eq!(
+            a("_RNvCsfLfy6EI15iL_7___rustc14___rust_realloc"),
+            Some(&[3][..])
+        );
+        assert_eq!(a("calloc"), Some(&[0, 1][..]));
+        assert_eq!(a("realloc"), Some(&[1][..]));
+        assert_eq!(a("reallocarray"), Some(&[1, 2][..]));
+        assert_eq!(a("posix_memalign"), Some(&[2][..]));
+        assert_eq!(a("aligned_alloc"), Some(&[1][..]));
+        for new in [
+            "_Znwm",
+            "_Znam",
+            "_ZnwmRKSt9nothrow_t",
+            "_ZnamSt11align_val_tRKSt9nothrow_t",
+        ] {
+            assert_eq!(a(new), Some(&[0][..]), "{new}");
+        }
+        // Sized by their string; placement new allocates nothing; not allocations.
+        for none in ["strdup", "strndup", "_ZnwmPv", "free", "write", "_ZdlPv"] {
+            assert_eq!(a(none), None, "{none}");
+        }
+        let f = |class, s| fault_point(class, s);
+        assert_eq!(f(CallClass::Alloc, "malloc"), Some(FaultPoint::Alloc));
+        assert_eq!(f(CallClass::Alloc, "strdup"), None);
+        assert_eq!(f(CallClass::Blocking, "fwrite"), Some(FaultPoint::File));
+        assert_eq!(f(CallClass::Blocking, "accept"), Some(FaultPoint::Socket));
+        assert_eq!(f(CallClass::Blocking, "nanosleep"), Some(FaultPoint::Wait));
+        assert_eq!(f(CallClass::Lock, "pthread_mutex_lock"), None);
     }
 
     #[test]

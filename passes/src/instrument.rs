@@ -15,8 +15,8 @@ use inkwell::llvm_sys::LLVMAtomicOrdering::LLVMAtomicOrderingMonotonic;
 use inkwell::llvm_sys::LLVMIntPredicate::{LLVMIntEQ, LLVMIntNE};
 use inkwell::llvm_sys::LLVMLinkage;
 use inkwell::llvm_sys::LLVMOpcode;
-use inkwell::llvm_sys::LLVMThreadLocalMode;
 use inkwell::llvm_sys::LLVMTailCallKind::LLVMTailCallKindMustTail;
+use inkwell::llvm_sys::LLVMThreadLocalMode;
 use inkwell::llvm_sys::LLVMVisibility::LLVMHiddenVisibility;
 use inkwell::llvm_sys::analysis::{LLVMVerifierFailureAction, LLVMVerifyModule};
 use inkwell::llvm_sys::core::*;
@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cfg::{back_edges, loop_body};
 use crate::classify::{
-    CallClass, IoResource, SYS_FUTEX, SYS_FUTEX_ADDR_ARG, classify_callee, io_resource,
-    lock_argument,
+    CallClass, FaultPoint, IoResource, SYS_FUTEX, SYS_FUTEX_ADDR_ARG, alloc_size_args,
+    classify_callee, fault_point, io_resource, lock_argument,
 };
 use crate::names::{demangle, stable_id};
 use crate::rule::{CompiledRule, FunctionFacts, Reason};
@@ -87,6 +87,9 @@ pub struct SiteRecord {
     /// the vocabulary of [`crate::touches`], sorted, without duplicates.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub touches: Option<Vec<String>>,
+    /// Call sites whose call can be made to fail (fault injection): how.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub fault: Option<FaultPoint>,
 }
 
 /// The sites of one instrumented module, in counter order.
@@ -302,6 +305,8 @@ enum Plan {
     },
     Count {
         at: LLVMValueRef,
+        /// Allocation calls: the size arguments a fault replaces.
+        sizes: Option<&'static [u32]>,
     },
     Region {
         call: LLVMValueRef,
@@ -328,6 +333,8 @@ struct ModuleCx {
     enter_ty: LLVMTypeRef,
     exit_fn: LLVMValueRef,
     exit_ty: LLVMTypeRef,
+    fault_fn: LLVMValueRef,
+    fault_ty: LLVMTypeRef,
     sites: Vec<SiteRecord>,
     n_hists: u32,
     known_callees: KnownCallees,
@@ -364,6 +371,9 @@ impl ModuleCx {
             let exit_ty =
                 LLVMFunctionType(LLVMVoidTypeInContext(ctx), exit_params.as_mut_ptr(), 1, 0);
             let exit_fn = runtime_fn(module, abi::SYM_DWELL_EXIT, exit_ty);
+            let mut fault_params = [ptr];
+            let fault_ty = LLVMFunctionType(i32, fault_params.as_mut_ptr(), 1, 0);
+            let fault_fn = runtime_fn(module, abi::SYM_FAULT_ALLOC, fault_ty);
             ModuleCx {
                 module,
                 ctx,
@@ -381,6 +391,8 @@ impl ModuleCx {
                 enter_ty,
                 exit_fn,
                 exit_ty,
+                fault_fn,
+                fault_ty,
                 sites: Vec::new(),
                 n_hists: 0,
                 known_callees: KnownCallees::default(),
@@ -502,6 +514,7 @@ impl ModuleCx {
                 SiteKind::Entry,
                 None,
                 false,
+                None,
             )];
             let mut uses = Uses::default();
             for (bi, &bb) in blocks.iter().enumerate() {
@@ -515,24 +528,34 @@ impl ModuleCx {
                         }
                         LLVMOpcode::LLVMCall | LLVMOpcode::LLVMInvoke => {
                             let site = classify_call(inst);
-                            let at = site.as_ref().map(|(class, _)| (*class, plans.len()));
+                            let at = site.as_ref().map(|(class, ..)| (*class, plans.len()));
                             uses.call(inst, at, &mut self.known_callees);
-                            if let Some((class, callee)) = site {
+                            if let Some((class, callee, symbol)) = site {
                                 let kind = kind_of_call(class);
                                 let plan = match kind {
                                     SiteKind::Blocking | SiteKind::Lock => {
                                         Plan::Region { call: inst }
                                     }
-                                    _ => Plan::Count { at: inst },
+                                    _ => Plan::Count {
+                                        at: inst,
+                                        sizes: (class == CallClass::Alloc)
+                                            .then(|| alloc_size_args(&symbol))
+                                            .flatten()
+                                            .filter(|args| sizes_replaceable(inst, args)),
+                                    },
                                 };
-                                plans.push((plan, kind, Some(callee), false));
+                                let fault = match plan {
+                                    Plan::Count { sizes: None, .. } => None,
+                                    _ => fault_point(class, &symbol),
+                                };
+                                plans.push((plan, kind, Some(callee), false, fault));
                             }
                         }
                         LLVMOpcode::LLVMRet => {
-                            plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, false))
+                            plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, false, None))
                         }
                         LLVMOpcode::LLVMResume => {
-                            plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, true))
+                            plans.push((Plan::Exit { at: inst }, SiteKind::Exit, None, true, None))
                         }
                         _ => {}
                     }
@@ -549,6 +572,7 @@ impl ModuleCx {
                                 SiteKind::Loop,
                                 None,
                                 false,
+                                None,
                             ));
                         }
                     }
@@ -558,10 +582,10 @@ impl ModuleCx {
             let entry_loc = function_location(f, &blocks);
             let first = self.sites.len() as u32;
             // Records first, so every probe knows its counter index.
-            for (ordinal, (plan, kind, callee, unwind)) in plans.iter().enumerate() {
+            for (ordinal, (plan, kind, callee, unwind, fault)) in plans.iter().enumerate() {
                 let at = match plan {
                     Plan::Entry { .. } => None,
-                    Plan::Exit { at } | Plan::Count { at } => Some(*at),
+                    Plan::Exit { at } | Plan::Count { at, .. } => Some(*at),
                     Plan::Region { call } => Some(*call),
                     Plan::Loop { latch_term, .. } => Some(*latch_term),
                 };
@@ -602,6 +626,7 @@ impl ModuleCx {
                     hist,
                     callees: None,
                     touches: None,
+                    fault: *fault,
                 });
             }
             let touches = uses.touches(
@@ -660,9 +685,12 @@ impl ModuleCx {
                             None => {}
                         }
                     }
-                    Plan::Count { at } => {
+                    Plan::Count { at, sizes } => {
                         self.position_before(at);
                         self.count(site, LLVMConstInt(self.i64, 1, 0));
+                        if let Some(args) = sizes {
+                            self.fault_sizes(site, at, args);
+                        }
                     }
                     Plan::Loop { latch_term, header } => {
                         self.position_before(latch_term);
@@ -882,6 +910,40 @@ impl ModuleCx {
                 2,
                 c"panic.tok".as_ptr(),
             )
+        }
+    }
+
+    /// Before the allocation call `call` (at the builder's position): asks the
+    /// runtime whether a fault rule fails it, and if so passes
+    /// `PANIC_FAULT_HUGE` for each of its size arguments `args`, which the
+    /// allocator refuses. No control flow changes: a `select` per argument.
+    unsafe fn fault_sizes(&mut self, local: u32, call: LLVMValueRef, args: &[u32]) {
+        // SAFETY: builds instructions before `call` (a live call or invoke
+        // whose size arguments are i64, `sizes_replaceable`) and rewrites its
+        // operands.
+        unsafe {
+            let mut fargs = [self.counter_ptr(local)];
+            let fails = LLVMBuildCall2(
+                self.builder,
+                self.fault_ty,
+                self.fault_fn,
+                fargs.as_mut_ptr(),
+                1,
+                c"panic.fault".as_ptr(),
+            );
+            let fails = LLVMBuildICmp(
+                self.builder,
+                LLVMIntNE,
+                fails,
+                LLVMConstInt(self.i32, 0, 0),
+                c"".as_ptr(),
+            );
+            let huge = LLVMConstInt(self.i64, abi::FAULT_HUGE, 0);
+            for &i in args {
+                let size = LLVMGetOperand(call, i);
+                let v = LLVMBuildSelect(self.builder, fails, huge, size, c"panic.size".as_ptr());
+                LLVMSetOperand(call, i, v);
+            }
         }
     }
 
@@ -1441,8 +1503,8 @@ unsafe fn is_real_call(inst: LLVMValueRef) -> bool {
     }
 }
 
-/// A direct call to a classified callee: its class and demangled name.
-unsafe fn classify_call(inst: LLVMValueRef) -> Option<(CallClass, String)> {
+/// A direct call to a classified callee: its class, demangled name and symbol.
+unsafe fn classify_call(inst: LLVMValueRef) -> Option<(CallClass, String, String)> {
     // SAFETY: `inst` is a call or invoke; operands are valid values.
     unsafe {
         let callee = LLVMGetCalledValue(inst);
@@ -1459,11 +1521,27 @@ unsafe fn classify_call(inst: LLVMValueRef) -> Option<(CallClass, String)> {
         if name == "syscall" {
             let nr = LLVMGetOperand(inst, 0);
             if !LLVMIsAConstantInt(nr).is_null() && LLVMConstIntGetZExtValue(nr) == SYS_FUTEX {
-                return Some((CallClass::Lock, "futex".to_string()));
+                return Some((CallClass::Lock, "futex".to_string(), name));
             }
             return None;
         }
-        classify_callee(&name).map(|c| (c, demangle(&name)))
+        classify_callee(&name).map(|c| (c, demangle(&name), name))
+    }
+}
+
+/// Whether every size argument `args` of the allocation call `inst` exists and
+/// is an i64 (size_t here), so a fault can replace it.
+unsafe fn sizes_replaceable(inst: LLVMValueRef, args: &[u32]) -> bool {
+    // SAFETY: operand and type queries on a live call or invoke.
+    unsafe {
+        let n = LLVMGetNumArgOperands(inst);
+        args.iter().all(|&i| {
+            i < n && {
+                let ty = LLVMTypeOf(LLVMGetOperand(inst, i));
+                LLVMGetTypeKind(ty) == inkwell::llvm_sys::LLVMTypeKind::LLVMIntegerTypeKind
+                    && LLVMGetIntTypeWidth(ty) == 64
+            }
+        })
     }
 }
 
@@ -1812,6 +1890,68 @@ define void @timed_fn() {
                 "syscall"
             ]
         );
+    }
+
+    #[test]
+    fn allocation_sizes_go_through_the_fault_check_and_blocking_calls_are_fault_points() {
+        let ir = r#"
+declare ptr @malloc(i64)
+declare ptr @calloc(i64, i64)
+declare ptr @strdup(ptr)
+declare i64 @write(i32, ptr, i64)
+declare i32 @accept(i32, ptr, ptr)
+declare i32 @nanosleep(ptr, ptr)
+
+define ptr @f(i64 %n, ptr %s, ptr %b) {
+  %a = call ptr @malloc(i64 %n)
+  %c = call ptr @calloc(i64 %n, i64 8)
+  %d = call ptr @strdup(ptr %s)
+  %w = call i64 @write(i32 1, ptr %b, i64 %n)
+  %x = call i32 @accept(i32 3, ptr null, ptr null)
+  %y = call i32 @nanosleep(ptr %b, ptr null)
+  ret ptr %a
+}
+"#;
+        let ctx = Context::create();
+        let buf = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "t.ll");
+        let module = ctx.create_module_from_ir(buf).unwrap();
+        let rule = DwellRule::default().compile().unwrap();
+        let opts = Options {
+            module_key: "t.ll",
+            rule: &rule,
+        };
+        let m = instrument_module(&module, &opts).unwrap();
+        let fault = |callee: &str| {
+            m.sites
+                .iter()
+                .find(|s| s.callee.as_deref() == Some(callee))
+                .unwrap()
+                .fault
+        };
+        use crate::classify::FaultPoint;
+        assert_eq!(fault("malloc"), Some(FaultPoint::Alloc));
+        assert_eq!(fault("calloc"), Some(FaultPoint::Alloc));
+        assert_eq!(fault("strdup"), None, "no size to replace");
+        assert_eq!(fault("write"), Some(FaultPoint::File));
+        assert_eq!(fault("accept"), Some(FaultPoint::Socket));
+        assert_eq!(fault("nanosleep"), Some(FaultPoint::Wait));
+        let text = module.print_to_string().to_string();
+        // One check per sized allocation; each size argument is selected.
+        assert_eq!(
+            text.matches("call i32 @__panic_fault_alloc(").count(),
+            2,
+            "{text}"
+        );
+        assert_eq!(text.matches("select i1").count(), 3, "{text}");
+        let huge = abi::FAULT_HUGE as i64;
+        assert!(text.contains(&format!("i64 {huge}, i64 %n")), "{text}");
+        assert!(text.contains("call ptr @malloc(i64 %panic.size)"), "{text}");
+        let calloc = text
+            .lines()
+            .find(|l| l.contains("call ptr @calloc("))
+            .unwrap();
+        assert_eq!(calloc.matches("i64 %panic.size").count(), 2, "{calloc}");
+        assert!(text.contains("call ptr @strdup(ptr %s)"), "{text}");
     }
 
     #[test]

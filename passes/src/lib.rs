@@ -20,6 +20,7 @@ pub mod names;
 pub mod rule;
 pub mod touches;
 
+pub use classify::FaultPoint;
 pub use instrument::{
     FunctionUses, InstrumentError, ModuleSites, Options, SiteKind, SiteRecord, counters_symbol,
     hists_symbol, instrument_module, module_suffix,
@@ -42,5 +43,6 @@ pub mod plugin_env {
 }
 
 /// Bumped whenever the instrumentation of a given input can change; part of every
-/// object cache key. 3: entry sites record `callees` and `touches`.
-pub const PASS_VERSION: u32 = 3;
+/// object cache key. 3: entry sites record `callees` and `touches`. 4: fault
+/// points (allocation sizes a fault replaces; `fault` in the sites).
+pub const PASS_VERSION: u32 = 4;

@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 8
+#define PANIC_ABI_VERSION 9
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -88,6 +88,23 @@
 /* Page size the data sections are aligned and padded to. */
 #define PANIC_PAGE 4096
 
+/* int __panic_fault_alloc(uint64_t *site_counter): instrumented code calls it
+ * just before the allocation call of an alloc site whose callee takes a size
+ * (the manifest's `fault: alloc`: malloc, calloc, realloc, reallocarray,
+ * aligned_alloc, memalign, posix_memalign, valloc, pvalloc, every non-placement
+ * operator new and new[], __rust_alloc, __rust_alloc_zeroed, __rust_realloc).
+ * Nonzero: a fault rule (PANIC_ENV_FAULTS) fails this call, and the code passes
+ * PANIC_FAULT_HUGE for every size argument, so the real allocator fails it the
+ * way it fails any request it cannot satisfy: NULL and ENOMEM from malloc and
+ * its kin, ENOMEM returned by posix_memalign, std::bad_alloc (after the new
+ * handler) from a throwing operator new, NULL from Rust's allocator functions
+ * (and then the caller's own handle_alloc_error or fallible path). 0 at once
+ * when no rule is armed. */
+#define PANIC_SYM_FAULT_ALLOC "__panic_fault_alloc"
+/* 2^62: no address space holds it, and it is a valid Rust Layout size for any
+ * alignment up to 2^61 (Layout::from_size_align_unchecked's precondition). */
+#define PANIC_FAULT_HUGE 0x4000000000000000
+
 /* ---- environment ---- */
 /* Path of a file (normally under /dev/shm) the runtime creates, sizes and maps as
  * its live segment; a reader maps the same file. */
@@ -130,6 +147,28 @@
  * keeps the fuses too: it reads the same `tripped` flags and counts into the
  * same map (the run's, shared). */
 #define PANIC_ENV_KTHREADS "CARGO_PANIC_KTHREADS"
+/* Path of a fault table (layout below) that cargo-panic created; the runtime
+ * of the main executable maps it read-write (it counts there; it never writes
+ * anything else) and fails the calls its armed rules select:
+ *   - alloc rules at alloc sites, through PANIC_SYM_FAULT_ALLOC;
+ *   - errno rules at blocking sites: the runtime defines (hidden, weak) the
+ *     C library calls below, which check the calling thread's innermost open
+ *     region (its slot's cur_site) and fail with the rule's errno instead of
+ *     calling the C library; outside a selected region they only forward.
+ *     A call is eligible for the errnos it can really return: ENOSPC for
+ *     write, pwrite, writev, pwritev, fsync, fdatasync, fwrite, fputs,
+ *     fflush and open/openat/creat with O_CREAT; EIO for those and read,
+ *     pread, readv, preadv, open, openat; EINTR for every one of them except
+ *     fsync, fdatasync and the stdio calls, and for accept, accept4, connect,
+ *     recv, recvfrom, recvmsg, send, sendto, sendmsg, poll, ppoll, select,
+ *     epoll_wait, epoll_pwait, nanosleep, clock_nanosleep, wait, waitpid,
+ *     wait4 and waitid. A call that is not
+ *     eligible for its rule's errno is not counted in the rule's calls.
+ *     The stdio calls also set the stream's error flag.
+ * A bad table (wrong magic, ABI or number of sites) is said in one line and
+ * no fault is injected. A forked child keeps the table (the same run's). */
+#define PANIC_ENV_FAULTS "CARGO_PANIC_FAULTS"
+
 
 /* ---- dwell histograms: log-linear buckets over clock ticks ----
  * Values below 2^SUB_BITS get one bucket each. A value v >= 2^SUB_BITS with
@@ -282,6 +321,45 @@
 #define PANIC_DEMOTE_BELOW_NS 1000
 #define PANIC_ENV_ADAPTIVE "CARGO_PANIC_ADAPTIVE"
 
+/* ---- the fault table (PANIC_ENV_FAULTS) ----
+ * [header: PANIC_FAULTS_HEADER][rules: PANIC_FAULT_RULES * PANIC_FAULT_RULE_SIZE]
+ * [sites: n_sites * PANIC_FAULT_SITE_SIZE]. cargo-panic writes it; the runtime
+ * only adds to the counters (atomics). To arm a rule the writer fills it in
+ * (counters zeroed), sets `active` (release), points sites at it, then raises
+ * `armed`; to disarm it, the reverse. Changing a live rule's `n` (a shaped
+ * fraction) is a single store. The runtime checks `armed` first: 0 means no
+ * call is failed and nothing more is read. */
+#define PANIC_FAULTS_MAGIC 0x544c4643494e4150 /* "PANICFLT" little-endian */
+#define PANIC_FAULT_RULES 32
+#define PANIC_FAULTS_HEADER 64
+#define PANIC_FLT_MAGIC 0          /* u64 */
+#define PANIC_FLT_ABI_VERSION 8    /* u32 */
+#define PANIC_FLT_ATTACHED 12      /* u32 set to 1 by the runtime that mapped the table */
+#define PANIC_FLT_N_SITES 16       /* u64 must equal the program's site count */
+#define PANIC_FLT_ARMED 24         /* u32 active rules (atomic); 0: every check returns at once */
+#define PANIC_FAULT_RULE_SIZE 64
+#define PANIC_RULE_ACTIVE 0        /* u32 1 while armed (atomic) */
+#define PANIC_RULE_WHAT 4          /* u32 PANIC_FAULT_ALLOC | PANIC_FAULT_ERRNO */
+#define PANIC_RULE_ERRNO 8         /* i32 errno rules: the errno to fail with */
+#define PANIC_RULE_MODE 12         /* u32 PANIC_FAULT_MODE_* */
+#define PANIC_RULE_N 16            /* u64 NTH, EVERY: n; FRACTION: chance out of 2^32 */
+#define PANIC_RULE_LIMIT 24        /* u64 most faults to inject (0: no limit) */
+#define PANIC_RULE_SEED 32         /* u64 FRACTION: the seed of the choice */
+#define PANIC_RULE_CALLS 40        /* u64 eligible calls at its sites while armed (runtime, atomic) */
+#define PANIC_RULE_INJECTED 48     /* u64 calls failed (runtime, atomic) */
+#define PANIC_FAULT_SITE_SIZE 8
+#define PANIC_FSITE_RULE 0         /* u32 0: none, else rule index + 1 */
+#define PANIC_FSITE_INJECTED 4     /* u32 calls failed at this site (runtime, atomic) */
+#define PANIC_FAULT_ALLOC 1
+#define PANIC_FAULT_ERRNO 2
+/* The n-th eligible call since the rule was armed fails (once). */
+#define PANIC_FAULT_MODE_NTH 1
+/* Every n-th eligible call fails. */
+#define PANIC_FAULT_MODE_EVERY 2
+/* Call c fails when splitmix64(seed + c) >> 32 < n: a seeded, reproducible
+ * fraction n / 2^32 of the calls (c counts from 1 since the rule was armed). */
+#define PANIC_FAULT_MODE_FRACTION 3
+
 #ifndef PANIC_ABI_NO_TYPES
 #include <stddef.h>
 #include <stdint.h>
@@ -350,6 +428,34 @@ struct panic_thread_slot {
     struct panic_frame stack[PANIC_MAX_DEPTH];
 };
 
+struct panic_faults_head {
+    uint64_t magic;
+    uint32_t abi_version;
+    uint32_t attached;
+    uint64_t n_sites;
+    uint32_t armed;
+    uint32_t pad;
+    uint64_t reserved[4];
+};
+
+struct panic_fault_rule {
+    uint32_t active;
+    uint32_t what;
+    int32_t err;
+    uint32_t mode;
+    uint64_t n;
+    uint64_t limit;
+    uint64_t seed;
+    uint64_t calls;
+    uint64_t injected;
+    uint64_t reserved;
+};
+
+struct panic_fault_site {
+    uint32_t rule;
+    uint32_t injected;
+};
+
 /* The numbers above are the layout; the structs must agree with them. */
 #ifndef __cplusplus
 #define PANIC_CHECK_OFF(type, field, off) \
@@ -413,6 +519,25 @@ _Static_assert(sizeof(struct panic_hist) == PANIC_HIST_SIZE, "PANIC_HIST_SIZE is
 _Static_assert(PANIC_HIST_SIZE == PANIC_HIST_BUCKETS_OFF + PANIC_HIST_BUCKETS * 8, "PANIC_HIST_SIZE is wrong");
 _Static_assert(PANIC_HIST_BUCKETS == (PANIC_HIST_MAX_EXP - PANIC_HIST_SUB_BITS + 2) << PANIC_HIST_SUB_BITS,
                "PANIC_HIST_BUCKETS does not match SUB_BITS and MAX_EXP");
+PANIC_CHECK_OFF(panic_faults_head, magic, PANIC_FLT_MAGIC);
+PANIC_CHECK_OFF(panic_faults_head, abi_version, PANIC_FLT_ABI_VERSION);
+PANIC_CHECK_OFF(panic_faults_head, attached, PANIC_FLT_ATTACHED);
+PANIC_CHECK_OFF(panic_faults_head, n_sites, PANIC_FLT_N_SITES);
+PANIC_CHECK_OFF(panic_faults_head, armed, PANIC_FLT_ARMED);
+_Static_assert(sizeof(struct panic_faults_head) == PANIC_FAULTS_HEADER, "PANIC_FAULTS_HEADER is wrong");
+PANIC_CHECK_OFF(panic_fault_rule, active, PANIC_RULE_ACTIVE);
+PANIC_CHECK_OFF(panic_fault_rule, what, PANIC_RULE_WHAT);
+PANIC_CHECK_OFF(panic_fault_rule, err, PANIC_RULE_ERRNO);
+PANIC_CHECK_OFF(panic_fault_rule, mode, PANIC_RULE_MODE);
+PANIC_CHECK_OFF(panic_fault_rule, n, PANIC_RULE_N);
+PANIC_CHECK_OFF(panic_fault_rule, limit, PANIC_RULE_LIMIT);
+PANIC_CHECK_OFF(panic_fault_rule, seed, PANIC_RULE_SEED);
+PANIC_CHECK_OFF(panic_fault_rule, calls, PANIC_RULE_CALLS);
+PANIC_CHECK_OFF(panic_fault_rule, injected, PANIC_RULE_INJECTED);
+_Static_assert(sizeof(struct panic_fault_rule) == PANIC_FAULT_RULE_SIZE, "PANIC_FAULT_RULE_SIZE is wrong");
+PANIC_CHECK_OFF(panic_fault_site, rule, PANIC_FSITE_RULE);
+PANIC_CHECK_OFF(panic_fault_site, injected, PANIC_FSITE_INJECTED);
+_Static_assert(sizeof(struct panic_fault_site) == PANIC_FAULT_SITE_SIZE, "PANIC_FAULT_SITE_SIZE is wrong");
 #undef PANIC_CHECK_OFF
 #endif
 
@@ -427,6 +552,7 @@ extern _Thread_local int64_t __panic_ctr_delta __attribute__((visibility("hidden
 
 uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist);
 void __panic_dwell_exit(uint32_t token);
+int __panic_fault_alloc(uint64_t *site_counter);
 #endif
 
 #endif

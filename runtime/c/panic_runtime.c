@@ -30,6 +30,7 @@
 #define _GNU_SOURCE
 #include "panic_abi.h"
 #include "panic_kabi.h"
+#include "panic_internal.h"
 /* The user header's declarations, exported rather than weak (see panic.h). */
 #define CARGO_PANIC_API __attribute__((visibility("default")))
 #include "panic.h"
@@ -348,15 +349,17 @@ static void say(const char *what, const char *path, int err, const char *tail) {
     buf[len++] = '\n';
     ssize_t r;
     do {
-        r = write(STDERR_FILENO, buf, len);
+        r = (ssize_t)syscall(SYS_write, STDERR_FILENO, buf, len);
     } while (r < 0 && errno == EINTR);
 }
+
+void panic_say(const char *what, const char *path, int err, const char *tail) { say(what, path, err, tail); }
 
 /* pwrite of the whole buffer; returns 0 or an errno value. */
 static int pwrite_all(int fd, const void *data, uint64_t len, uint64_t off) {
     const char *p = data;
     while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, (off_t)off);
+        ssize_t n = (ssize_t)syscall(SYS_pwrite64, fd, p, len, (off_t)off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -379,7 +382,7 @@ static void atomic_max_u32(uint32_t *p, uint32_t v) {
 
 static void sleep_1ms(void) {
     struct timespec ts = {0, 1000000};
-    nanosleep(&ts, NULL);
+    syscall(SYS_nanosleep, &ts, NULL);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -865,6 +868,13 @@ static __attribute__((noinline)) uint32_t enter_kernel(struct panic_thread_slot 
     return enter_fast(s, site_counter, hist, k);
 }
 
+uint64_t panic_n_sites(void) { return N_SITES; }
+
+uint32_t panic_current_site(void) {
+    struct panic_thread_slot *s = tls_slot;
+    return s ? __atomic_load_n(&s->cur_site, RELAXED) : PANIC_NO_SITE;
+}
+
 uint32_t __panic_dwell_enter(uint64_t *site_counter, struct panic_hist *hist) {
     struct panic_thread_slot *s = tls_slot;
     int mode = __atomic_load_n(&hot_mode, RELAXED);
@@ -1010,7 +1020,7 @@ static void write_dump(void) {
     tmp[len] = 0;
 
     const struct panic_header *h = HDR;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         say("cannot write dump", tmp, errno, "");
         return;
@@ -1193,7 +1203,7 @@ static void shm_setup(const char *path) {
     struct region r[3];
     int n = segment_regions(r);
     int err = 0;
-    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0) {
         say("cannot map shared segment", path, errno, "; profiling into private memory");
         return;
@@ -1768,6 +1778,9 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     const char *kt = getenv(PANIC_ENV_KTHREADS);
     if (kt && *kt)
         kthreads_setup(kt);
+    const char *faults = getenv(PANIC_ENV_FAULTS);
+    if (faults && *faults)
+        panic_faults_setup(faults);
     /* Blocks go where the segment is, so they are decided after it. */
     enable_blocks();
 
@@ -1777,6 +1790,7 @@ __attribute__((constructor(101))) static void panic_runtime_init(void) {
     unsetenv(PANIC_ENV_CLOCK);
     unsetenv(PANIC_ENV_ADAPTIVE);
     unsetenv(PANIC_ENV_KTHREADS);
+    unsetenv(PANIC_ENV_FAULTS);
 
     install_signal_handlers();
     on_exit(on_exit_cb, NULL);

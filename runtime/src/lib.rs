@@ -18,6 +18,7 @@
 //! Nothing here links the archive or runs C; parsing never panics on bad input.
 
 pub mod clock;
+pub mod faults;
 pub mod hist;
 pub mod segment;
 

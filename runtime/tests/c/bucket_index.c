@@ -1,5 +1,7 @@
 /* Prints the C runtime's bucket index for seeded values (compiled with the runtime's source). */
 #include "panic_runtime.c"
+/* Its other unit, which the runtime calls (the fault table setup). */
+#include "panic_faults.c"
 
 #include <stdio.h>
 
