@@ -198,6 +198,19 @@ fn memory_limit_oom_kills_and_the_chain_fires_on_the_crash() {
     assert_nothing_left();
 }
 
+/// The run failed because c-server exited with `code`, saying `says` on stderr.
+fn assert_exited(out: &Output, r: &Value, code: i64, says: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", show(out));
+    let f = &r["failures"][0];
+    assert_eq!(
+        (f["kind"].as_str(), f["code"].as_i64()),
+        (Some("exit"), Some(code)),
+        "{r:#}"
+    );
+    let tail = f["stderr_tail"].to_string();
+    assert!(tail.contains(says), "{tail}");
+}
+
 #[test]
 fn fill_gives_the_target_a_real_enospc() {
     let (out, r) = attack(
@@ -205,21 +218,141 @@ fn fill_gives_the_target_a_real_enospc() {
         &["--write", "65536"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let f = &r["failures"][0];
-    assert_eq!(
-        (f["kind"].as_str(), f["code"].as_i64()),
-        (Some("exit"), Some(3)),
-        "{r:#}"
-    );
-    let tail = f["stderr_tail"].to_string();
-    assert!(tail.contains("No space left on device"), "{tail}");
+    assert_exited(&out, &r, 3, "No space left on device");
     assert_eq!(event(&r, "full")["outcome"], "crash");
     // The free space the fill left: at most the requested 1 MiB.
     let free = event(&r, "full")["samples"][0]["achieved"]
         .as_f64()
         .unwrap();
     assert!(free <= 1048576.0, "{free}");
+}
+
+/// The report's entry for fault event `id`.
+fn fault<'a>(r: &'a Value, id: &str) -> &'a Value {
+    r["faults"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no faults in {r:#}"))
+        .iter()
+        .find(|f| f["event"] == id)
+        .unwrap_or_else(|| panic!("no fault report for {id} in {r:#}"))
+}
+
+#[test]
+fn a_failed_allocation_at_a_chosen_site_is_handled_by_the_target() {
+    let (out, r) = attack(
+        "duration: 4s\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 50/s}\ntracks:\n  - axis: memory\n    events:\n      - {id: fifth, at: 500ms, args: {via: fail-alloc, sites: handle_request, callee: malloc, nth: 5}}\n",
+        &["--leak", "4096"],
+        &[],
+    );
+    // c-server reports the failed malloc (a real NULL and ENOMEM) and exits 4.
+    assert_exited(&out, &r, 4, "allocation failed: Cannot allocate memory");
+    assert_eq!(event(&r, "fifth")["outcome"], "crash");
+    let fr = fault(&r, "fifth");
+    assert_eq!(fr["attached"], true, "{fr:#}");
+    assert_eq!(
+        (fr["calls"].as_u64(), fr["injected"].as_u64()),
+        (Some(5), Some(1)),
+        "{fr:#}"
+    );
+    assert_eq!(fr["sites"][0]["function"], "handle_request", "{fr:#}");
+    assert_eq!(fr["sites"][0]["callee"], "malloc", "{fr:#}");
+    assert_eq!(fr["sites"][0]["injected"], 1, "{fr:#}");
+}
+
+#[test]
+fn enospc_at_the_targets_file_writes_is_real_to_it() {
+    let (out, r) = attack(
+        "duration: 4s\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 50/s}\ntracks:\n  - axis: disk\n    events:\n      - {id: nospace, at: 500ms, intensity: 100%, args: {via: fail-io, sites: write_scratch, errno: ENOSPC}}\n",
+        &["--write", "4096"],
+        &[],
+    );
+    assert_exited(&out, &r, 3, "No space left on device");
+    let fr = fault(&r, "nospace");
+    assert_eq!(fr["fails_with"], "ENOSPC");
+    assert!(fr["injected"].as_u64() >= Some(1), "{fr:#}");
+    assert_eq!(fr["sites"][0]["callee"], "fwrite", "{fr:#}");
+    // Every eligible call failed while it ran.
+    assert_eq!(fr["calls"], fr["injected"], "{fr:#}");
+}
+
+#[test]
+fn a_rust_target_aborts_when_its_allocator_refuses_an_allocation() {
+    require_root();
+    // Built into the target directory the e2e tests share.
+    let exe = common::build_in(
+        &common::repo().join("examples").join("jsonparse"),
+        &common::repo().join("target").join("e2e"),
+        &[],
+    )
+    .remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let t = dir.path().join("t.yaml");
+    std::fs::write(
+        &t,
+        "duration: 4s\ntracks:\n  - axis: memory\n    events:\n      - {id: refuse, at: 300ms, args: {via: fail-alloc, sites: 'alloc::raw_vec::*', nth: 50}}\n",
+    )
+    .unwrap();
+    let report = dir.path().join("r.json");
+    let out = cargo_panic()
+        .args(["attack", "--quiet", "--timeline"])
+        .arg(&t)
+        .arg("--out")
+        .arg(&report)
+        .arg("--")
+        .arg(&exe)
+        .args(["100000", "1000"])
+        .output()
+        .unwrap();
+    let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}\n{r:#}", show(&out));
+    // Rust's allocation error handler aborts, naming the size the program
+    // asked for (not the size the fault passed to the allocator).
+    let f = &r["failures"][0];
+    assert_eq!(
+        (f["kind"].as_str(), f["signal"].as_i64()),
+        (Some("crash"), Some(i64::from(libc::SIGABRT))),
+        "{r:#}"
+    );
+    let tail = f["stderr_tail"].to_string();
+    assert!(tail.contains("memory allocation of"), "{tail}");
+    assert!(!tail.contains("4611686018427387904"), "{tail}");
+    let fr = fault(&r, "refuse");
+    assert_eq!(
+        (fr["calls"].as_u64(), fr["injected"].as_u64()),
+        (Some(50), Some(1)),
+        "{fr:#}"
+    );
+    let callee = fr["sites"][0]["callee"].as_str().unwrap();
+    assert!(callee.contains("__rust_"), "{fr:#}");
+}
+
+#[test]
+fn eintr_at_the_targets_reads_breaks_some_requests_and_it_survives() {
+    let (out, r) = attack(
+        "duration: 3s\nseed: 11\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 100/s}\ntracks:\n  - axis: time\n    events:\n      - {id: signals, at: 500ms, for: 2s, intensity: 50%, args: {via: eintr, sites: serve, callee: read}}\n",
+        &[],
+        &[],
+    );
+    // Nothing crashed: c-server closes a connection whose read failed.
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let fr = fault(&r, "signals");
+    assert_eq!(fr["fails_with"], "EINTR");
+    let (calls, injected) = (
+        fr["calls"].as_u64().unwrap(),
+        fr["injected"].as_u64().unwrap(),
+    );
+    assert!(calls >= 50, "{fr:#}");
+    // A seeded half of the reads (the bound is loose: a binomial draw).
+    let frac = injected as f64 / calls as f64;
+    assert!((0.3..=0.7).contains(&frac), "{frac} of {calls}: {fr:#}");
+    // Each interrupted read lost its request: the client saw it fail.
+    let failed: u64 = r["workload"]["totals"]["failed"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(Value::as_u64)
+        .sum();
+    assert!(failed > 0, "{:#}", r["workload"]);
 }
 
 #[test]

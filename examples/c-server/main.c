@@ -8,7 +8,8 @@
  * printed as "listening on PORT"), and answers every line with "pong\n",
  * one thread per connection. Per request, in `handle_request`:
  *   --leak BYTES   allocate BYTES and never free them (grows until a
- *                  memory limit OOM-kills it)
+ *                  memory limit OOM-kills it); if the allocation fails it
+ *                  reports the error and exits with status 4
  *   --write BYTES  append BYTES to a file in $TMPDIR; on ENOSPC it reports
  *                  the error and exits with status 3
  *   --crash-after N  abort() on the N-th request
@@ -76,13 +77,15 @@ __attribute__((noinline)) static void handle_request(void) {
     if (leak_bytes) {
         /* Kept reachable from a global list, so the compiler cannot drop it. */
         void **p = malloc(leak_bytes);
-        if (p) {
-            memset(p, 1, leak_bytes);
-            pthread_mutex_lock(&scratch_lock);
-            *p = leaked;
-            leaked = p;
-            pthread_mutex_unlock(&scratch_lock);
+        if (!p) {
+            fprintf(stderr, "c-server: allocation failed: %s\n", strerror(errno));
+            exit(4);
         }
+        memset(p, 1, leak_bytes);
+        pthread_mutex_lock(&scratch_lock);
+        *p = leaked;
+        leaked = p;
+        pthread_mutex_unlock(&scratch_lock);
     }
     if (write_bytes)
         write_scratch();

@@ -118,7 +118,7 @@ impl Table {
 
     fn u32(&self, off: u64) -> &AtomicU32 {
         assert!(
-            off % 4 == 0 && off + 4 <= self.map.len() as u64,
+            off.is_multiple_of(4) && off + 4 <= self.map.len() as u64,
             "offset {off}"
         );
         // SAFETY: in bounds and aligned (checked; the mapping is page
@@ -129,7 +129,7 @@ impl Table {
 
     fn u64(&self, off: u64) -> &AtomicU64 {
         assert!(
-            off % 8 == 0 && off + 8 <= self.map.len() as u64,
+            off.is_multiple_of(8) && off + 8 <= self.map.len() as u64,
             "offset {off}"
         );
         // SAFETY: as in `u32`.

@@ -17,7 +17,7 @@ const EINTR: i32 = 4;
 const ENOMEM: i32 = 12;
 
 fn sites_of(exe: &Path) -> u64 {
-    let out = run(&mut Command::new(exe).arg("sites"));
+    let out = run(Command::new(exe).arg("sites"));
     assert!(out.status.success(), "{}", describe(&out));
     String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
 }

@@ -30,6 +30,7 @@ use anyhow::{Context, Result, bail};
 use panic_runtime::segment::Snapshot;
 
 use super::condition::{Cond, Signal};
+use super::inject::Injector;
 use super::mechanism::{Freezer, Scratch, achieved_means, faults, harsher, primary};
 use super::probe::{self, CpuLoad};
 use super::proxy::Proxy;
@@ -109,6 +110,8 @@ struct Run {
     scratch: Option<Scratch>,
     io_dir: Option<tempfile::TempDir>,
     cgroup: Option<Arc<RunCgroup>>,
+    /// The fault table (fault events); removed after the target is down.
+    injector: Option<Injector>,
     /// Dropped last (after the target is down): unloads the BPF programs.
     monitor: Option<panic_bpf::Monitor>,
 }
@@ -252,6 +255,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
         scratch: None,
         io_dir: None,
         cgroup: None,
+        injector: None,
         monitor: None,
     };
     match RunCgroup::create(&cgroup::new_run_id(), &want) {
@@ -410,6 +414,18 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 .tempdir_in("/var/tmp")
                 .context("cannot create the I/O hog's directory in /var/tmp")?,
         );
+    }
+    run.injector = Injector::prepare(t, sites.manifest.as_ref())?;
+    if let Some(inj) = &run.injector {
+        let (k, v) = inj.env();
+        mechanisms.push(Mechanism {
+            name: "faults".into(),
+            used: true,
+            detail: format!(
+                "fault table {v} ({k}): the target's runtime fails the calls fault events select"
+            ),
+        });
+        env.push((k, v));
     }
     let scratch_dir = run.scratch.as_ref().map(|s| s.dir.display().to_string());
     let command: Vec<String> = opts
@@ -807,6 +823,9 @@ pub fn attack(opts: &Options) -> Result<Report> {
                     .map(|w| w.target_to_client.delay.mean_achieved_ns() as f64),
                 Via::Freeze => frozen,
                 Via::Herd => herd_done.get(&a.event).copied(),
+                Via::FailAlloc | Via::FailIo | Via::Eintr => {
+                    run.injector.as_ref().and_then(|i| i.achieved(a.event))
+                }
             };
             events[a.event].samples.push(EventSample {
                 t_ns: now_ns,
@@ -836,9 +855,14 @@ pub fn attack(opts: &Options) -> Result<Report> {
             last_print = Instant::now();
             print_progress(t, series.last().expect("pushed"));
         }
-        // The target ended: restart it, or end the run.
+        // The target ended: restart it, or end the run. A failure that came
+        // after this iteration's check is recorded first (the next
+        // iteration, at once), so no failure goes unreported.
         let tgt = run.target.as_mut().expect("target");
         if let Some(status) = tgt.poll() {
+            if !failed && !status.success() {
+                continue;
+            }
             let want_restart = match t.target.restart {
                 Restart::Never => false,
                 Restart::OnFailure => !status.success(),
@@ -947,6 +971,11 @@ pub fn attack(opts: &Options) -> Result<Report> {
         )?),
         None => None,
     };
+    let faults = run
+        .injector
+        .as_mut()
+        .map(|i| i.finish(t, sites.manifest.as_ref()))
+        .unwrap_or_default();
     drop(run);
 
     for e in &mut events {
@@ -1047,6 +1076,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
         kernel,
         controller: controller_series,
         fuses,
+        faults,
     })
 }
 
@@ -1314,5 +1344,12 @@ fn apply(
     if let Some(f) = &run.freezer {
         let (p, e) = freeze.unwrap_or((0, 1));
         f.set(p, e);
+    }
+    if let Some(inj) = &mut run.injector {
+        for (event, msg) in inj.apply(active) {
+            if !events[event].errors.contains(&msg) {
+                events[event].errors.push(msg);
+            }
+        }
     }
 }

@@ -248,6 +248,10 @@ pub fn achieved_means(via: Via) -> &'static str {
         Via::Pids => "tasks in the target's cgroup (under the limit)",
         Via::Herd => "connections of the last burst that connected",
         Via::Freeze => "fraction of time the target was frozen (requested: pause/every)",
+        Via::FailAlloc | Via::FailIo | Via::Eintr => {
+            "fraction of the eligible calls at its sites that failed, since it started \
+             (with nth: calls failed)"
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod condition;
 pub mod engine;
 pub mod feasibility;
 pub mod html;
+pub mod inject;
 pub mod mechanism;
 pub mod probe;
 pub mod proxy;

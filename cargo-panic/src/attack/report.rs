@@ -64,6 +64,42 @@ pub struct Report {
     /// With `--config`: every fuse's changes, and the program's asks and sheds.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fuses: Vec<crate::fuse::ProfileFuse>,
+    /// Fault events (`fail-alloc`, `fail-io`, `eintr`): what each failed, where.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultReport>,
+}
+
+/// One fault event's injections, counted by the target's runtime.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultReport {
+    pub event: String,
+    pub via: Via,
+    /// `alloc`, or the errno calls failed with.
+    pub fails_with: String,
+    /// `fraction`, `nth N` or `every N`.
+    pub pick: String,
+    /// How many sites it selected.
+    pub sites_selected: usize,
+    /// Eligible calls at those sites while it was active, and calls failed.
+    pub calls: u64,
+    pub injected: u64,
+    /// Whether the target's runtime mapped the fault table (an older build,
+    /// or a target that is not the instrumented executable, does not).
+    pub attached: bool,
+    /// The selected sites that failed calls, most first (over the whole run,
+    /// so sites shared with another fault event count both).
+    pub sites: Vec<FaultSite>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FaultSite {
+    /// The site's index (`#N` in timelines).
+    pub site: u32,
+    pub function: String,
+    pub callee: Option<String>,
+    pub file: Option<String>,
+    pub line: u32,
+    pub injected: u64,
 }
 
 /// One run of a repeated attack.

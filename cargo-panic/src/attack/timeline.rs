@@ -136,6 +136,15 @@ pub enum Via {
     Herd,
     /// time: the target frozen (all its threads stopped) for `pause` every `every`.
     Freeze,
+    /// memory: allocations at the target's instrumented allocation sites
+    /// fail (level: the fraction of them that fails).
+    FailAlloc,
+    /// disk: file I/O calls at the target's instrumented blocking sites fail
+    /// with ENOSPC or EIO (level: the fraction).
+    FailIo,
+    /// time: blocking calls at the target's instrumented blocking sites fail
+    /// with EINTR, as if a signal interrupted them (level: the fraction).
+    Eintr,
 }
 
 impl Via {
@@ -152,6 +161,9 @@ impl Via {
             Via::Pids => "pids",
             Via::Herd => "herd",
             Via::Freeze => "freeze",
+            Via::FailAlloc => "fail-alloc",
+            Via::FailIo => "fail-io",
+            Via::Eintr => "eintr",
         }
     }
 
@@ -159,11 +171,11 @@ impl Via {
     pub fn of(axis: Axis) -> &'static [Via] {
         match axis {
             Axis::Cpu => &[Via::Spin, Via::Quota],
-            Axis::Memory => &[Via::Hog, Via::Limit],
-            Axis::Disk => &[Via::IoHog, Via::Fill],
+            Axis::Memory => &[Via::Hog, Via::Limit, Via::FailAlloc],
+            Axis::Disk => &[Via::IoHog, Via::Fill, Via::FailIo],
             Axis::Network => &[Via::Proxy],
             Axis::Concurrency => &[Via::Cpuset, Via::Pids, Via::Herd],
-            Axis::Time => &[Via::Freeze],
+            Axis::Time => &[Via::Freeze, Via::Eintr],
         }
     }
 
@@ -174,6 +186,7 @@ impl Via {
             Via::Hog | Via::Limit | Via::Fill => Some(Dim::Bytes),
             Via::IoHog => Some(Dim::ByteRate),
             Via::Cpuset | Via::Pids | Via::Herd => Some(Dim::Count),
+            Via::FailAlloc | Via::FailIo | Via::Eintr => Some(Dim::Fraction),
             Via::Proxy | Via::Freeze => None,
         }
     }
@@ -181,6 +194,12 @@ impl Via {
     /// Whether the level is a limit (more stress = a smaller value) rather
     /// than a load (more stress = a larger value). A shape moves a limit from
     /// the unconstrained value towards the requested one.
+    /// Whether the mechanism fails calls at the target's instrumented sites
+    /// (it needs an instrumented target).
+    pub fn is_fault(self) -> bool {
+        matches!(self, Via::FailAlloc | Via::FailIo | Via::Eintr)
+    }
+
     pub fn is_limit(self) -> bool {
         matches!(
             self,
@@ -193,6 +212,8 @@ impl Via {
         match self {
             Via::Herd => &["hold"],
             Via::IoHog => &["block"],
+            Via::FailAlloc | Via::Eintr => &["sites", "callee", "nth", "every", "limit"],
+            Via::FailIo => &["sites", "callee", "nth", "every", "limit", "errno"],
             _ => &[],
         }
     }
@@ -339,6 +360,7 @@ impl Named {
             ]),
             Via::Pids => pick([256.0, 64.0, 16.0]),
             Via::Herd => pick([50.0, 200.0, 1000.0]),
+            Via::FailAlloc | Via::FailIo | Via::Eintr => pick([0.01, 0.1, 0.5]),
             Via::Proxy => Level::Net(match self {
                 Named::Light => NetLevel {
                     latency_ns: 20_000_000,
@@ -419,6 +441,11 @@ impl Intensity {
                 let x = units::parse_as(&text, dim)?;
                 if x.is_nan() || x <= 0.0 {
                     return Err(format!("intensity {text} must be more than zero"));
+                }
+                if via.is_fault() && x > 1.0 {
+                    return Err(format!(
+                        "intensity {text} is the fraction of calls that fail: at most 100%"
+                    ));
                 }
                 if matches!(via, Via::Cpuset | Via::Pids | Via::Herd) && x.fract() != 0.0 {
                     return Err(format!("intensity {text} must be a whole number"));
@@ -713,6 +740,46 @@ pub struct Event {
     pub stop_when: Option<Cond>,
     /// Mechanism settings other than `via` (validated per mechanism).
     pub args: BTreeMap<String, Value>,
+    /// Fault events (`fail-alloc`, `fail-io`, `eintr`): what they fail.
+    pub fault: Option<FaultSpec>,
+}
+
+/// What a fault event fails, from its `args`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FaultSpec {
+    /// A glob over the demangled function the call is in, or `#N` (a site
+    /// index); None: every site of the right kind.
+    pub sites: Option<String>,
+    /// A glob over the demangled callee; None: any.
+    pub callee: Option<String>,
+    pub pick: FaultPick,
+    /// At most this many faults over the event.
+    pub limit: Option<u64>,
+    /// The errno calls fail with (`ENOSPC`, `EIO`, `EINTR`); None for
+    /// allocations.
+    pub errno: Option<&'static str>,
+}
+
+/// Which eligible calls fail.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultPick {
+    /// A seeded fraction: the (shaped) level.
+    Fraction,
+    /// Only the n-th call after the event starts.
+    Nth(u64),
+    /// Every n-th call.
+    Every(u64),
+}
+
+impl FaultPick {
+    fn describe(self) -> Option<String> {
+        match self {
+            FaultPick::Fraction => None,
+            FaultPick::Nth(n) => Some(format!("call {n} only")),
+            FaultPick::Every(n) => Some(format!("every call {n}")),
+        }
+    }
 }
 
 /// When the target counts as ready.
@@ -1142,7 +1209,9 @@ impl Timeline {
         for e in &self.events {
             let level = e.intensity.level(e.via, m).describe(e.via);
             let requested = e.intensity.describe(e.via);
-            let lvl = if requested == level {
+            let lvl = if let Some(d) = e.fault.as_ref().and_then(|f| f.pick.describe()) {
+                d
+            } else if requested == level {
                 level
             } else {
                 format!("{requested} = {level}")
@@ -1640,6 +1709,29 @@ fn event(
                 .filter(|&h| h > 0)
                 .is_none()
                 .then_some("hold is a duration such as 1s"),
+            "nth" | "every" | "limit" => v
+                .as_u64()
+                .filter(|&n| n > 0)
+                .is_none()
+                .then_some("a whole number of calls, at least 1"),
+            "sites" => match v.as_str() {
+                Some(p) if p.starts_with('#') => p[1..]
+                    .parse::<u32>()
+                    .is_err()
+                    .then_some("a site is #N, N its index (`cargo panic sites <binary>`)"),
+                Some(p) => globset::Glob::new(p)
+                    .is_err()
+                    .then_some("sites is a function pattern such as 'my_crate::io::*', or #N"),
+                None => Some("sites is a function pattern such as 'my_crate::io::*', or #N"),
+            },
+            "callee" => v
+                .as_str()
+                .is_none_or(|p| globset::Glob::new(p).is_err())
+                .then_some("callee is a pattern over the called function, such as '*write*'"),
+            "errno" => v
+                .as_str()
+                .is_none_or(|e| !matches!(e.to_ascii_uppercase().as_str(), "ENOSPC" | "EIO"))
+                .then_some("errno is ENOSPC or EIO"),
             _ => None,
         };
         if let Some(m) = bad {
@@ -1660,8 +1752,55 @@ fn event(
             f => Some(f),
         },
     };
+    let fault = via.is_fault().then(|| {
+        let n = |k: &str| args.get(k).and_then(Value::as_u64);
+        let text = |k: &str| args.get(k).and_then(Value::as_str).map(str::to_string);
+        let pick = match (n("nth"), n("every")) {
+            (Some(_), Some(_)) => {
+                ck.at(&format!("{path}.args"), "give nth or every, not both");
+                FaultPick::Fraction
+            }
+            (Some(k), None) => FaultPick::Nth(k),
+            (None, Some(k)) => FaultPick::Every(k),
+            (None, None) => FaultPick::Fraction,
+        };
+        if pick != FaultPick::Fraction {
+            if e.intensity.is_some() {
+                ck.at(
+                    &format!("{path}.intensity"),
+                    "with nth or every the calls that fail are counted, not a fraction: leave intensity out",
+                );
+            }
+            if e.shape.is_some() {
+                ck.at(
+                    &format!("{path}.shape"),
+                    "with nth or every there is no level to shape: leave shape out",
+                );
+            }
+        }
+        FaultSpec {
+            sites: text("sites"),
+            callee: text("callee"),
+            pick,
+            limit: n("limit"),
+            errno: match via {
+                Via::FailIo if text("errno").is_some_and(|e| e.eq_ignore_ascii_case("EIO")) => {
+                    Some("EIO")
+                }
+                Via::FailIo => Some("ENOSPC"),
+                Via::Eintr => Some("EINTR"),
+                _ => None,
+            },
+        }
+    });
     let intensity = match &e.intensity {
-        None => Intensity::Named(Named::Medium),
+        None if matches!(fault.as_ref().map(|f| f.pick), Some(FaultPick::Nth(_))) => {
+            Intensity::Exact(Level::Scalar(1.0))
+        }
+        None => match fault.as_ref().map(|f| f.pick) {
+            Some(FaultPick::Every(k)) => Intensity::Exact(Level::Scalar(1.0 / k as f64)),
+            _ => Intensity::Named(Named::Medium),
+        },
         Some(v) => match Intensity::parse(v, via) {
             Ok(i) => i,
             Err(m) => {
@@ -1713,6 +1852,7 @@ fn event(
             start_when,
             stop_when,
             args,
+            fault,
         },
         after,
     ))
@@ -1880,6 +2020,57 @@ assert: [crashes == 0]
     }
 
     /// (timeline text, line:col, message part) for located errors.
+    #[test]
+    fn fault_events_read_their_selection_and_refuse_contradictions() {
+        let t = ok(
+            "duration: 5s\ntracks:\n  - axis: memory\n    events:\n      - {id: a, args: {via: fail-alloc, sites: 'app::*', nth: 5}}\n  - axis: disk\n    events:\n      - {id: b, intensity: 20%, args: {via: fail-io, errno: eio, callee: '*write*', limit: 3}}\n  - axis: time\n    events:\n      - {id: c, args: {via: eintr, every: 4}}\n",
+        );
+        let f = |i: usize| t.events[i].fault.clone().unwrap();
+        assert_eq!(f(0).pick, FaultPick::Nth(5));
+        assert_eq!(f(0).sites.as_deref(), Some("app::*"));
+        assert_eq!(f(0).errno, None);
+        assert_eq!(t.events[0].intensity, Intensity::Exact(Level::Scalar(1.0)));
+        assert_eq!((f(1).errno, f(1).limit), (Some("EIO"), Some(3)));
+        assert_eq!(f(1).callee.as_deref(), Some("*write*"));
+        assert_eq!(t.events[1].intensity, Intensity::Exact(Level::Scalar(0.2)));
+        assert_eq!(
+            (f(2).pick, f(2).errno),
+            (FaultPick::Every(4), Some("EINTR"))
+        );
+        assert_eq!(t.events[2].intensity, Intensity::Exact(Level::Scalar(0.25)));
+        assert!(t.events.iter().all(|e| e.via.is_fault()));
+        let head = "duration: 5s\ntracks:\n  - axis: disk\n    events:\n      - ";
+        for (event, want) in [
+            (
+                "{args: {via: fail-io, nth: 2, every: 3}}",
+                "give nth or every, not both",
+            ),
+            (
+                "{intensity: 5%, args: {via: fail-io, nth: 2}}",
+                "leave intensity out",
+            ),
+            (
+                "{shape: ramp, args: {via: fail-io, every: 2}}",
+                "leave shape out",
+            ),
+            (
+                "{args: {via: fail-io, errno: EPERM}}",
+                "errno is ENOSPC or EIO",
+            ),
+            ("{args: {via: fail-io, nth: 0}}", "at least 1"),
+            ("{args: {via: fail-io, sites: '#x'}}", "a site is #N"),
+            ("{intensity: 150%, args: {via: fail-io}}", "at most 100%"),
+            (
+                "{args: {via: fail-alloc}}",
+                "'fail-alloc' is not a disk mechanism",
+            ),
+        ] {
+            let e = err(&format!("{head}{event}\n"));
+            assert!(e.contains(want), "{event}: {e}");
+            assert!(e.contains("t.yaml:5:"), "{event}: located: {e}");
+        }
+    }
+
     #[test]
     fn errors_are_located_with_hints() {
         let cases: &[(&str, &str, &str)] = &[
