@@ -976,6 +976,16 @@ pub fn attack(opts: &Options) -> Result<Report> {
         .as_mut()
         .map(|i| i.finish(t, sites.manifest.as_ref()))
         .unwrap_or_default();
+    // Checked at the end: the target maps the table when its runtime starts.
+    for f in faults.iter().filter(|f| !f.attached) {
+        if let Some(e) = events.iter_mut().find(|e| e.id == f.event) {
+            e.errors.push(
+                "the target's runtime never mapped the fault table, so no call could fail: \
+                 rebuild the target with this cargo-panic"
+                    .into(),
+            );
+        }
+    }
     drop(run);
 
     for e in &mut events {
