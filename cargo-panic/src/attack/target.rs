@@ -204,7 +204,16 @@ impl Target {
         self.exited
     }
 
+    /// The last lines of its stderr. Once it has ended, its last lines may
+    /// still be in the pipe: the forwarders (which end at EOF) get up to
+    /// 200 ms to read them first.
     pub fn tail(&self) -> Vec<String> {
+        if self.exited.is_some() {
+            let until = Instant::now() + Duration::from_millis(200);
+            while self.forwarders.iter().any(|f| !f.is_finished()) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
         self.stderr_tail
             .lock()
             .map(|t| t.iter().cloned().collect())
