@@ -60,11 +60,15 @@
 static unsigned char *table;
 static uint64_t table_sites;
 
-static struct panic_faults_head *head(void) { return (struct panic_faults_head *)table; }
-static struct panic_fault_rule *rules(void) { return (struct panic_fault_rule *)(table + PANIC_FAULTS_HEADER); }
-static struct panic_fault_site *fsites(void) {
-    return (struct panic_fault_site *)(table + PANIC_FAULTS_HEADER + PANIC_FAULT_RULES * PANIC_FAULT_RULE_SIZE);
+/* The parts of a mapped table t (loaded once per call, acquire). */
+static struct panic_faults_head *head(unsigned char *t) { return (struct panic_faults_head *)t; }
+static struct panic_fault_rule *rules(unsigned char *t) { return (struct panic_fault_rule *)(t + PANIC_FAULTS_HEADER); }
+static struct panic_fault_site *fsites(unsigned char *t) {
+    return (struct panic_fault_site *)(t + PANIC_FAULTS_HEADER + PANIC_FAULT_RULES * PANIC_FAULT_RULE_SIZE);
 }
+
+/* The table, or NULL; acquire, so table_sites (written before it) is seen. */
+static inline unsigned char *mapped(void) { return __atomic_load_n(&table, __ATOMIC_ACQUIRE); }
 
 void panic_faults_setup(const char *path) {
     int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDWR | O_CLOEXEC);
@@ -130,14 +134,15 @@ static unsigned err_bit(int e) {
     }
 }
 
-static __attribute__((noinline)) int decide(uint32_t site, uint32_t what, unsigned eligible, int *err) {
+static __attribute__((noinline)) int decide(unsigned char *t, uint32_t site, uint32_t what, unsigned eligible,
+                                            int *err) {
     if (site >= table_sites)
         return 0;
-    struct panic_fault_site *s = &fsites()[site];
+    struct panic_fault_site *s = &fsites(t)[site];
     uint32_t r = __atomic_load_n(&s->rule, RELAXED);
     if (r == 0 || r > PANIC_FAULT_RULES)
         return 0;
-    struct panic_fault_rule *rule = &rules()[r - 1];
+    struct panic_fault_rule *rule = &rules(t)[r - 1];
     if (!__atomic_load_n(&rule->active, __ATOMIC_ACQUIRE) || rule->what != what)
         return 0;
     int e = rule->err;
@@ -178,22 +183,22 @@ static __attribute__((noinline)) int decide(uint32_t site, uint32_t what, unsign
 }
 
 int __panic_fault_alloc(uint64_t *site_counter) {
-    unsigned char *t = __atomic_load_n(&table, RELAXED);
-    if (LIKELY(t == NULL) || LIKELY(__atomic_load_n(&head()->armed, RELAXED) == 0))
+    unsigned char *t = mapped();
+    if (LIKELY(t == NULL) || LIKELY(__atomic_load_n(&head(t)->armed, RELAXED) == 0))
         return 0;
-    return decide((uint32_t)(site_counter - __start_panic_counters), PANIC_FAULT_ALLOC, 0, NULL);
+    return decide(t, (uint32_t)(site_counter - __start_panic_counters), PANIC_FAULT_ALLOC, 0, NULL);
 }
 
 /* The errno a wrapped call must fail with now, or 0. Keeps errno. */
 static inline int errno_fault(unsigned eligible) {
-    unsigned char *t = __atomic_load_n(&table, RELAXED);
-    if (LIKELY(t == NULL) || LIKELY(__atomic_load_n(&head()->armed, RELAXED) == 0))
+    unsigned char *t = mapped();
+    if (LIKELY(t == NULL) || LIKELY(__atomic_load_n(&head(t)->armed, RELAXED) == 0))
         return 0;
     uint32_t site = panic_current_site();
     if (site == PANIC_NO_SITE)
         return 0;
     int saved = errno, e = 0;
-    int hit = decide(site, PANIC_FAULT_ERRNO, eligible, &e);
+    int hit = decide(t, site, PANIC_FAULT_ERRNO, eligible, &e);
     errno = saved;
     return hit ? e : 0;
 }

@@ -114,7 +114,6 @@ struct Plan {
 /// The run's fault table and what each fault event selected.
 pub struct Injector {
     table: Table,
-    _file: SegmentFile,
     plans: Vec<Plan>,
     /// event -> rule slot, while the event runs.
     slots: HashMap<usize, usize>,
@@ -159,13 +158,17 @@ impl Injector {
             });
         }
         let n_sites = m.counter_slots;
-        let file = SegmentFile::new().context("cannot name the fault table")?;
-        let path = file.path().with_extension("faults");
+        // Named like a segment file (this process's pid in it), so that the
+        // sweep of a killed run's files removes it too; the table removes
+        // its file when dropped.
+        let path = SegmentFile::new()
+            .context("cannot name the fault table")?
+            .path()
+            .with_extension("faults");
         let table = Table::create(&path, n_sites)
             .with_context(|| format!("cannot create the fault table {}", path.display()))?;
         Ok(Some(Injector {
             table,
-            _file: file,
             plans,
             slots: HashMap::new(),
             assigned: HashMap::new(),

@@ -1794,10 +1794,8 @@ fn event(
         }
     });
     let intensity = match &e.intensity {
-        None if matches!(fault.as_ref().map(|f| f.pick), Some(FaultPick::Nth(_))) => {
-            Intensity::Exact(Level::Scalar(1.0))
-        }
         None => match fault.as_ref().map(|f| f.pick) {
+            Some(FaultPick::Nth(_)) => Intensity::Exact(Level::Scalar(1.0)),
             Some(FaultPick::Every(k)) => Intensity::Exact(Level::Scalar(1.0 / k as f64)),
             _ => Intensity::Named(Named::Medium),
         },
