@@ -6,6 +6,7 @@
 #   time            peak memory figures in bench/
 #   clang-19, llvm-19-dev   C/C++: the pass plugin is built against and loaded
 #                   into Debian's clang 19 (`cargo panic cc`, the `cc` crate)
+#   libclang-rt-19-dev      clang 19's sanitizer runtimes: `cargo panic cc --sanitize`
 #   cmake, ninja-build      the CMake example and its tests
 #   libz3-dev, libclang-dev the verifier: the z3 crate links Debian's libz3 and
 #                   needs libclang for its bindings
@@ -15,7 +16,7 @@
 #   procps          ps, used by the attack tests to look for leftover processes
 #   stress-ng       bench/attack.sh: the reference the stressors are compared with
 set -euo pipefail
-packages=(gcc make valgrind time clang-19 llvm-19-dev cmake ninja-build libz3-dev libclang-dev coq libelf-dev zlib1g-dev pkg-config procps stress-ng)
+packages=(gcc make valgrind time clang-19 llvm-19-dev libclang-rt-19-dev cmake ninja-build libz3-dev libclang-dev coq libelf-dev zlib1g-dev pkg-config procps stress-ng)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

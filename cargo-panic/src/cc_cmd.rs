@@ -7,7 +7,9 @@
 //! caches the compiler path, like CMake, keeps a path that stays valid). A compile
 //! gets the plugin; a link gets the runtime archive last (an executable also
 //! exports the runtime's price API) and, once it succeeded,
-//! `<output>.panic.json` derived from the linked file.
+//! `<output>.panic.json` derived from the linked file. With `--sanitize`,
+//! both also get clang's sanitizer flags ([`sanitizers`] says how the
+//! sanitizers and the runtime share a process).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,10 +70,121 @@ pub struct CcOptions {
     pub out: Option<PathBuf>,
     pub uninstrumented_on_error: bool,
     pub rule_json: String,
+    /// `--sanitize` values as given (each may be a comma list).
+    pub sanitize: Vec<String>,
+}
+
+/// The sanitizers `--sanitize` accepts, in clang's spelling, with the
+/// `libclang_rt` library a link needs for each.
+const SANITIZERS: &[(&str, &str)] = &[
+    ("address", "asan"),
+    ("undefined", "ubsan_standalone"),
+    ("thread", "tsan"),
+];
+
+/// `--sanitize` values (each may be a comma list) as one list in the order
+/// given, without repeats. Refuses any other name (only these three were
+/// checked with the runtime, below) and address with thread, which clang
+/// refuses.
+///
+/// Sanitizers and the runtime (found with ASan, UBSan and TSan builds of
+/// examples/c-bugs, c-threads and a C++ std::thread program, run under
+/// `cargo panic run`):
+/// - Clang links the sanitizer's runtime before every object (whole-archive),
+///   so where it and the runtime both define a function weakly, the
+///   sanitizer's wins. For the C library calls the runtime wraps to inject
+///   faults (`read`, `write`, `fwrite`, ...) that is what we want: the
+///   interceptor checks the call and forwards it to the C library
+///   (dlsym(RTLD_NEXT)), past the runtime's wrapper. The cost, accepted:
+///   errno fault rules do not fire on calls a sanitizer intercepts, and since
+///   the runtime's definitions are hidden, the symbol ends up hidden, so
+///   shared libraries call the C library's directly (those calls go
+///   unchecked by ASan, and unseen by TSan).
+/// - `pthread_create` is the exception: with ASan's or TSan's, a thread
+///   counted into the shared counters until its first timed region, and lost
+///   counts to races (8 threads, 800000 calls of an untimed function: 10 to
+///   40% missing). So executables with either get
+///   `--defsym=pthread_create=__panic_sanitized_pthread_create`: the
+///   runtime's, which gives the thread its block and starts it through the
+///   sanitizer's interceptor (panic_runtime.c). It stays exported, so
+///   `std::thread` in libstdc++ goes through it too, and the sanitizer still
+///   sees every thread (its reports name them).
+/// - A fatal signal reaches the runtime's handler first (it is installed
+///   after the sanitizer's, which lets a program handle SIGSEGV): it records
+///   the signal in the segment and restores the previous handler, the
+///   sanitizer's, which prints its report (`SEGV on unknown address`,
+///   `stack-overflow`) and exits 1. The profile says `signaled` with the
+///   signal, and the exit code is 1.
+/// - A report that is not a signal (heap-use-after-free, double free, heap
+///   overflow) ends the process with the sanitizer's own `_exit(1)`: no exit
+///   handler runs, so the profile's runtime state stays `running` (ended
+///   without exit handlers), with every count, which `cargo panic run` reads
+///   from the shared segment.
+/// - The counter arrays live in the `panic_counters` section, which ASan
+///   does not pad with redzones (a section named like a C identifier), so
+///   the runtime's layout check still holds.
+pub fn sanitizers(values: &[String]) -> Result<Vec<&'static str>> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for name in values.iter().flat_map(|v| v.split(',')).map(str::trim) {
+        let Some(&(known, _)) = SANITIZERS.iter().find(|(n, _)| *n == name) else {
+            let known: Vec<&str> = SANITIZERS.iter().map(|(n, _)| *n).collect();
+            let what = if name.is_empty() {
+                "an empty sanitizer name (a stray comma?)".to_string()
+            } else {
+                format!("unknown sanitizer `{name}`")
+            };
+            bail!(
+                "{what} in --sanitize: cargo panic cc supports {}",
+                known.join(", ")
+            );
+        };
+        if !out.contains(&known) {
+            out.push(known);
+        }
+    }
+    if out.contains(&"address") && out.contains(&"thread") {
+        bail!(
+            "--sanitize address and thread cannot be combined: ASan and TSan each lay out their own \
+             shadow memory, and clang refuses -fsanitize=address,thread; build once with each"
+        );
+    }
+    Ok(out)
+}
+
+/// Fails, saying which package to install, unless `clang` has the runtime
+/// library of every sanitizer in `list` (Debian ships them apart from clang).
+fn check_sanitizer_runtimes(clang: &Path, list: &[&str]) -> Result<()> {
+    for name in list {
+        let lib = SANITIZERS
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, l)| *l)
+            .unwrap_or(name);
+        let file = format!("libclang_rt.{lib}-{}.a", std::env::consts::ARCH);
+        let found = Command::new(clang)
+            .arg(format!("-print-file-name={file}"))
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .is_some_and(|p| p.is_absolute() && p.is_file());
+        if !found {
+            bail!(
+                "--sanitize {name} needs clang {}'s sanitizer runtime ({file}), which {} cannot find: \
+                 install libclang-rt-{}-dev (scripts/install-deps.sh does)",
+                clang::CLANG_MAJOR,
+                clang.display(),
+                clang::CLANG_MAJOR
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `cargo panic cc [--out DIR] -- <command...>`
 pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
+    // Before anything is built: a bad --sanitize would fail every compile.
+    let sanitize = sanitizers(&opts.sanitize)?;
     let (cc_path, cxx_path) = real_compilers()?;
     let clang = clang::check_compiler(&cc_path, "CC")?;
     let clangxx = clang::check_compiler(&cxx_path, "CXX")?;
@@ -83,6 +196,7 @@ pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
             clang::CLANG_MAJOR
         );
     }
+    check_sanitizer_runtimes(&clang.path, &sanitize)?;
     let plugin = clang::ensure_plugin(&clang, false)?;
     let home = clang::home()?;
     let runtime = clang::runtime_archive(&home.join("runtime"))?;
@@ -121,6 +235,11 @@ pub fn cc(opts: &CcOptions, command: &[String]) -> Result<i32> {
     }
     if opts.uninstrumented_on_error {
         cmd.env(plugin_env::ON_ERROR, plugin_env::ON_ERROR_UNINSTRUMENTED);
+    }
+    if sanitize.is_empty() {
+        cmd.env_remove(env::SANITIZE);
+    } else {
+        cmd.env(env::SANITIZE, sanitize.join(","));
     }
     let status = cmd
         .status()
@@ -242,15 +361,25 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         args
     };
     let line = ccargs::parse(&args);
-    let mut argv: Vec<String> = Vec::with_capacity(args.len() + 3);
+    // `cargo panic cc --sanitize`: clang's spelling, checked there.
+    let sanitizers = std::env::var(env::SANITIZE).unwrap_or_default();
+    let sanitize = (!sanitizers.is_empty()).then(|| format!("-fsanitize={sanitizers}"));
+    let mut argv: Vec<String> = Vec::with_capacity(args.len() + 6);
     if line.compiles() {
         let plugin = match std::env::var_os(env::PLUGIN) {
             Some(p) => PathBuf::from(p),
             None => clang::ensure_plugin(&clang::check_compiler(&real, "the compiler")?, true)?,
         };
         argv.push(format!("-fpass-plugin={}", plugin.display()));
-        // Before the user's flags, so their own -g level wins.
-        argv.push("-gline-tables-only".into());
+        // Before the user's flags, so their own -g level wins (a sanitizer's
+        // report names files and lines, so it asks for full debug info); and
+        // their own -fno-sanitize= can narrow the list.
+        if let Some(s) = &sanitize {
+            argv.push(s.clone());
+            argv.push("-g".into());
+        } else {
+            argv.push("-gline-tables-only".into());
+        }
         // panic.h (the price API); after the user's own -I (-idirafter).
         argv.push("-idirafter".into());
         argv.push(
@@ -263,6 +392,11 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         }
     }
     argv.extend(args.iter().cloned());
+    if sanitize.is_some() && line.compiles() {
+        // After the user's flags: the sanitizers' fast unwinder walks frame
+        // pointers, and their reports are only as good as those stacks.
+        argv.push("-fno-omit-frame-pointer".into());
+    }
     if !line.links() {
         cmd.args(&argv);
         return run(cmd);
@@ -271,6 +405,28 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
         Some(p) => PathBuf::from(p),
         None => clang::runtime_archive(&clang::home()?.join("runtime"))?,
     };
+    if let Some(s) = &sanitize {
+        if !line.compiles() {
+            // The sanitizer's runtime (an executable's; a shared library
+            // leaves its symbols to the executable that loads it).
+            argv.push(s.clone());
+        }
+        if !line.shared
+            && sanitizers
+                .split(',')
+                .any(|n| n == "address" || n == "thread")
+        {
+            // ASan and TSan define pthread_create too, and win: the
+            // runtime's own, which gives each thread its counter block,
+            // takes over and starts threads through their interceptor
+            // (panic_runtime.c, `__panic_sanitized_pthread_create`). -u
+            // keeps the defsym valid even with no instrumented object.
+            let sym = panic_runtime::abi::SYM_SANITIZED_PTHREAD_CREATE;
+            argv.push(format!(
+                "-Wl,--undefined={sym},--defsym=pthread_create={sym}"
+            ));
+        }
+    }
     if !line.shared {
         // The price API: a C program calls it directly, but code that looks it
         // up at run time (panic-api in a Rust static library, a plugin the

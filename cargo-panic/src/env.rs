@@ -28,3 +28,7 @@ pub const CC_LOG: &str = "CARGO_PANIC_CC_LOG";
 /// Set by `cargo panic build` for the `cc` crate: instrument only compiles for
 /// the target (build scripts whose rustflags carry cargo-panic's linker).
 pub const CC_FROM_CARGO: &str = "CARGO_PANIC_CC_FROM_CARGO";
+/// The sanitizers `cargo panic cc --sanitize` asked for, as a comma list in
+/// clang's spelling (`address,undefined`): the wrappers add `-fsanitize=` with
+/// it to every compile and link.
+pub const SANITIZE: &str = "CARGO_PANIC_SANITIZE";

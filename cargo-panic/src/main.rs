@@ -56,6 +56,13 @@ enum Command {
         /// Never time functions whose demangled name matches (repeatable)
         #[arg(long = "no-time", value_name = "GLOB")]
         no_time: Vec<String>,
+        /// Build with clang's sanitizers as well: `address`, `undefined`,
+        /// `thread` (repeatable, or a comma list as in `-fsanitize=`; address
+        /// and thread exclude each other). Every compile gets `-fsanitize=...
+        /// -fno-omit-frame-pointer -g` (your own -g and -O levels win), every
+        /// link `-fsanitize=...`. Needs libclang-rt-19-dev.
+        #[arg(long, value_name = "SANITIZER", value_delimiter = ',')]
+        sanitize: Vec<String>,
         /// The build command (`make -j2`, `cmake --build build`, ...)
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
@@ -272,6 +279,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             uninstrumented_on_error,
             time,
             no_time,
+            sanitize,
             command,
         } => {
             let rule = panic_passes::DwellRule {
@@ -285,6 +293,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                     out,
                     uninstrumented_on_error,
                     rule_json: serde_json::to_string(&rule)?,
+                    sanitize,
                 },
                 &command,
             )

@@ -628,3 +628,183 @@ fn the_manifest_records_what_c_functions_call_and_touch() {
         main.touches
     );
 }
+
+// ---- sanitizers ----
+
+/// `cargo panic run` with an environment for the target; the profile must be
+/// written whatever the exit status. Returns (output, profile).
+fn run_profiled_env(exe: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Output, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("p.json");
+    let out = cargo_panic()
+        .envs(envs.iter().copied())
+        .arg("run")
+        .arg("--out")
+        .arg(&profile)
+        .arg("--")
+        .arg(exe)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(profile.is_file(), "no profile written:\n{}", show(&out));
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
+    (out, p)
+}
+
+/// Where ASan finds clang 19's symbolizer (`llvm-symbolizer` on PATH may be
+/// another version's, or missing): reports name functions and lines with it.
+fn symbolizer() -> String {
+    let out = Command::new("clang-19")
+        .arg("-print-prog-name=llvm-symbolizer")
+        .output()
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn asan_reports_a_use_after_free_and_the_profile_survives() {
+    let dir = example("c-bugs");
+    cc_build(dir.path(), &["--sanitize", "address"], &["make"]);
+    let exe = dir.path().join("c-bugs");
+    let sym = symbolizer();
+
+    // A clean run: exact counts, exit 0.
+    let (out, p) = run_profiled_env(&exe, &["ok"], &[("ASAN_SYMBOLIZER_PATH", &sym)]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    assert_eq!(count(&p, "main", "entry", false), 1);
+    assert_eq!(count(&p, "main", "exit", false), 1);
+    assert_eq!(p["runtime"]["state"], "exited");
+
+    // examples/c-bugs/README.md: the read at line 28, the free at 25, the
+    // malloc at 20.
+    let (out, p) = run_profiled_env(&exe, &["uaf"], &[("ASAN_SYMBOLIZER_PATH", &sym)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    for needle in [
+        "ERROR: AddressSanitizer: heap-use-after-free",
+        "READ of size 1",
+        "in use_buffer ",
+        "main.c:28:",
+        "freed by thread T0 here:",
+        "in drop_buffer ",
+        "main.c:25:",
+        "previously allocated by thread T0 here:",
+        "in make_buffer ",
+        "main.c:20:",
+        "SUMMARY: AddressSanitizer: heap-use-after-free",
+    ] {
+        assert!(err.contains(needle), "`{needle}` missing:\n{}", show(&out));
+    }
+    assert!(
+        out.stdout.is_empty(),
+        "ASan stops it before the print: {}",
+        show(&out)
+    );
+    assert_eq!(p["exit"]["code"], 1, "{p:#}");
+    for f in ["make_buffer", "drop_buffer", "use_buffer", "main"] {
+        assert_eq!(count(&p, f, "entry", false), 1, "{f}");
+    }
+    assert_eq!(count(&p, "make_buffer", "alloc", false), 1);
+    assert_eq!(count(&p, "drop_buffer", "free", false), 1);
+    // ASan ends the process with _exit: no exit handler ran.
+    assert_eq!(p["runtime"]["state"], "running");
+
+    // A fault: the runtime records the signal, then ASan reports it.
+    let (out, p) = run_profiled_env(&exe, &["null"], &[("ASAN_SYMBOLIZER_PATH", &sym)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("AddressSanitizer: SEGV on unknown address 0x000000000000")
+            && err.contains("in poke "),
+        "{}",
+        show(&out)
+    );
+    assert_eq!(p["runtime"]["state"], "signaled");
+    assert_eq!(p["runtime"]["fatal_signal"], 11);
+    assert_eq!(p["runtime"]["fault_addr"], 0);
+    assert_eq!(count(&p, "poke", "entry", false), 1);
+}
+
+/// Thread bodies with no timed region: with ASan or TSan every count must
+/// still land (the runtime's pthread_create has to win over theirs, else
+/// such threads count into the shared counters and lose counts to races).
+const UNTIMED_THREADS: &str = r#"
+#include <pthread.h>
+#include <stdio.h>
+__attribute__((noinline)) unsigned long leaf(unsigned long x) { return x * 3 + 1; }
+__attribute__((noinline)) unsigned long down(unsigned long n) { return n == 0 ? 0 : leaf(n) + down(n - 1); }
+static void *worker(void *arg) { return (void *)(down(20000) + down(20000) + (unsigned long)arg); }
+int main(void) {
+    pthread_t t[8];
+    for (int i = 0; i < 8; i++) pthread_create(&t[i], NULL, worker, NULL);
+    for (int i = 0; i < 8; i++) pthread_join(t[i], NULL);
+    printf("done\n");
+    return 0;
+}
+"#;
+
+#[test]
+fn threads_count_exactly_under_asan_and_tsan() {
+    for sanitizer in ["address", "thread"] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("untimed.c"), UNTIMED_THREADS).unwrap();
+        cc_build(
+            dir.path(),
+            &["--sanitize", sanitizer],
+            &["sh", "-c", "$CC -O2 -pthread -o untimed untimed.c"],
+        );
+        let (out, p) = run_profiled(&dir.path().join("untimed"), &[]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "done\n");
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("Sanitizer"),
+            "{sanitizer}: {}",
+            show(&out)
+        );
+        // 8 threads x 2 calls of down(20000): 20001 entries each, 20000 leaves.
+        assert_eq!(
+            count(&p, "down", "entry", false),
+            8 * 2 * 20001,
+            "{sanitizer}"
+        );
+        assert_eq!(
+            count(&p, "leaf", "entry", false),
+            8 * 2 * 20000,
+            "{sanitizer}"
+        );
+    }
+    // UBSan links and runs too.
+    let dir = example("c-threads");
+    cc_build(dir.path(), &["--sanitize", "undefined"], &["make"]);
+    let (_, p) = run_profiled(&dir.path().join("c-threads"), &[]);
+    assert_eq!(count(&p, "step", "entry", false), 40000);
+}
+
+#[test]
+fn sanitizers_that_cannot_be_combined_or_do_not_exist_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused before the build command runs: it would create `ran`.
+    for (args, needle) in [
+        (
+            &["--sanitize", "address,thread"][..],
+            "--sanitize address and thread cannot be combined",
+        ),
+        (
+            &["--sanitize", "thread", "--sanitize", "address"][..],
+            "--sanitize address and thread cannot be combined",
+        ),
+        (
+            &["--sanitize", "bogus"][..],
+            "unknown sanitizer `bogus` in --sanitize: cargo panic cc supports address, undefined, thread",
+        ),
+    ] {
+        let out = cc_panic()
+            .arg("cc")
+            .args(args)
+            .args(["--", "touch", "ran"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        fails_with(&out, 2, needle);
+        assert!(!dir.path().join("ran").exists(), "{args:?}: the build ran");
+    }
+}

@@ -74,6 +74,10 @@
  *     between updates), 0 without a price map. */
 #define PANIC_SYM_PRICE "panic_price"
 #define PANIC_SYM_PRICE_SEQ "panic_price_seq"
+/* The runtime's pthread_create for executables linked with ASan or TSan, which
+ * intercept pthread_create themselves: the cc wrappers link them with
+ * --defsym=pthread_create=<it> (hidden; panic_runtime.c says why). */
+#define PANIC_SYM_SANITIZED_PTHREAD_CREATE "__panic_sanitized_pthread_create"
 /* The fuse API (user header panic.h; fuses: PANIC_ENV_KTHREADS below), defined
  * and exported like the price API:
  *   int panic_fuse(const char *name): 1 when the fuse named `name` (the

@@ -755,16 +755,23 @@ static void *start_thread(void *p) {
     return fn(arg);
 }
 
-__attribute__((weak, visibility("default"))) int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
-                                                                void *(*fn)(void *), void *arg) {
+/* The C library's pthread_create (the next definition after this module's),
+ * found once; NULL if there is none. */
+static pthread_create_fn libc_pthread_create(void) {
     static pthread_create_fn real;
     pthread_create_fn next = __atomic_load_n(&real, __ATOMIC_ACQUIRE);
     if (next == NULL) {
         next = (pthread_create_fn)dlsym(RTLD_NEXT, "pthread_create");
-        if (next == NULL)
-            return EAGAIN;
-        __atomic_store_n(&real, next, __ATOMIC_RELEASE);
+        if (next != NULL)
+            __atomic_store_n(&real, next, __ATOMIC_RELEASE);
     }
+    return next;
+}
+
+/* Starts fn(arg) through `next` (a pthread_create), giving the thread its
+ * block first. */
+static int create_thread(pthread_create_fn next, pthread_t *thread, const pthread_attr_t *attr,
+                         void *(*fn)(void *), void *arg) {
     for (int i = 0; i < START_RECORDS; i++) {
         struct start_record *r = &start_records[i];
         uint32_t expected = 0;
@@ -779,6 +786,35 @@ __attribute__((weak, visibility("default"))) int pthread_create(pthread_t *threa
         return err;
     }
     return next(thread, attr, fn, arg);
+}
+
+__attribute__((weak, visibility("default"))) int pthread_create(pthread_t *thread, const pthread_attr_t *attr,
+                                                                void *(*fn)(void *), void *arg) {
+    pthread_create_fn next = libc_pthread_create();
+    return next ? create_thread(next, thread, attr, fn, arg) : EAGAIN;
+}
+
+/* With ASan or TSan (cargo panic cc --sanitize): their runtime is linked
+ * before every object and defines pthread_create (weak) too, so the one
+ * above loses, and a thread would count into the shared counters (losing
+ * counts to races) until its first timed region. Their interceptor must see
+ * every thread start, so the runtime cannot call the C library's directly
+ * either. The cc wrappers link such executables with
+ * --defsym=pthread_create=<this> (PANIC_SYM_SANITIZED_PTHREAD_CREATE), which
+ * overrides both weak definitions, also for shared libraries (the sanitizer
+ * exports it): the thread gets its block and starts through the sanitizer's
+ * interceptor (__interceptor_pthread_create, its name in compiler-rt), which
+ * calls the C library's. Never named by `pthread_create` here: with the
+ * defsym, that symbol is this function. Default visibility, as the symbol
+ * the defsym makes takes this one's and must stay exported. */
+extern int __interceptor_pthread_create(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *)
+    __attribute__((weak));
+
+__attribute__((visibility("default"))) int __panic_sanitized_pthread_create(pthread_t *thread,
+                                                                          const pthread_attr_t *attr,
+                                                                          void *(*fn)(void *), void *arg) {
+    pthread_create_fn next = __interceptor_pthread_create ? __interceptor_pthread_create : libc_pthread_create();
+    return next ? create_thread(next, thread, attr, fn, arg) : EAGAIN;
 }
 
 /* ------------------------------------------------------------------------- */

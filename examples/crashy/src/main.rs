@@ -1,5 +1,6 @@
 //! Deliberate failure modes for testing how a profile survives a crash.
-//! Usage: `crashy MODE` where MODE is panic, segv, abort, exit-thread or ok.
+//! Usage: `crashy MODE` where MODE is panic, segv, abort, exit-thread, unwrap,
+//! index, recurse or ok.
 //! Every mode first calls `step` exactly 100 times so a profile has counts.
 
 use std::hint::black_box;
@@ -48,6 +49,45 @@ fn exit_from_thread() -> ! {
     unreachable!("the channel never receives anything: {result:?}");
 }
 
+/// A user record, as `find_user` would return it.
+#[derive(Debug)]
+struct User {
+    name: String,
+}
+
+/// Looks a user up by id: there are no users, so always `None`.
+#[inline(never)]
+fn find_user(id: u64) -> Option<User> {
+    black_box(id);
+    None
+}
+
+/// Unwraps `find_user`'s answer: panics with "called `Option::unwrap()` on a
+/// `None` value".
+#[inline(never)]
+fn lookup(id: u64) -> usize {
+    find_user(black_box(id)).unwrap().name.len()
+}
+
+/// Indexes a 4-element array at `i` (a run-time value): panics with "index
+/// out of bounds" for `i >= 4`.
+#[inline(never)]
+fn element(i: usize) -> u8 {
+    let table = black_box([1u8, 2, 3, 4]);
+    table[black_box(i)]
+}
+
+/// Recurses with no base case, 512 bytes of `pad` per call, until the main
+/// thread's stack overflows. `black_box` keeps the call from becoming a loop.
+#[inline(never)]
+#[allow(unconditional_recursion)]
+fn descend(depth: u64, pad: &mut [u8; 512]) -> u64 {
+    pad[(depth % 512) as usize] = depth as u8;
+    let mut inner = black_box([0u8; 512]);
+    let below = descend(black_box(depth + 1), &mut inner);
+    black_box(below.wrapping_add(u64::from(pad[(depth * 7 % 512) as usize])))
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "ok".to_string());
     let sum = warm_up();
@@ -56,9 +96,14 @@ fn main() {
         "segv" => segv(),
         "abort" => std::process::abort(),
         "exit-thread" => exit_from_thread(),
+        "unwrap" => println!("{}", lookup(42)),
+        "index" => println!("{}", element(7)),
+        "recurse" => println!("{}", descend(0, &mut [0u8; 512])),
         "ok" => println!("ok"),
         other => {
-            eprintln!("usage: crashy [panic|segv|abort|exit-thread|ok] (got {other:?})");
+            eprintln!(
+                "usage: crashy [panic|segv|abort|exit-thread|unwrap|index|recurse|ok] (got {other:?})"
+            );
             std::process::exit(2);
         }
     }
