@@ -734,7 +734,8 @@ fn procs_of(dirs: &[PathBuf]) -> Vec<u32> {
     all
 }
 
-fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
+/// A pidfd for `pid` (signals sent through it can never reach a reused pid).
+pub fn pidfd_open(pid: u32) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; no memory
     // is passed.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };

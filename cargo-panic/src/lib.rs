@@ -19,6 +19,7 @@ pub mod pricing;
 pub mod procfs;
 pub mod profile;
 pub mod segfile;
+pub mod signature;
 pub mod toolchain;
 
 /// The exit code a command-line tool reports for a child's status: its own code,

@@ -6,6 +6,7 @@
 mod attack_cmd;
 mod build_cmd;
 mod cc_cmd;
+mod explain_cmd;
 mod run_cmd;
 mod verify_cmd;
 
@@ -13,6 +14,17 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// A size on the command line (`64MiB`, `1GB`), in bytes.
+fn bytes(text: &str) -> Result<u64, String> {
+    use cargo_panic_core::attack::units;
+    units::parse_as(text, units::Dim::Bytes).map(|b| b as u64)
+}
+
+/// A duration on the command line (`500ms`, `2s`, `1m`), in ns.
+fn duration_ns(text: &str) -> Result<u64, String> {
+    cargo_panic_core::attack::units::parse_duration_ns(text)
+}
 
 #[derive(Parser)]
 #[command(
@@ -104,9 +116,38 @@ enum Command {
         /// system call two probes). Implies `--kernel`.
         #[arg(long)]
         syscalls: bool,
+        /// Stop the program as hung when none of its instrumented code ran
+        /// for this long (e.g. `2s`); the profile's signature then says
+        /// whether threads wait for each other's locks, spin or sleep
+        #[arg(long, value_name = "DURATION", value_parser = duration_ns)]
+        hang_timeout: Option<u64>,
+        /// Stop the program when it runs longer than this (e.g. `30s`)
+        #[arg(long, value_name = "DURATION", value_parser = duration_ns)]
+        timeout: Option<u64>,
+        /// Run the program in a cgroup of its own limited to this much memory
+        /// (e.g. `64MiB`): going over it OOM-kills the program
+        #[arg(long, value_name = "SIZE", value_parser = bytes)]
+        memory_limit: Option<u64>,
+        /// When the program fails, run it again N times: the signature's
+        /// confidence is scaled by how many runs failed the same way
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        replay: u32,
         /// The binary and its arguments
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<String>,
+    },
+    /// Explain how a profiled run failed: the class, the confidence, the
+    /// rules that fired and the facts they used, the sites involved
+    Explain {
+        /// A profile written by `cargo panic run`
+        profile: PathBuf,
+        /// Take the program's stderr from this file instead of the profile's
+        /// (e.g. when it was captured elsewhere)
+        #[arg(long, value_name = "FILE")]
+        stderr: Option<PathBuf>,
+        /// Print the signature as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Print a profile as a table
     Report {
@@ -262,6 +303,10 @@ fn dispatch(cli: Cli) -> Result<i32> {
             config,
             metrics,
             syscalls,
+            hang_timeout,
+            timeout,
+            memory_limit,
+            replay,
             command,
         } => run_cmd::run(
             &out,
@@ -271,9 +316,18 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 config,
                 metrics,
                 syscalls,
+                hang_timeout_ns: hang_timeout,
+                timeout_ns: timeout,
+                memory_limit,
+                replay,
             },
             &command,
         ),
+        Command::Explain {
+            profile,
+            stderr,
+            json,
+        } => explain_cmd::explain(&profile, stderr.as_deref(), json),
         Command::Cc {
             out,
             uninstrumented_on_error,

@@ -2,7 +2,9 @@
 //! and dwell histograms of the runtime segment. Pure: built from data, rendered to
 //! strings; the CLI does the IO.
 //!
-//! Schema (version 1; fields may be added, never renamed): see README "Profile".
+//! Schema (version 2; fields may be added, never renamed): see README "Profile".
+//! Version 2 added `evidence` and `signature` (a failing run's crash
+//! signature); a version 1 profile has neither.
 
 use std::fmt::Write as _;
 
@@ -14,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::kernel::{KernelSection, ProfileBudgetEvent, SiteKernel};
 use crate::manifest::Manifest;
 
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
@@ -48,6 +50,13 @@ pub struct Profile {
     /// `panic_fuse` calls with a name the run has no fuse for (never tripped).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub fuse_unknown_asks: u64,
+    /// What was collected about a failing run (exit, stderr, threads, hang,
+    /// OOM, memory), for `cargo panic explain` to derive the signature again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<crate::signature::evidence::Evidence>,
+    /// A failing run's crash signature: class, confidence, derivation, sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::Signature>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -260,6 +269,8 @@ impl Profile {
             controller: None,
             fuses: Vec::new(),
             fuse_unknown_asks: 0,
+            evidence: None,
+            signature: None,
         })
     }
 
@@ -639,6 +650,8 @@ mod tests {
             controller: None,
             fuses: Vec::new(),
             fuse_unknown_asks: 0,
+            evidence: None,
+            signature: None,
         };
         assert_eq!(
             short_regions(&p, MIN_MEAN_REGION_NS, MIN_HOT_COUNT),

@@ -16,6 +16,9 @@ use cargo_panic_core::manifest::Manifest;
 use cargo_panic_core::metrics;
 use cargo_panic_core::pricing::PriceLoop;
 use cargo_panic_core::profile::{Exit, Profile};
+use cargo_panic_core::signature::evidence::{BudgetEvidence, Evidence, ExitEvidence};
+use cargo_panic_core::signature::facts::SiteInfo;
+use cargo_panic_core::signature::{self, Signature, collect};
 use panic_runtime::Clock;
 use panic_runtime::abi;
 use panic_runtime::segment::Snapshot;
@@ -101,6 +104,28 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// The kernel's syscall path (count and time per system call).
     pub syscalls: bool,
+    /// Stop the program as hung when no instrumented code ran for this long (ns).
+    pub hang_timeout_ns: Option<u64>,
+    /// Stop the program when it runs longer than this (ns).
+    pub timeout_ns: Option<u64>,
+    /// Run the program in a cgroup of its own with this memory limit (bytes):
+    /// going over it OOM-kills the program, and the signature says so.
+    pub memory_limit: Option<u64>,
+    /// Run a failing program again this many times to see whether it fails
+    /// the same way (the signature's confidence reflects it).
+    pub replay: u32,
+}
+
+/// What the checks before a run settle: the manifest, the config, the
+/// budgets placed and the kernel mode.
+struct Plan<'a> {
+    opts: &'a RunOptions,
+    binary: PathBuf,
+    args: &'a [String],
+    manifest: std::sync::Arc<Manifest>,
+    run_config: Option<RunConfig>,
+    budget_list: Vec<panic_bpf::BudgetSpec>,
+    kernel: KernelMode,
 }
 
 pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
@@ -123,7 +148,6 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
     if run_config.as_ref().is_some_and(|c| !c.fuses.is_empty()) {
         mode = needs_kernel(kernel, "fuses (their table is in the kernel side's maps)")?;
     }
-    let kernel = mode;
     let out_dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -135,32 +159,105 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
             out_dir.display()
         );
     }
+    let plan = Plan {
+        opts,
+        binary,
+        args,
+        manifest: std::sync::Arc::new(manifest),
+        run_config,
+        budget_list,
+        kernel: mode,
+    };
 
+    let (status, mut profile) = execute(&plan)?;
+    if let Some(sig) = profile.signature.take() {
+        profile.signature = Some(replay(&plan, sig)?);
+    }
+    cargo_panic_core::fsutil::write_json_atomic(out, &profile)?;
+    eprintln!(
+        "cargo-panic: profile of {} written to {} ({} sites)",
+        plan.binary.display(),
+        out.display(),
+        profile.sites.len()
+    );
+    if let Some(sig) = &profile.signature {
+        eprintln!("{}", one_line(sig, out));
+    }
+    Ok(cargo_panic_core::exit_code(status))
+}
+
+/// The failure in one line, and where to read why.
+fn one_line(sig: &Signature, out: &Path) -> String {
+    let class = match &sig.subclass {
+        Some(sub) => format!("{} ({sub})", sig.class),
+        None => sig.class.clone(),
+    };
+    let at = sig
+        .sites
+        .first()
+        .map(|s| match &s.file {
+            Some(f) => format!(" at {} {f}:{}", s.function, s.line),
+            None => format!(" at {}", s.function),
+        })
+        .unwrap_or_default();
+    format!(
+        "cargo-panic: the program failed: {class}{at}, confidence {:.2}, signature {}; \
+         `cargo panic explain {}` says why",
+        sig.confidence,
+        sig.hash,
+        out.display()
+    )
+}
+
+/// `--replay N`: runs the failing configuration again N times and counts
+/// the runs that end with the same signature hash.
+fn replay(plan: &Plan<'_>, sig: Signature) -> Result<Signature> {
+    let n = plan.opts.replay;
+    if n == 0 {
+        return Ok(sig);
+    }
+    let mut same = 1;
+    for i in 1..=n {
+        eprintln!("cargo-panic: replay {i} of {n}");
+        let (_, p) = execute(plan)?;
+        match &p.signature {
+            Some(s) if s.hash == sig.hash => same += 1,
+            Some(s) => eprintln!(
+                "cargo-panic: replay {i} ended differently: {} (signature {})",
+                s.class, s.hash
+            ),
+            None => eprintln!("cargo-panic: replay {i} did not fail"),
+        }
+    }
+    Ok(sig.with_replay(n + 1, same))
+}
+
+/// One run of the program: spawned watched, waited for, its profile built
+/// (with evidence and signature when it failed).
+fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
+    let (opts, binary, args, manifest) = (plan.opts, &plan.binary, plan.args, &plan.manifest);
+    let (run_config, budget_list) = (plan.run_config.as_ref(), &plan.budget_list);
     cargo_panic_core::segfile::sweep_stale();
     let seg = cargo_panic_core::segfile::SegmentFile::new()?;
 
-    let fuse_rules: Vec<FuseRule> = run_config
-        .as_ref()
-        .map(|c| c.fuses.clone())
-        .unwrap_or_default();
+    let fuse_rules: Vec<FuseRule> = run_config.map(|c| c.fuses.clone()).unwrap_or_default();
     let fuse_names: Vec<String> = fuse_rules.iter().map(|f| f.name.clone()).collect();
     // Loaded before the program starts, so it is watched from its first instruction.
     let monitor = start_monitor(
-        kernel,
+        plan.kernel,
         manifest.sites.len(),
         &panic_bpf::Options {
-            budgets: &budget_list,
+            budgets: budget_list,
             syscalls: opts.syscalls,
             fuses: &fuse_names,
         },
     )?;
 
     let exec_path = if binary.components().count() == 1 {
-        Path::new(".").join(&binary)
+        Path::new(".").join(binary)
     } else {
         binary.clone()
     };
-    let manifest = std::sync::Arc::new(manifest);
     let shared_prices: metrics::SharedPrices = std::sync::Arc::new(std::sync::Mutex::new(
         matches!(monitor, Some(Ok(_))).then(|| vec![0.0; panic_bpf::RESOURCES.len()]),
     ));
@@ -178,7 +275,35 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         None => None,
     };
     let mut cmd = Command::new(&exec_path);
-    cmd.args(args).env(abi::ENV_SHM, seg.path());
+    cmd.args(args)
+        .env(abi::ENV_SHM, seg.path())
+        .stderr(std::process::Stdio::piped());
+    // Sanitizer reports name functions and lines only with a symbolizer of
+    // their own LLVM (the one on PATH may be older and print bare addresses).
+    if std::env::var_os("ASAN_SYMBOLIZER_PATH").is_none()
+        && let Some(sym) = clang_symbolizer()
+    {
+        for var in [
+            "ASAN_SYMBOLIZER_PATH",
+            "UBSAN_SYMBOLIZER_PATH",
+            "TSAN_SYMBOLIZER_PATH",
+        ] {
+            cmd.env(var, &sym);
+        }
+    }
+    // Kept until the end: dropping it removes the cgroup (after the OOM count
+    // was read).
+    let cgroup = match opts.memory_limit {
+        Some(limit) => {
+            use cargo_panic_core::cgroup::{self, Controller, Group, RunCgroup};
+            let cg = RunCgroup::create(&cgroup::new_run_id(), &[Controller::Memory])
+                .context("--memory-limit needs a memory cgroup of its own")?;
+            cg.set_memory_max(Group::Target, Some(limit))?;
+            cg.join_on_spawn(Group::Target, &mut cmd)?;
+            Some(cg)
+        }
+        None => None,
+    };
     let started = Instant::now();
     let mut child = match &monitor {
         Some(Ok(m)) => {
@@ -188,18 +313,30 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         _ => cmd.spawn().map_err(anyhow::Error::new),
     }
     .with_context(|| format!("failed to start {}", binary.display()))?;
+    // Its stderr goes on to ours as it comes; the tail is kept as evidence.
+    let tee = child.stderr.take().map(collect::StderrTee::start);
+    let oom = collect::OomWatch::start(child.id());
+    let watch_sites = collect::WatchSites::of(manifest);
+    let watcher = collect::Watcher::start(
+        child.id(),
+        cargo_panic_core::cgroup::pidfd_open(child.id())
+            .context("cannot open a pidfd for the program")?,
+        seg.path().to_path_buf(),
+        watch_sites.clone(),
+        collect::WatchOptions {
+            period: WATCH_PERIOD,
+            hang_after: opts.hang_timeout_ns.map(std::time::Duration::from_nanos),
+            timeout: opts.timeout_ns.map(std::time::Duration::from_nanos),
+        },
+    );
     // While the target runs, Ctrl-C goes to it (same process group); we wait for
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
     let guard = IgnoreInterrupts::new(child.id());
-    let mut prices_loop = run_config
-        .as_ref()
-        .map(|c| PriceLoop::new(c, &manifest, child.id()));
+    let mut prices_loop = run_config.map(|c| PriceLoop::new(c, manifest, child.id()));
     let status = match &monitor {
         Some(Ok(m)) => {
-            let period = run_config
-                .as_ref()
-                .map_or(controller::DEFAULT_PERIOD_NS, |c| c.period_ns);
+            let period = run_config.map_or(controller::DEFAULT_PERIOD_NS, |c| c.period_ns);
             let ticking = prices_loop.as_ref().is_some_and(PriceLoop::ticking);
             let period = ticking.then(|| std::time::Duration::from_nanos(period));
             let r = m.wait(&mut child, period, || {
@@ -224,6 +361,8 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
     }
     .context("failed to wait for the target")?;
     drop(guard);
+    let watched = watcher.finish();
+    let stderr_bytes = tee.map(|t| t.finish()).unwrap_or_default();
     let wall_ns = started.elapsed().as_nanos() as u64;
     let end = Clock::now();
     // Read, then unload (links, maps and pins go with the monitor).
@@ -253,18 +392,12 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
             binary.display()
         )
     })?;
-    let exit = match (status.code(), status.signal()) {
-        (Some(code), _) => Exit {
-            code: Some(code),
-            signal: None,
-        },
-        (None, sig) => Exit {
-            code: None,
-            signal: sig,
-        },
+    let exit = Exit {
+        code: status.code(),
+        signal: status.signal(),
     };
     let mut profile = Profile::build(
-        &manifest,
+        manifest,
         &snapshot,
         end,
         binary.display().to_string(),
@@ -281,19 +414,64 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         }
     }
     if let Some(report) = &kernel_report {
-        profile.add_kernel(&manifest, &snapshot, end, report, &budget_list);
+        profile.add_kernel(manifest, &snapshot, end, report, budget_list);
     } else if let Some(reason) = unavailable {
         profile.kernel = Some(cargo_panic_core::kernel::KernelSection::unavailable(reason));
     }
-    cargo_panic_core::fsutil::write_json_atomic(out, &profile)?;
-    eprintln!(
-        "cargo-panic: profile of {} written to {} ({} sites)",
-        binary.display(),
-        out.display(),
-        profile.sites.len()
-    );
-    Ok(cargo_panic_core::exit_code(status))
+    let failed = status.code() != Some(0) || watched.hang.is_some();
+    if failed {
+        let (stderr, stderr_tail) = collect::stderr_evidence(&stderr_bytes);
+        let evidence = Evidence {
+            exit: ExitEvidence {
+                code: status.code(),
+                signal: status.signal(),
+                fatal_signal: profile.runtime.fatal_signal,
+                fault_addr: profile.runtime.fault_addr,
+                signal_tid: profile.runtime.signal_tid,
+            },
+            stderr,
+            stderr_tail,
+            threads: collect::threads(&snapshot, watched.threads, &watch_sites.mutex),
+            hang: watched.hang,
+            oom: oom.finish(status.signal()),
+            memory: watched.memory,
+            allocations: watched.allocations,
+            recursion: collect::recursion(manifest, &snapshot.counters),
+            budgets: profile
+                .budget_events
+                .iter()
+                .filter(|b| b.action != "record")
+                .map(|b| BudgetEvidence {
+                    site: b.site,
+                    tid: b.tid,
+                    budget_ns: b.budget_ns,
+                    dwell_ns: b.dwell_ns,
+                    action: b.action.clone(),
+                })
+                .collect(),
+            ..Evidence::default()
+        };
+        let sites: Vec<SiteInfo> = profile.sites.iter().map(SiteInfo::from).collect();
+        profile.signature = signature::classify(&evidence, &sites);
+        profile.evidence = Some(evidence);
+    }
+    drop(cgroup);
+    Ok((status, profile))
 }
+
+/// The llvm-symbolizer of the clang `cargo panic cc` drives, when installed.
+fn clang_symbolizer() -> Option<PathBuf> {
+    let clang = cargo_panic_core::clang::default_compiler(false);
+    let out = Command::new(clang)
+        .arg("-print-prog-name=llvm-symbolizer")
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    p.is_absolute().then_some(p).filter(|p| p.is_file())
+}
+
+/// How often the watcher samples the segment and `/proc`.
+const WATCH_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The target's pid while it runs, for the forwarding handler (0: none).
 static TARGET_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);

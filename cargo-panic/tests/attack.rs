@@ -179,6 +179,8 @@ fn memory_limit_oom_kills_and_the_chain_fires_on_the_crash() {
     assert_eq!(f["kind"], "oom", "{r:#}");
     assert_eq!(f["signal"], 9);
     assert_eq!(f["active_events"][0], "limit");
+    // The crash signature: the OOM killer, with the event that was active.
+    assert_eq!(f["signature"]["class"], "oom", "{f:#}");
     assert_eq!(event(&r, "limit")["outcome"], "crash");
     let chained = event(&r, "after-oom");
     // The engine wakes when the target ends: the follow-up starts at once,
@@ -257,6 +259,17 @@ fn a_failed_allocation_at_a_chosen_site_is_handled_by_the_target() {
     assert_eq!(fr["sites"][0]["function"], "handle_request", "{fr:#}");
     assert_eq!(fr["sites"][0]["callee"], "malloc", "{fr:#}");
     assert_eq!(fr["sites"][0]["injected"], 1, "{fr:#}");
+    // The signature knows the attack failed that allocation on purpose.
+    let sig = &r["failures"][0]["signature"];
+    assert_eq!(
+        (&sig["class"], &sig["subclass"], &sig["rule"]),
+        (
+            &"resource_exhaustion".into(),
+            &"memory".into(),
+            &"injected-allocation-failure".into()
+        ),
+        "{sig:#}"
+    );
 }
 
 #[test]
@@ -324,6 +337,8 @@ fn a_rust_target_aborts_when_its_allocator_refuses_an_allocation() {
     );
     let callee = fr["sites"][0]["callee"].as_str().unwrap();
     assert!(callee.contains("__rust_"), "{fr:#}");
+    let sig = &f["signature"];
+    assert_eq!(sig["rule"], "injected-allocation-failure", "{sig:#}");
 }
 
 #[test]
@@ -439,6 +454,23 @@ fn a_hang_is_detected_and_the_threads_are_recorded() {
     assert_eq!(f["kind"], "hang", "{r:#}");
     let threads = f["threads"].as_array().unwrap();
     assert!(threads.len() >= 2, "{f:#}");
+    // The signature follows the lock waits: the handler sleeps on `never`,
+    // which main holds, and main (back at the top of its accept loop) on
+    // `big`, which the handler holds: a cycle.
+    let sig = &f["signature"];
+    assert_eq!(
+        (&sig["class"], &sig["rule"]),
+        (&"deadlock".into(), &"deadlock-cycle".into()),
+        "{f:#}"
+    );
+    let mut at: Vec<&str> = sig["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["function"].as_str().unwrap())
+        .collect();
+    at.sort_unstable();
+    assert_eq!(at, ["handle_request", "main"], "{sig:#}");
     assert!(
         threads.iter().all(|t| t[1] != "R"),
         "a hung thread was running: {f:#}"

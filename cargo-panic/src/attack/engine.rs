@@ -43,10 +43,13 @@ use super::stress::{self, Stressor, describe_status};
 use super::target::{Target, Wake, thread_states, wait_ready};
 use super::timeline::{Level, NetLevel, Ready, Restart, Timeline, Via, Workload};
 use super::units;
+use super::verdict;
 use super::workload::{self, LoadGen, LoadSpec};
 use crate::cgroup::{self, Controller, Group, RunCgroup};
 use crate::manifest::Manifest;
 use crate::pricing::{PriceLoop, rate};
+use crate::signature::collect;
+use crate::signature::evidence::HangEvidence;
 
 /// What to attack and how.
 pub struct Options {
@@ -474,6 +477,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 active_events: Vec::new(),
                 stderr_tail: tgt.tail(),
                 threads: Vec::new(),
+                signature: None,
             });
             None
         }
@@ -659,6 +663,24 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 let at = tgt.ended_at().map_or(now_ns, |e| {
                     e.saturating_duration_since(t0).as_nanos() as u64
                 });
+                let stderr_tail = tgt.tail();
+                let signature = verdict::signature(verdict::FailureSeen {
+                    status: Some(status),
+                    snapshot: tgt.snapshot(),
+                    manifest: sites.manifest.as_ref(),
+                    stderr_tail: &stderr_tail,
+                    hang: None,
+                    hang_threads: Vec::new(),
+                    oom: oom && sig == Some(libc::SIGKILL),
+                    memory_limit: None,
+                    series: &series,
+                    active: &active_ids,
+                    faults: run
+                        .injector
+                        .as_ref()
+                        .map(Injector::injected)
+                        .unwrap_or_default(),
+                });
                 failures.push(Failure {
                     t_ns: at.min(now_ns),
                     kind: match (code, sig) {
@@ -670,8 +692,9 @@ pub fn attack(opts: &Options) -> Result<Report> {
                     code,
                     detail: describe_status(status),
                     active_events: active_ids.clone(),
-                    stderr_tail: tgt.tail(),
+                    stderr_tail,
                     threads: Vec::new(),
+                    signature,
                 });
                 oom_base = oom_kills.unwrap_or(oom_base);
             }
@@ -691,10 +714,34 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 progress_at = (progress, Instant::now());
             } else if progress_at.1.elapsed().as_nanos() as u64 >= h {
                 let threads = thread_states(tgt.pid);
+                let hang_threads = collect::threads_at_hang(tgt.pid);
                 // SAFETY: our own unreaped child.
                 unsafe { libc::kill(tgt.pid as i32, libc::SIGKILL) };
                 let _ = tgt.child.wait().map(|s| tgt.exited = Some(s));
                 failed = true;
+                let stderr_tail = tgt.tail();
+                let signature = verdict::signature(verdict::FailureSeen {
+                    status: None,
+                    snapshot: tgt.snapshot(),
+                    manifest: sites.manifest.as_ref(),
+                    stderr_tail: &stderr_tail,
+                    hang: Some(HangEvidence {
+                        reason: "quiet".into(),
+                        window_ns: h,
+                        progress: 0,
+                        moving_sites: Vec::new(),
+                    }),
+                    hang_threads,
+                    oom: false,
+                    memory_limit: None,
+                    series: &series,
+                    active: &active_ids,
+                    faults: run
+                        .injector
+                        .as_ref()
+                        .map(Injector::injected)
+                        .unwrap_or_default(),
+                });
                 failures.push(Failure {
                     t_ns: now_ns,
                     kind: "hang".into(),
@@ -705,8 +752,9 @@ pub fn attack(opts: &Options) -> Result<Report> {
                         units::fmt_duration(h as f64)
                     ),
                     active_events: active_ids.clone(),
-                    stderr_tail: tgt.tail(),
+                    stderr_tail,
                     threads,
+                    signature,
                 });
             }
         }

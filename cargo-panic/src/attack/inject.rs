@@ -280,6 +280,22 @@ impl Injector {
 
     /// What an active event achieved so far: the fraction of eligible calls
     /// that failed (with nth: how many failed).
+    /// Faults injected so far, summed by what failed (`alloc`, or the
+    /// errno name), for a failure's evidence.
+    pub fn injected(&self) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = Vec::new();
+        for p in &self.plans {
+            let what = p.spec.errno.unwrap_or("alloc").to_string();
+            let n = self.stats(p.event).map_or(0, |s| s.injected);
+            match out.iter_mut().find(|(w, _)| *w == what) {
+                Some((_, total)) => *total += n,
+                None => out.push((what, n)),
+            }
+        }
+        out.retain(|(_, n)| *n > 0);
+        out
+    }
+
     pub fn achieved(&self, event: usize) -> Option<f64> {
         let p = self.plan(event)?;
         let s = self.stats(event)?;

@@ -20,5 +20,6 @@ pub mod stress;
 pub mod target;
 pub mod timeline;
 pub mod units;
+pub mod verdict;
 pub mod workload;
 pub mod yamlpos;

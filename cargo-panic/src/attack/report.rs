@@ -240,6 +240,9 @@ pub struct Failure {
     /// Thread states from /proc at hang time (tid, state letter, name).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub threads: Vec<(u32, String, String)>,
+    /// The crash signature: class, confidence, derivation, sites.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<crate::signature::Signature>,
 }
 
 /// Signals sampled at one tick.

@@ -1,0 +1,108 @@
+//! A failure's crash signature in an attack: the evidence the engine has at
+//! the moment the target failed (its segment, the stderr tail, the threads at
+//! a hang, the cgroup's OOM count, the resident-memory series, the active
+//! events) handed to the signature rules (`crate::signature`).
+
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
+
+use panic_runtime::segment::Snapshot;
+
+use super::report::Tick;
+use crate::manifest::Manifest;
+use crate::signature::evidence::{
+    Evidence, ExitEvidence, HangEvidence, InjectedFault, MemorySample, OomEvidence, ThreadEvidence,
+};
+use crate::signature::facts::SiteInfo;
+use crate::signature::{self, Signature, collect};
+
+/// What the engine knows of one failure.
+pub struct FailureSeen<'a> {
+    /// How the target ended; `None` for a hang (the engine killed it).
+    pub status: Option<ExitStatus>,
+    pub snapshot: Option<Snapshot>,
+    pub manifest: Option<&'a Manifest>,
+    pub stderr_tail: &'a [String],
+    pub hang: Option<HangEvidence>,
+    /// `/proc`'s view of the threads at a hang.
+    pub hang_threads: Vec<ThreadEvidence>,
+    pub oom: bool,
+    pub memory_limit: Option<u64>,
+    pub series: &'a [Tick],
+    pub active: &'a [String],
+    /// Faults injected so far: what, how many.
+    pub faults: Vec<(String, u64)>,
+}
+
+/// The signature of a failure, or `None` when no rule explains it.
+pub fn signature(seen: FailureSeen<'_>) -> Option<Signature> {
+    let (code, sig) = match seen.status {
+        Some(s) => (s.code(), s.signal()),
+        None => (None, Some(libc::SIGKILL)),
+    };
+    let text = seen.stderr_tail.join("\n");
+    let (stderr, stderr_tail) = collect::stderr_evidence(text.as_bytes());
+    let (sites, threads, recursion, header) = match (&seen.snapshot, seen.manifest) {
+        (Some(snap), Some(m)) => {
+            let sites: Vec<SiteInfo> = m
+                .sites
+                .iter()
+                .enumerate()
+                .map(|(i, s)| SiteInfo {
+                    index: i as u32,
+                    kind: s.kind,
+                    function: s.function.clone(),
+                    file: s.file.clone(),
+                    line: s.line,
+                    callee: s.callee.clone(),
+                    count: snap.counters.get(i).copied().unwrap_or(0),
+                })
+                .collect();
+            let mutex = collect::WatchSites::of(m).mutex;
+            (
+                sites,
+                collect::threads(snap, seen.hang_threads, &mutex),
+                collect::recursion(m, &snap.counters),
+                Some(&snap.header),
+            )
+        }
+        _ => (Vec::new(), seen.hang_threads, Vec::new(), None),
+    };
+    let evidence = Evidence {
+        exit: ExitEvidence {
+            code,
+            signal: sig,
+            fatal_signal: header.and_then(|h| (h.signal != 0).then_some(h.signal)),
+            fault_addr: header.and_then(|h| (h.signal != 0).then_some(h.fault_addr)),
+            signal_tid: header.and_then(|h| (h.signal_tid != 0).then_some(h.signal_tid)),
+        },
+        stderr,
+        stderr_tail,
+        threads,
+        hang: seen.hang,
+        oom: seen.oom.then(|| OomEvidence {
+            cgroup: "target".to_string(),
+            limit_bytes: seen.memory_limit,
+            oom_kills: 1,
+        }),
+        memory: seen
+            .series
+            .iter()
+            .filter_map(|t| {
+                Some(MemorySample {
+                    t_ns: t.t_ns,
+                    rss_bytes: t.rss? as u64,
+                })
+            })
+            .collect(),
+        recursion,
+        stressors: seen.active.to_vec(),
+        faults: seen
+            .faults
+            .into_iter()
+            .map(|(what, count)| InjectedFault { what, count })
+            .collect(),
+        ..Evidence::default()
+    };
+    signature::classify(&evidence, &sites)
+}
