@@ -90,6 +90,11 @@ pub struct AttackArgs {
     /// `compare` then tests) and the details of the first failing run
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub repeat: u32,
+    /// When a run fails, run the same configuration (same seed) N more
+    /// times: the failure's signature gets how many of them failed the same
+    /// way, and its confidence is scaled by that share
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub replay: u32,
     /// Watch the target from the kernel (eBPF): per-thread and per-site
     /// on-CPU, run-queue and blocked time in the report. `auto` (default)
     /// uses it when it can be had and says why not otherwise.
@@ -187,14 +192,10 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
         bail!("--repeat 0 runs nothing; give at least 1");
     }
     let base_seed = t.seed;
-    let mut reports = Vec::new();
-    for i in 0..a.repeat {
+    let run_once = |seed: u64| {
         let mut t = t.clone();
-        t.seed = base_seed.wrapping_add(u64::from(i));
-        if a.repeat > 1 {
-            eprintln!("cargo-panic: run {}/{} (seed {})", i + 1, a.repeat, t.seed);
-        }
-        let r = engine::attack(&Options {
+        t.seed = seed;
+        engine::attack(&Options {
             timeline: t,
             source: source.clone(),
             command: command.clone(),
@@ -208,14 +209,44 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
                 crate::run_cmd::KernelMode::On => engine::KernelUse::On,
                 crate::run_cmd::KernelMode::Auto => engine::KernelUse::Auto,
             },
-        })?;
+        })
+    };
+    let mut reports = Vec::new();
+    let mut failing_seed = None;
+    for i in 0..a.repeat {
+        let seed = base_seed.wrapping_add(u64::from(i));
+        if a.repeat > 1 {
+            eprintln!("cargo-panic: run {}/{} (seed {seed})", i + 1, a.repeat);
+        }
+        let r = run_once(seed)?;
         let stop = r.interrupted;
+        if failing_seed.is_none() && first_signature(&r).is_some() {
+            failing_seed = Some(seed);
+        }
         reports.push(r);
         if stop {
             break;
         }
     }
-    let report = combine(reports);
+    let mut report = combine(reports);
+    if let (Some(seed), true) = (failing_seed, a.replay > 0) {
+        let hash = first_signature(&report).map(|s| s.hash.clone());
+        let (mut runs, mut same) = (1, 1);
+        for i in 1..=a.replay {
+            eprintln!("cargo-panic: replay {i}/{} (seed {seed})", a.replay);
+            let r = run_once(seed)?;
+            if r.interrupted {
+                break;
+            }
+            runs += 1;
+            if first_signature(&r).map(|s| &s.hash) == hash.as_ref() {
+                same += 1;
+            }
+        }
+        if let Some(f) = report.failures.iter_mut().find(|f| f.signature.is_some()) {
+            f.signature = f.signature.take().map(|s| s.with_replay(runs, same));
+        }
+    }
     cargo_panic_core::fsutil::write_json_atomic(&a.out, &report)?;
     if let Some(h) = &a.html {
         cargo_panic_core::fsutil::write_atomic(h, html::render(&report).as_bytes())?;
@@ -224,6 +255,11 @@ pub fn attack(a: AttackArgs) -> Result<i32> {
     eprint!("{}", summary(&report));
     eprintln!("cargo-panic: report written to {}", a.out.display());
     Ok(report.exit_code)
+}
+
+/// The signature of a report's first failure that has one.
+fn first_signature(r: &Report) -> Option<&cargo_panic_core::signature::Signature> {
+    r.failures.iter().find_map(|f| f.signature.as_ref())
 }
 
 /// One report for a repeated attack: the first failing run's details (or

@@ -244,7 +244,7 @@ fn a_failed_allocation_at_a_chosen_site_is_handled_by_the_target() {
     let (out, r) = attack(
         "duration: 4s\ntarget: {ready: port}\nworkload:\n  tcp: {rate: 50/s}\ntracks:\n  - axis: memory\n    events:\n      - {id: fifth, at: 500ms, args: {via: fail-alloc, sites: handle_request, callee: malloc, nth: 5}}\n",
         &["--leak", "4096"],
-        &[],
+        &["--replay", "1"],
     );
     // c-server reports the failed malloc (a real NULL and ENOMEM) and exits 4.
     assert_exited(&out, &r, 4, "allocation failed: Cannot allocate memory");
@@ -268,6 +268,12 @@ fn a_failed_allocation_at_a_chosen_site_is_handled_by_the_target() {
             &"memory".into(),
             &"injected-allocation-failure".into()
         ),
+        "{sig:#}"
+    );
+    // The same seed again fails the same way.
+    assert_eq!(
+        (&sig["replay"]["runs"], &sig["replay"]["same"]),
+        (&2.into(), &2.into()),
         "{sig:#}"
     );
 }
