@@ -76,6 +76,9 @@ pub struct RuntimeStats {
     /// Fatal signal the runtime caught, with the faulting address and thread.
     pub fatal_signal: Option<i32>,
     pub fault_addr: Option<u64>,
+    /// The faulting thread's stack pointer at the fatal signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_sp: Option<u64>,
     pub signal_tid: Option<u32>,
     pub threads_used: u32,
     /// Threads that found no free runtime slot (counted, not timed).
@@ -255,6 +258,7 @@ impl Profile {
                 .into(),
                 fatal_signal: signaled.then_some(h.signal),
                 fault_addr: signaled.then_some(h.fault_addr),
+                fault_sp: (signaled && h.fault_sp != 0).then_some(h.fault_sp),
                 signal_tid: signaled.then_some(h.signal_tid),
                 threads_used: h.threads_used,
                 threads_over_capacity: h.threads_over,
@@ -631,6 +635,7 @@ mod tests {
                 state: "exited".into(),
                 fatal_signal: None,
                 fault_addr: None,
+                fault_sp: None,
                 signal_tid: None,
                 threads_used: 1,
                 threads_over_capacity: 0,

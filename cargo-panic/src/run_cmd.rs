@@ -427,6 +427,7 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
                 signal: status.signal(),
                 fatal_signal: profile.runtime.fatal_signal,
                 fault_addr: profile.runtime.fault_addr,
+                fault_sp: profile.runtime.fault_sp,
                 signal_tid: profile.runtime.signal_tid,
             },
             stderr,

@@ -129,6 +129,8 @@ fn c_double_free_from_glibc_offers_the_sanitizer() {
 fn c_unbounded_recursion_is_a_stack_overflow_in_descend() {
     let (sig, _, _d) = signature_of(&[], &c_bugs(), &["recurse"]);
     assert_eq!(sig["class"], "stack_overflow", "{sig:#}");
+    // The runtime's fatal-signal record puts the fault in the guard region.
+    assert_eq!(sig["rule"], "stack-guard-recursion", "{sig:#}");
     assert_eq!(site_named(&sig, "descend")["role"], "recursive function");
 }
 
@@ -341,6 +343,7 @@ fn rust_index_out_of_bounds_is_a_panic_of_kind_index() {
 fn rust_unbounded_recursion_is_a_stack_overflow_in_descend() {
     let (sig, _, _d) = signature_of(&[], &crashy(), &["recurse"]);
     assert_eq!(sig["class"], "stack_overflow", "{sig:#}");
+    assert_eq!(sig["rule"], "stack-guard-recursion", "{sig:#}");
     assert_eq!(
         site_named(&sig, "crashy::descend")["role"],
         "recursive function"

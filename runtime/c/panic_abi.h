@@ -11,7 +11,7 @@
 #ifndef PANIC_ABI_H
 #define PANIC_ABI_H
 
-#define PANIC_ABI_VERSION 9
+#define PANIC_ABI_VERSION 10
 /* "PANICSEG" little-endian: the first 8 bytes of a segment or dump file. */
 #define PANIC_SEGMENT_MAGIC 0x47455343494e4150
 
@@ -269,6 +269,7 @@
 #define PANIC_HDR_N_BLOCKS 192     /* u64 blocks in the segment (atomic, grows) */
 #define PANIC_HDR_BLOCKS_OVER 200  /* u64 threads that found no free block */
 #define PANIC_HDR_KTHREADS 208     /* u32 1 when the kernel thread table was mapped: self times are kept */
+#define PANIC_HDR_FAULT_SP 216     /* u64 the faulting thread's stack pointer at the fatal signal (0: unknown) */
 
 /* Thread slot: written only by its owning thread (relaxed atomics), read by anyone. */
 #define PANIC_SLOT_TID 0       /* u32 kernel tid, 0 = free (atomic, claimed by CAS) */
@@ -404,6 +405,8 @@ struct panic_header {
     uint64_t n_blocks;
     uint64_t blocks_over;
     uint32_t kthreads;
+    uint32_t pad0;
+    uint64_t fault_sp;
 };
 
 struct panic_hist {
@@ -483,6 +486,7 @@ PANIC_CHECK_OFF(panic_header, exit_code, PANIC_HDR_EXIT_CODE);
 PANIC_CHECK_OFF(panic_header, signal, PANIC_HDR_SIGNAL);
 PANIC_CHECK_OFF(panic_header, fault_addr, PANIC_HDR_FAULT_ADDR);
 PANIC_CHECK_OFF(panic_header, signal_tid, PANIC_HDR_SIGNAL_TID);
+PANIC_CHECK_OFF(panic_header, fault_sp, PANIC_HDR_FAULT_SP);
 PANIC_CHECK_OFF(panic_header, threads_used, PANIC_HDR_THREADS_USED);
 PANIC_CHECK_OFF(panic_header, threads_over, PANIC_HDR_THREADS_OVER);
 PANIC_CHECK_OFF(panic_header, depth_over, PANIC_HDR_DEPTH_OVER);

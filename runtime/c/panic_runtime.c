@@ -43,6 +43,7 @@
 #include <linux/bpf.h>
 #include <pthread.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <stdio.h> /* rename(2) only: nothing here uses FILE or printf */
 #include <stdlib.h>
 #include <string.h>
@@ -1134,8 +1135,20 @@ static int fatal_index(int sig) {
     return -1;
 }
 
-static void on_fatal(int sig, siginfo_t *si, void *uc) {
+/* The stack pointer of the interrupted code, for telling a stack overflow
+ * (a fault just below it, in the guard region) from other faults. */
+static uint64_t fault_sp(void *uc) {
+#if defined(__x86_64__)
+    return uc ? (uint64_t)((ucontext_t *)uc)->uc_mcontext.gregs[REG_RSP] : 0;
+#elif defined(__aarch64__)
+    return uc ? (uint64_t)((ucontext_t *)uc)->uc_mcontext.sp : 0;
+#else
     (void)uc;
+    return 0;
+#endif
+}
+
+static void on_fatal(int sig, siginfo_t *si, void *uc) {
     int saved_errno = errno;
     uint32_t tid = current_tid();
     uint32_t first = 0;
@@ -1146,6 +1159,7 @@ static void on_fatal(int sig, siginfo_t *si, void *uc) {
         __atomic_store_n(&h->signal, sig, RELAXED);
         __atomic_store_n(&h->fault_addr, (uint64_t)(uintptr_t)si->si_addr, RELAXED);
         __atomic_store_n(&h->signal_tid, tid, RELAXED);
+        __atomic_store_n(&h->fault_sp, fault_sp(uc), RELAXED);
         __atomic_store_n(&h->tsc_end, t, RELAXED);
         __atomic_store_n(&h->ns_end, ns, RELAXED);
         __atomic_store_n(&h->state, PANIC_STATE_SIGNALED, __ATOMIC_RELEASE);

@@ -121,6 +121,8 @@ pub struct Header {
     pub fault_addr: u64,
     /// Kernel thread id that took the fatal signal.
     pub signal_tid: u32,
+    /// The faulting thread's stack pointer at the fatal signal (0: unknown).
+    pub fault_sp: u64,
     /// High-water mark of claimed thread slots.
     pub threads_used: u32,
     /// Threads that found no free slot (counted, never timed).
@@ -379,6 +381,7 @@ impl Snapshot {
             signal: b.u32(abi::HDR_SIGNAL)? as i32,
             fault_addr: b.u64(abi::HDR_FAULT_ADDR)?,
             signal_tid: b.u32(abi::HDR_SIGNAL_TID)?,
+            fault_sp: b.u64(abi::HDR_FAULT_SP)?,
             threads_used,
             threads_over: b.u64(abi::HDR_THREADS_OVER)?,
             depth_over: b.u64(abi::HDR_DEPTH_OVER)?,

@@ -74,6 +74,7 @@ pub fn signature(seen: FailureSeen<'_>) -> Option<Signature> {
             signal: sig,
             fatal_signal: header.and_then(|h| (h.signal != 0).then_some(h.signal)),
             fault_addr: header.and_then(|h| (h.signal != 0).then_some(h.fault_addr)),
+            fault_sp: header.and_then(|h| (h.signal != 0 && h.fault_sp != 0).then_some(h.fault_sp)),
             signal_tid: header.and_then(|h| (h.signal_tid != 0).then_some(h.signal_tid)),
         },
         stderr,

@@ -67,6 +67,9 @@ pub struct ExitEvidence {
     pub fault_addr: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal_tid: Option<u32>,
+    /// The faulting thread's stack pointer at the signal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault_sp: Option<u64>,
 }
 
 impl ExitEvidence {

@@ -142,6 +142,10 @@ pub enum Fact {
         tid: u32,
         site: u32,
     },
+    /// A fault just below the stack pointer: the stack's guard region.
+    StackGuard {
+        below_sp: u64,
+    },
 }
 
 /// The kinds of instrumented panic calls, by callee (Rust's panic entry
@@ -281,6 +285,9 @@ pub fn facts_of(e: &Evidence, sites: &[SiteInfo]) -> Vec<Fact> {
     }
     if let Some(addr) = e.exit.fault_addr {
         out.push(Fact::FaultAddr(addr));
+        if let Some(below_sp) = e.exit.fault_sp.and_then(|sp| in_guard(addr, sp)) {
+            out.push(Fact::StackGuard { below_sp });
+        }
     }
     let faulting = e
         .exit
@@ -353,8 +360,14 @@ pub fn facts_of(e: &Evidence, sites: &[SiteInfo]) -> Vec<Fact> {
         }
     }
     let died_by_fault = matches!(e.exit.signal, Some(libc::SIGSEGV | libc::SIGBUS));
+    let guard = e
+        .exit
+        .fault_addr
+        .zip(e.exit.fault_sp)
+        .is_some_and(|(a, sp)| in_guard(a, sp).is_some());
     for r in &e.recursion {
-        if (r.count >= RECURSION_MIN_COUNT && died_by_fault) || s.stack_overflow.is_some() {
+        let runaway = r.count >= RECURSION_MIN_COUNT || guard;
+        if (runaway && died_by_fault) || s.stack_overflow.is_some() {
             out.push(Fact::Recursion {
                 site: r.site,
                 count: r.count,
@@ -439,6 +452,17 @@ pub fn facts_of(e: &Evidence, sites: &[SiteInfo]) -> Vec<Fact> {
     out
 }
 
+/// How far below the stack pointer a fault that hit the stack's guard
+/// region lies: a stack overflow faults on the page the next push or frame
+/// would use, so the address is at most a frame below the stack pointer
+/// (or a page above, for a push that crossed the edge). `None` otherwise.
+pub fn in_guard(addr: u64, sp: u64) -> Option<u64> {
+    /// The largest frame a single overflowing call is taken to reserve.
+    const MAX_FRAME: u64 = 1 << 20;
+    (addr <= sp.saturating_add(4096) && sp.saturating_sub(addr) <= MAX_FRAME)
+        .then(|| sp.saturating_sub(addr))
+}
+
 fn first_line(s: &str) -> String {
     s.lines().next().unwrap_or("").to_string()
 }
@@ -471,6 +495,7 @@ pub fn load(facts: &[Fact], p: &mut Program) {
             Fact::Stressed { .. } => p.stressed.push((id,)),
             Fact::FaultInjected { what, .. } => p.fault_injected.push((id, what)),
             Fact::FaultingRegion { site, .. } => p.faulting_region.push((id, *site)),
+            Fact::StackGuard { .. } => p.stack_guard.push((id,)),
         }
     }
 }
@@ -589,6 +614,9 @@ impl Fact {
             Fact::FaultInjected { what, count } => {
                 format!("the attack injected {count} {what} fault(s)")
             }
+            Fact::StackGuard { below_sp } => format!(
+                "the faulting address is {below_sp} bytes below the stack pointer: the stack's guard region"
+            ),
             Fact::FaultingRegion { tid, site: s } => {
                 format!("thread {tid} took the signal inside region {}", site(s))
             }

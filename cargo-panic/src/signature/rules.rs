@@ -63,239 +63,44 @@ const fn rule(
 /// The catalogue. Confidences rank explanations of the same run: direct
 /// reports (a sanitizer, the Rust runtime, glibc) above inferences from
 /// signals and counts, and the bare "it crashed" last.
+#[rustfmt::skip]
 pub const RULES: &[Rule] = &[
-    rule(
-        "sanitizer-use-after-free",
-        "use_after_free",
-        0.98,
-        "the sanitizer saw an access to freed heap memory",
-        None,
-    ),
-    rule(
-        "sanitizer-double-free",
-        "double_free",
-        0.98,
-        "the sanitizer saw the same block freed twice",
-        None,
-    ),
-    rule(
-        "sanitizer-heap-overflow",
-        "heap_overflow",
-        0.98,
-        "the sanitizer saw an access past a heap block",
-        None,
-    ),
-    rule(
-        "sanitizer-stack-overflow",
-        "stack_overflow",
-        0.95,
-        "the sanitizer saw the stack overflow",
-        None,
-    ),
-    rule(
-        "sanitizer-null",
-        "null_dereference",
-        0.92,
-        "the sanitizer saw a SEGV on a near-null address",
-        None,
-    ),
-    rule(
-        "sanitizer-leak",
-        "memory_leak",
-        0.9,
-        "LeakSanitizer found memory never freed",
-        None,
-    ),
-    rule(
-        "sanitizer-other",
-        "memory_error",
-        0.85,
-        "a sanitizer reported a memory error",
-        None,
-    ),
-    rule(
-        "glibc-double-free",
-        "double_free",
-        0.92,
-        "glibc's allocator aborted on a double free",
-        Some("address"),
-    ),
-    rule(
-        "glibc-heap-corruption",
-        "heap_overflow",
-        0.6,
-        "glibc's allocator found its heap metadata corrupted (usually a write past a block)",
-        Some("address"),
-    ),
-    rule(
-        "glibc-invalid-free",
-        "invalid_free",
-        0.85,
-        "glibc's allocator aborted on a pointer it never handed out",
-        Some("address"),
-    ),
-    rule(
-        "null-dereference",
-        "null_dereference",
-        0.9,
-        "a fatal SIGSEGV/SIGBUS on an address in the first page",
-        None,
-    ),
-    rule(
-        "rust-stack-overflow",
-        "stack_overflow",
-        0.95,
-        "the Rust runtime reported a stack overflow",
-        None,
-    ),
-    rule(
-        "recursion-overflow",
-        "stack_overflow",
-        0.85,
-        "a fatal SIGSEGV while a recursive function ran very often",
-        None,
-    ),
-    rule(
-        "wild-access",
-        "invalid_memory_access",
-        0.45,
-        "a fatal SIGSEGV/SIGBUS on an address that is not near null",
-        Some("address"),
-    ),
-    rule(
-        "rust-panic",
-        "rust_panic",
-        0.95,
-        "the Rust runtime reported a panic",
-        None,
-    ),
-    rule(
-        "rust-panic-at-site",
-        "rust_panic",
-        0.99,
-        "a panic message and an instrumented panic call of the same kind that ran",
-        None,
-    ),
-    rule(
-        "rust-panic-call",
-        "rust_panic",
-        0.7,
-        "an instrumented panic call ran and the process died",
-        None,
-    ),
-    rule(
-        "assertion",
-        "assertion_failure",
-        0.95,
-        "a C assertion failed and the process aborted",
-        None,
-    ),
-    rule(
-        "deadlock-cycle",
-        "deadlock",
-        0.95,
-        "the hung threads wait for each other's locks in a cycle",
-        None,
-    ),
-    rule(
-        "deadlock-lock-waits",
-        "deadlock",
-        0.6,
-        "the hung program's threads all sleep, some on locks whose owner is not recorded",
-        Some("thread"),
-    ),
-    rule(
-        "hang-lock-held",
-        "hang",
-        0.8,
-        "the hung program's threads wait for locks that threads outside any cycle hold and never release",
-        None,
-    ),
-    rule(
-        "livelock",
-        "hang",
-        0.7,
-        "the hung program's threads use CPU but reach no new code",
-        None,
-    ),
-    rule(
-        "hang-blocked",
-        "hang",
-        0.6,
-        "the hung program's threads all sleep, none on a lock",
-        None,
-    ),
-    rule(
-        "timeout-under-stress",
-        "timeout_under_stress",
-        0.75,
-        "the program outlived its time limit while stressors ran",
-        None,
-    ),
-    rule(
-        "oom-leak",
-        "oom",
-        0.9,
-        "the OOM killer ended the program after memory grew steadily",
-        None,
-    ),
-    rule(
-        "oom-spike",
-        "oom",
-        0.85,
-        "the OOM killer ended the program after memory jumped",
-        None,
-    ),
+    rule("sanitizer-use-after-free", "use_after_free", 0.98, "the sanitizer saw an access to freed heap memory", None),
+    rule("sanitizer-double-free", "double_free", 0.98, "the sanitizer saw the same block freed twice", None),
+    rule("sanitizer-heap-overflow", "heap_overflow", 0.98, "the sanitizer saw an access past a heap block", None),
+    rule("sanitizer-stack-overflow", "stack_overflow", 0.95, "the sanitizer saw the stack overflow", None),
+    rule("sanitizer-null", "null_dereference", 0.92, "the sanitizer saw a SEGV on a near-null address", None),
+    rule("sanitizer-leak", "memory_leak", 0.9, "LeakSanitizer found memory never freed", None),
+    rule("sanitizer-other", "memory_error", 0.85, "a sanitizer reported a memory error", None),
+    rule("glibc-double-free", "double_free", 0.92, "glibc's allocator aborted on a double free", Some("address")),
+    rule("glibc-heap-corruption", "heap_overflow", 0.6, "glibc's allocator found its heap metadata corrupted (usually a write past a block)", Some("address")),
+    rule("glibc-invalid-free", "invalid_free", 0.85, "glibc's allocator aborted on a pointer it never handed out", Some("address")),
+    rule("null-dereference", "null_dereference", 0.9, "a fatal SIGSEGV/SIGBUS on an address in the first page", None),
+    rule("rust-stack-overflow", "stack_overflow", 0.95, "the Rust runtime reported a stack overflow", None),
+    rule("recursion-overflow", "stack_overflow", 0.85, "a fatal SIGSEGV while a recursive function ran very often", None),
+    rule("stack-guard", "stack_overflow", 0.9, "a fatal SIGSEGV just below the stack pointer, in the stack's guard region", None),
+    rule("stack-guard-recursion", "stack_overflow", 0.97, "a fatal SIGSEGV in the stack's guard region while a recursive function ran very often", None),
+    rule("wild-access", "invalid_memory_access", 0.45, "a fatal SIGSEGV/SIGBUS on an address that is not near null", Some("address")),
+    rule("rust-panic", "rust_panic", 0.95, "the Rust runtime reported a panic", None),
+    rule("rust-panic-at-site", "rust_panic", 0.99, "a panic message and an instrumented panic call of the same kind that ran", None),
+    rule("rust-panic-call", "rust_panic", 0.7, "an instrumented panic call ran and the process died", None),
+    rule("assertion", "assertion_failure", 0.95, "a C assertion failed and the process aborted", None),
+    rule("deadlock-cycle", "deadlock", 0.95, "the hung threads wait for each other's locks in a cycle", None),
+    rule("deadlock-lock-waits", "deadlock", 0.6, "the hung program's threads all sleep, some on locks whose owner is not recorded", Some("thread")),
+    rule("hang-lock-held", "hang", 0.8, "the hung program's threads wait for locks that threads outside any cycle hold and never release", None),
+    rule("livelock", "hang", 0.7, "the hung program's threads use CPU but reach no new code", None),
+    rule("hang-blocked", "hang", 0.6, "the hung program's threads all sleep, none on a lock", None),
+    rule("timeout-under-stress", "timeout_under_stress", 0.75, "the program outlived its time limit while stressors ran", None),
+    rule("oom-leak", "oom", 0.9, "the OOM killer ended the program after memory grew steadily", None),
+    rule("oom-spike", "oom", 0.85, "the OOM killer ended the program after memory jumped", None),
     rule("oom", "oom", 0.7, "the OOM killer ended the program", None),
-    rule(
-        "allocation-failure",
-        "oom",
-        0.8,
-        "an allocation failed and the program aborted",
-        None,
-    ),
-    rule(
-        "injected-allocation-failure",
-        "resource_exhaustion",
-        0.95,
-        "an allocation the attack failed on purpose ended the program",
-        None,
-    ),
-    rule(
-        "exhausted",
-        "resource_exhaustion",
-        0.85,
-        "the program reported a resource exhausted and failed",
-        None,
-    ),
-    rule(
-        "injected-io-failure",
-        "resource_exhaustion",
-        0.95,
-        "an I/O error the attack injected ended the program",
-        None,
-    ),
-    rule(
-        "budget-overrun",
-        "budget_overrun",
-        0.95,
-        "a region outlived its dwell budget and the kernel side acted",
-        None,
-    ),
-    rule(
-        "crash-signal",
-        "crash",
-        0.3,
-        "the process died by a signal nothing else explains",
-        None,
-    ),
-    rule(
-        "error-exit",
-        "error_exit",
-        0.2,
-        "the process exited with a non-zero status",
-        None,
-    ),
+    rule("allocation-failure", "oom", 0.8, "an allocation failed and the program aborted", None),
+    rule("injected-allocation-failure", "resource_exhaustion", 0.95, "an allocation the attack failed on purpose ended the program", None),
+    rule("exhausted", "resource_exhaustion", 0.85, "the program reported a resource exhausted and failed", None),
+    rule("injected-io-failure", "resource_exhaustion", 0.95, "an I/O error the attack injected ended the program", None),
+    rule("budget-overrun", "budget_overrun", 0.95, "a region outlived its dwell budget and the kernel side acted", None),
+    rule("crash-signal", "crash", 0.3, "the process died by a signal nothing else explains", None),
+    rule("error-exit", "error_exit", 0.2, "the process exited with a non-zero status", None),
 ];
 
 /// The rule named `name` (every name the program fires is in [`RULES`]; a
@@ -378,6 +183,8 @@ mod program {
         relation fault_injected(FactId, &'static str);
         // The region the thread that took the fatal signal was in: its site.
         relation faulting_region(FactId, u32);
+        // The fault hit the stack's guard region (just below the stack pointer).
+        relation stack_guard(FactId);
 
         // ---- derived ----
         relation died_by_fault(FactId, i32);
@@ -440,6 +247,11 @@ mod program {
             died_by_fault(s, _), recursion(r, _), !some_sanitizer();
         explained_segv() <-- died_by_fault(_, _), fault_addr(_, addr), if *addr < NULL_PAGE;
         explained_segv() <-- died_by_fault(_, _), recursion(_, _);
+        explained_segv() <-- stack_guard(_);
+        fired("stack-guard", "", with(vec![f(s), f(g)], w)) <--
+            crash_site(w), died_by_fault(s, _), stack_guard(g), !some_sanitizer();
+        fired("stack-guard-recursion", "", vec![f(s), f(g), f(r)]) <--
+            died_by_fault(s, _), stack_guard(g), recursion(r, _), !some_sanitizer();
         explained_segv() <-- stack_overflow_message(_);
         explained_segv() <-- some_sanitizer();
         fired("wild-access", "", with(vec![f(s), f(a)], w)) <--
