@@ -2,7 +2,8 @@
 # The main job end to end on a bundled example: install what is needed, build
 # cargo-panic, build examples/jsonparse instrumented, run it under
 # `cargo panic run`, and show the report and a few of its sites; then the same
-# for a C project (examples/make-project) through `cargo panic cc`.
+# for a C project (examples/make-project) through `cargo panic cc`; crash
+# signatures on examples/c-bugs; an attack on examples/c-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -32,6 +33,21 @@ echo "== cargo panic cc -- make -j2" >&2
 echo "== cargo panic run -- ./app" >&2
 "$PANIC" run --out "$TARGET/c-profile.json" -- ./app
 "$PANIC" report "$TARGET/c-profile.json" --top 10
+
+# Crash signatures: the bug examples fail in known ways, and cargo-panic
+# says how, where and why (deadlock found by the hang timeout; a double free
+# from glibc's message).
+B_DIR="$TARGET/c-bugs"
+rm -rf "$B_DIR" && mkdir -p "$B_DIR" && cp -r "$ROOT/examples/c-bugs/." "$B_DIR"
+cd "$B_DIR"
+echo "== cargo panic cc -- make (examples/c-bugs)" >&2
+"$PANIC" cc -- make >/dev/null
+for mode in deadlock double-free; do
+  echo "== cargo panic run --hang-timeout 1s -- ./c-bugs $mode" >&2
+  "$PANIC" run --hang-timeout 1s --out "$TARGET/bug-$mode.json" -- ./c-bugs "$mode" || true
+  echo "== cargo panic explain bug-$mode.json" >&2
+  "$PANIC" explain "$TARGET/bug-$mode.json"
+done
 
 # An attack (root: cgroups, mounts): the C server under a timeline of CPU,
 # network and memory stress. Its leak meets the memory limit, so the report

@@ -342,6 +342,9 @@ pub fn summary(r: &Report) -> String {
     for reason in &r.verdict.reasons {
         let _ = writeln!(s, "  - {reason}");
     }
+    for sig in r.failures.iter().filter_map(|f| f.signature.as_ref()) {
+        let _ = writeln!(s, "  failure: {}", sig.headline());
+    }
     s
 }
 

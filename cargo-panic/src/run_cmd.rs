@@ -188,23 +188,9 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
 
 /// The failure in one line, and where to read why.
 fn one_line(sig: &Signature, out: &Path) -> String {
-    let class = match &sig.subclass {
-        Some(sub) => format!("{} ({sub})", sig.class),
-        None => sig.class.clone(),
-    };
-    let at = sig
-        .sites
-        .first()
-        .map(|s| match &s.file {
-            Some(f) => format!(" at {} {f}:{}", s.function, s.line),
-            None => format!(" at {}", s.function),
-        })
-        .unwrap_or_default();
     format!(
-        "cargo-panic: the program failed: {class}{at}, confidence {:.2}, signature {}; \
-         `cargo panic explain {}` says why",
-        sig.confidence,
-        sig.hash,
+        "cargo-panic: the program failed: {}; `cargo panic explain {}` says why",
+        sig.headline(),
         out.display()
     )
 }

@@ -298,6 +298,14 @@ pub fn render(r: &Report) -> String {
                 esc(&f.active_events.join(", ")),
                 esc(&f.stderr_tail.join("\n"))
             );
+            if let Some(sig) = &f.signature {
+                let _ = write!(
+                    h,
+                    "<p><b>{}</b></p><pre>{}</pre>",
+                    esc(&sig.headline()),
+                    esc(&sig.render())
+                );
+            }
         }
     }
     if !r.toc.is_empty() {

@@ -443,6 +443,26 @@ impl Signature {
         self
     }
 
+    /// One line: the class, where, the confidence and the hash.
+    pub fn headline(&self) -> String {
+        let class = match &self.subclass {
+            Some(sub) => format!("{} ({sub})", self.class),
+            None => self.class.clone(),
+        };
+        let at = self
+            .sites
+            .first()
+            .map(|s| match &s.file {
+                Some(f) => format!(" at {} {f}:{}", s.function, s.line),
+                None => format!(" at {}", s.function),
+            })
+            .unwrap_or_default();
+        format!(
+            "{class}{at}, confidence {:.2}, signature {}",
+            self.confidence, self.hash
+        )
+    }
+
     /// The human-readable explanation (`cargo panic explain`).
     pub fn render(&self) -> String {
         use std::fmt::Write;
