@@ -240,6 +240,11 @@ static const int fatal_signals[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL};
 #define N_FATAL ((int)(sizeof fatal_signals / sizeof fatal_signals[0]))
 /* The disposition each fatal signal had before ours; restored before re-raising. */
 static struct sigaction previous_action[N_FATAL];
+/* Whether the runtime's handler is the one installed for fatal_signals[i]. */
+static int handler_installed[N_FATAL];
+/* glibc's sigaction under its other (exported) name: `sigaction` itself is
+ * defined below for the program's callers. */
+extern int __sigaction(int, const struct sigaction *, struct sigaction *);
 
 /* ------------------------------------------------------------------------- */
 /* Clock                                                                     */
@@ -1172,12 +1177,15 @@ static void on_fatal(int sig, siginfo_t *si, void *uc) {
             sleep_1ms();
     }
 
-    /* Back to the disposition the signal had before us (normally SIG_DFL). */
+    /* Back to the program's own disposition of the signal (the one it had
+     * before us, or installed since: see sigaction below; normally SIG_DFL). */
     int i = fatal_index(sig);
     struct sigaction dfl;
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
-    sigaction(sig, i >= 0 ? &previous_action[i] : &dfl, NULL);
+    if (i >= 0)
+        __atomic_store_n(&handler_installed[i], 0, RELAXED);
+    __sigaction(sig, i >= 0 ? &previous_action[i] : &dfl, NULL);
     /* Sent by kill/raise/abort: send it again (it stays pending until we return).
      * Raised by the faulting instruction: returning re-executes it. */
     if (si->si_code <= 0)
@@ -1195,14 +1203,37 @@ static void install_signal_handlers(void) {
         sigaddset(&sa.sa_mask, fatal_signals[i]);
     for (int i = 0; i < N_FATAL; i++) {
         struct sigaction old;
-        if (sigaction(fatal_signals[i], NULL, &old) != 0)
+        if (__sigaction(fatal_signals[i], NULL, &old) != 0)
             continue;
         /* A signal the parent set to ignore stays ignored. */
         if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_IGN)
             continue;
         previous_action[i] = old;
-        sigaction(fatal_signals[i], &sa, NULL);
+        if (__sigaction(fatal_signals[i], &sa, NULL) == 0)
+            __atomic_store_n(&handler_installed[i], 1, RELAXED);
     }
+}
+
+/* The program's view of the fatal signals stays its own. While the
+ * runtime's handler is installed for one, the program's sigaction calls on
+ * it read and set the disposition the handler hands over to, instead of
+ * replacing the handler: Rust's standard library installs its stack
+ * overflow handler only over SIG_DFL, so without this an instrumented Rust
+ * program would lose its "has overflowed its stack" message, and a C
+ * program's own SIGSEGV handler would end the runtime's record of the
+ * fault. Hidden and weak like the fault wrappers: it binds only this
+ * module's callers, and a sanitizer's interceptor (strong) wins over it. */
+__attribute__((visibility("hidden"), weak)) int sigaction(int sig, const struct sigaction *act,
+                                                          struct sigaction *old) {
+    int i = fatal_index(sig);
+    if (i < 0 || !__atomic_load_n(&handler_installed[i], RELAXED))
+        return __sigaction(sig, act, old);
+    struct sigaction cur = previous_action[i];
+    if (act)
+        previous_action[i] = *act;
+    if (old)
+        *old = cur;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------- */

@@ -108,6 +108,20 @@ fn dump_on_sigsegv_from_a_null_write() {
     assert_eq!(snap.thread(main).expect("main").frames, vec![2]);
 }
 
+/// A program that installs its own SIGSEGV handler keeps it: the runtime
+/// records the fault first, then hands the signal to the program's handler
+/// (the program saw SIG_DFL before its own, as without the runtime).
+#[test]
+fn the_programs_own_fault_handler_runs_after_the_record() {
+    let (out, snap) = crash("own-handler-segv");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("old default"), "{}", describe(&out));
+    assert!(stdout.contains("own handler"), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(42), "{}", describe(&out));
+    let hdr = &snap.header;
+    assert_eq!((hdr.state, hdr.signal, hdr.fault_addr), (State::Signaled, libc::SIGSEGV, 16));
+}
+
 #[test]
 fn dump_on_abort() {
     let (out, snap) = crash("abort");
@@ -126,6 +140,9 @@ fn dump_on_main_thread_stack_overflow() {
     // Needs the alternate signal stack the constructor gives the main thread.
     let (out, snap) = crash("overflow");
     assert_signaled(&out, &snap, libc::SIGSEGV, printed_tid(&out.stdout, "main"));
+    // The fault is just below the stack pointer the handler recorded.
+    let (addr, sp) = (snap.header.fault_addr, snap.header.fault_sp);
+    assert!(addr <= sp + 4096 && sp - addr < 1 << 20, "fault {addr:#x}, sp {sp:#x}");
 }
 
 #[test]

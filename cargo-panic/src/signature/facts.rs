@@ -55,6 +55,7 @@ impl SiteInfo {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fact {
     Signal(i32),
+    FatalSignal(i32),
     ExitCode(i32),
     FaultAddr(u64),
     PanicMessage {
@@ -280,6 +281,11 @@ pub fn facts_of(e: &Evidence, sites: &[SiteInfo]) -> Vec<Fact> {
     if let Some(sig) = e.exit.signal {
         out.push(Fact::Signal(sig));
     }
+    // The first fatal signal the runtime caught, when the process then died
+    // another way (Rust's overflow handler aborts after a SIGSEGV).
+    if let Some(sig) = e.exit.fatal_signal.filter(|&s| Some(s) != e.exit.signal) {
+        out.push(Fact::FatalSignal(sig));
+    }
     if let Some(code) = e.exit.code.filter(|&c| c != 0) {
         out.push(Fact::ExitCode(code));
     }
@@ -359,7 +365,9 @@ pub fn facts_of(e: &Evidence, sites: &[SiteInfo]) -> Vec<Fact> {
             });
         }
     }
-    let died_by_fault = matches!(e.exit.signal, Some(libc::SIGSEGV | libc::SIGBUS));
+    let died_by_fault = [e.exit.signal, e.exit.fatal_signal]
+        .iter()
+        .any(|s| matches!(s, Some(libc::SIGSEGV | libc::SIGBUS)));
     let guard = e
         .exit
         .fault_addr
@@ -473,6 +481,7 @@ pub fn load(facts: &[Fact], p: &mut Program) {
         let id = i as FactId;
         match fact {
             Fact::Signal(s) => p.signal.push((id, *s)),
+            Fact::FatalSignal(s) => p.fatal_signal.push((id, *s)),
             Fact::ExitCode(c) => p.exit_code.push((id, *c)),
             Fact::FaultAddr(a) => p.fault_addr.push((id, *a)),
             Fact::PanicMessage { kind, .. } => p.panic_message.push((id, kind)),
@@ -515,6 +524,7 @@ impl Fact {
         };
         match self {
             Fact::Signal(s) => format!("the process was killed by {} ({s})", signal_name(*s)),
+            Fact::FatalSignal(s) => format!("the runtime caught {} ({s}) first", signal_name(*s)),
             Fact::ExitCode(c) => format!("the process exited with status {c}"),
             Fact::FaultAddr(a) => format!("the faulting address was {a:#x}"),
             Fact::PanicMessage {

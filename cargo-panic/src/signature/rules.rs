@@ -147,6 +147,8 @@ mod program {
 
         // ---- facts (the first column is the fact's id) ----
         relation signal(FactId, i32);
+        // The first fatal signal the runtime caught, when the process died by another.
+        relation fatal_signal(FactId, i32);
         relation exit_code(FactId, i32);
         relation fault_addr(FactId, u64);
         // A Rust panic message, by kind (`unwrap`, `expect`, `index`, ...).
@@ -208,6 +210,7 @@ mod program {
         relation fired(&'static str, &'static str, Vec<Why>);
 
         died_by_fault(s, sig) <-- signal(s, sig), if is_fault_signal(*sig);
+        died_by_fault(s, sig) <-- fatal_signal(s, sig), if is_fault_signal(*sig);
         failed(s) <-- signal(s, _);
         failed(c) <-- exit_code(c, code), if *code != 0;
 

@@ -13,6 +13,13 @@ static int recurse(int n) {
     return recurse(n + 1) + pad[0];
 }
 
+static void own_handler(int sig) {
+    (void)sig;
+    static const char msg[] = "own handler\n";
+    (void)!write(1, msg, sizeof msg - 1);
+    _exit(42);
+}
+
 static void *thread_overflow(void *arg) {
     (void)arg;
     ENTER(3, 1);
@@ -36,6 +43,18 @@ int main(int argc, char **argv) {
     printf("main %u\n", tid());
     fflush(stdout);
     if (!strcmp(argv[1], "segv")) {
+        *(volatile int *)16 = 1;
+    } else if (!strcmp(argv[1], "own-handler-segv")) {
+        /* The program's own SIGSEGV handler: it sees the default before it,
+         * and runs after the runtime recorded the fault. */
+        struct sigaction old, sa;
+        CHECK(sigaction(SIGSEGV, NULL, &old) == 0);
+        printf("old %s\n", old.sa_handler == SIG_DFL ? "default" : "other");
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = own_handler;
+        CHECK(sigaction(SIGSEGV, &sa, NULL) == 0);
+        CHECK(sigaction(SIGSEGV, NULL, &old) == 0 && old.sa_handler == own_handler);
+        fflush(stdout);
         *(volatile int *)16 = 1;
     } else if (!strcmp(argv[1], "abort")) {
         abort();
