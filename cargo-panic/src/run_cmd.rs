@@ -404,9 +404,11 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
     } else if let Some(reason) = unavailable {
         profile.kernel = Some(cargo_panic_core::kernel::KernelSection::unavailable(reason));
     }
-    let failed = status.code() != Some(0) || watched.hang.is_some();
+    let (stderr, stderr_tail) = collect::stderr_evidence(&stderr_bytes);
+    // A sanitizer report is a finding even when the program went on to exit 0
+    // (UBSan by default, ASan with halt_on_error=0).
+    let failed = status.code() != Some(0) || watched.hang.is_some() || stderr.sanitizer.is_some();
     if failed {
-        let (stderr, stderr_tail) = collect::stderr_evidence(&stderr_bytes);
         let evidence = Evidence {
             exit: ExitEvidence {
                 code: status.code(),

@@ -189,6 +189,32 @@ fn panic_kind(k: PanicKind) -> &'static str {
     }
 }
 
+/// UBSan's checks, as `stderr` names them (`null-pointer-use` included).
+pub const UBSAN_CHECKS: &[&str] = &[
+    "signed-integer-overflow",
+    "unsigned-integer-overflow",
+    "divide-by-zero",
+    "shift-exponent",
+    "shift-base",
+    "array-bounds",
+    "misaligned-pointer-use",
+    "pointer-overflow",
+    "invalid-bool-load",
+    "invalid-enum-load",
+    "missing-return",
+    "unreachable",
+    "vla-bound",
+    "float-cast-overflow",
+    "function-type-mismatch",
+    "nonnull-attribute",
+    "returns-nonnull-attribute",
+    "implicit-conversion",
+    "dynamic-type-mismatch",
+    "invalid-builtin-use",
+    "alignment-assumption",
+    "undefined-behavior",
+];
+
 /// Sanitizer kinds the rules know; any other is `other`.
 fn sanitizer_kind(kind: &str) -> &'static str {
     const KNOWN: &[&str] = &[
@@ -201,14 +227,28 @@ fn sanitizer_kind(kind: &str) -> &'static str {
         "stack-use-after-scope",
         "stack-overflow",
         "segv",
+        "bus",
+        "fpe",
         "leak",
         "bad-free",
         "alloc-dealloc-mismatch",
+        "allocation-size-too-big",
+        "out-of-memory",
+        "calloc-overflow",
         "data-race",
-        "undefined-behavior",
+        "data-race-vptr",
+        "thread-leak",
+        "lock-order-inversion",
+        "use-of-uninitialized-value",
+        "null-pointer-use",
     ];
     let k = kind.to_ascii_lowercase().replace([' ', '_'], "-");
-    KNOWN.iter().find(|&&n| n == k).copied().unwrap_or("other")
+    KNOWN
+        .iter()
+        .chain(UBSAN_CHECKS)
+        .find(|&&n| n == k)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// What a strerror text in a failure message says ran out.

@@ -71,6 +71,10 @@ pub const RULES: &[Rule] = &[
     rule("sanitizer-stack-overflow", "stack_overflow", 0.95, "the sanitizer saw the stack overflow", None),
     rule("sanitizer-null", "null_dereference", 0.92, "the sanitizer saw a SEGV on a near-null address", None),
     rule("sanitizer-leak", "memory_leak", 0.9, "LeakSanitizer found memory never freed", None),
+    rule("sanitizer-data-race", "data_race", 0.9, "ThreadSanitizer saw two threads access the same memory without synchronisation", None),
+    rule("sanitizer-lock-order", "deadlock", 0.85, "ThreadSanitizer saw locks taken in both orders (a potential deadlock)", None),
+    rule("sanitizer-uninitialized", "uninitialized_read", 0.95, "MemorySanitizer saw a use of an uninitialised value", None),
+    rule("sanitizer-undefined", "undefined_behavior", 0.95, "UndefinedBehaviorSanitizer saw undefined behaviour", None),
     rule("sanitizer-other", "memory_error", 0.85, "a sanitizer reported a memory error", None),
     rule("glibc-double-free", "double_free", 0.92, "glibc's allocator aborted on a double free", Some("address")),
     rule("glibc-heap-corruption", "heap_overflow", 0.6, "glibc's allocator found its heap metadata corrupted (usually a write past a block)", Some("address")),
@@ -229,9 +233,12 @@ mod program {
         fired("sanitizer-null", "", vec![f(s), f(a)]) <--
             sanitizer(s, k), if *k == "segv", fault_addr(a, addr), if *addr < NULL_PAGE;
         fired("sanitizer-leak", "", vec![f(s)]) <-- sanitizer(s, k), if *k == "leak";
-        fired("sanitizer-other", k, vec![f(s)]) <--
-            sanitizer(s, k),
-            if !["heap-use-after-free", "double-free", "heap-buffer-overflow", "stack-overflow", "leak", "segv"].contains(k);
+        fired("sanitizer-null", "", vec![f(s)]) <-- sanitizer(s, k), if *k == "null-pointer-use";
+        fired("sanitizer-data-race", "", vec![f(s)]) <-- sanitizer(s, k), if k.starts_with("data-race");
+        fired("sanitizer-lock-order", "", vec![f(s)]) <-- sanitizer(s, k), if *k == "lock-order-inversion";
+        fired("sanitizer-uninitialized", "", vec![f(s)]) <-- sanitizer(s, k), if *k == "use-of-uninitialized-value";
+        fired("sanitizer-undefined", k, vec![f(s)]) <-- sanitizer(s, k), if is_ubsan_check(k);
+        fired("sanitizer-other", k, vec![f(s)]) <-- sanitizer(s, k), if !is_classified_sanitizer_kind(k);
 
         // glibc's allocator checks.
         fired("glibc-double-free", "", with(vec![f(h), f(s)], w)) <--
@@ -317,6 +324,29 @@ mod program {
     }
 }
 pub use program::Program;
+
+/// UBSan's checks (the null-pointer one is a null dereference).
+fn is_ubsan_check(kind: &str) -> bool {
+    super::facts::UBSAN_CHECKS.contains(&kind)
+}
+
+/// Sanitizer kinds a rule of their own classifies.
+fn is_classified_sanitizer_kind(kind: &str) -> bool {
+    is_ubsan_check(kind)
+        || kind.starts_with("data-race")
+        || [
+            "heap-use-after-free",
+            "double-free",
+            "heap-buffer-overflow",
+            "stack-overflow",
+            "leak",
+            "segv",
+            "null-pointer-use",
+            "lock-order-inversion",
+            "use-of-uninitialized-value",
+        ]
+        .contains(&kind)
+}
 
 /// Kinds of Rust panic calls (the others are C's `abort`, `assert`, ...).
 pub fn is_rust_panic_kind(kind: &str) -> bool {
