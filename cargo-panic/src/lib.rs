@@ -1,6 +1,7 @@
 //! Library side of `cargo-panic`: the data formats and pure logic shared by the CLI
 //! (`cargo-panic`) and the link driver (`cargo-panic-link`). Nothing here links LLVM.
 
+pub mod assail;
 pub mod attack;
 pub mod budget;
 pub mod ccargs;

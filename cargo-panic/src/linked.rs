@@ -273,6 +273,37 @@ mod tests {
     }
 
     #[test]
+    fn records_carry_risks_and_manifests_keep_them() {
+        let json = format!(
+            r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{ENTRY},"callees":[],"touches":[],"risks":{{"frame_bytes":512,"alloc_in_loop":[7]}}}}]}}"#
+        );
+        let r = parse_records(&record(&json)).unwrap();
+        let risks = r[0].sites.sites[0].risks.clone().unwrap();
+        assert_eq!(
+            (risks.frame_bytes, &risks.alloc_in_loop[..]),
+            (512, &[7][..])
+        );
+        let linked = Linked {
+            modules: vec![LinkedModule {
+                sites: r[0].sites.clone(),
+                first_site: 0,
+                first_hist: 0,
+            }],
+            ..Linked::default()
+        };
+        let sites = crate::manifest::sites_from_linked(&linked);
+        assert_eq!(sites[0].risks, Some(risks));
+        // A record without them (no risk found, or an older pass) reads as none.
+        let json = format!(
+            r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{ENTRY},"callees":[],"touches":[]}}]}}"#
+        );
+        assert_eq!(
+            parse_records(&record(&json)).unwrap()[0].sites.sites[0].risks,
+            None
+        );
+    }
+
+    #[test]
     fn a_record_from_an_older_pass_asks_for_a_rebuild() {
         let json = format!(r#"{{"key":"old.o","suffix":"s","n_hists":0,"sites":[{ENTRY}}}]}}"#);
         let e = format!("{:#}", parse_records(&record(&json)).err().unwrap());

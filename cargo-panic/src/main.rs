@@ -3,6 +3,7 @@
 //! Exit codes: the target's own for `run`; otherwise 0 on success, 2 when the tool
 //! itself failed (bad input, missing toolchain).
 
+mod assail_cmd;
 mod attack_cmd;
 mod build_cmd;
 mod cc_cmd;
@@ -232,6 +233,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Rank an instrumented binary's static risks: recursion, lock-order
+    /// cycles, panics, unchecked allocations, buffer operations, allocation
+    /// in loops, blocking in async bodies (from its manifest; nothing runs)
+    Assail {
+        /// An instrumented binary (built by `cargo panic build` or `cargo panic cc`)
+        #[arg(long, value_name = "BIN", conflicts_with = "package")]
+        binary: Option<PathBuf>,
+        /// Build this crate first (`cargo panic build --release -p CRATE`) and
+        /// assail its executable
+        #[arg(short = 'p', long = "package", value_name = "CRATE")]
+        package: Option<String>,
+        /// Print the profile as JSON
+        #[arg(long)]
+        json: bool,
+        /// Show the N riskiest functions
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// Print a timeline (YAML, for `cargo panic attack`) aimed at the top risks instead
+        #[arg(long, conflicts_with = "json")]
+        suggest_timeline: bool,
+        /// More `cargo build` arguments for -p
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
     /// List the sites of an instrumented binary (from its manifest)
     Sites {
         binary: PathBuf,
@@ -428,6 +453,21 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             Ok(0)
         }
+        Command::Assail {
+            binary,
+            package,
+            json,
+            top,
+            suggest_timeline,
+            cargo_args,
+        } => assail_cmd::assail(&assail_cmd::AssailOptions {
+            binary,
+            package,
+            json,
+            top,
+            suggest_timeline,
+            cargo_args,
+        }),
         Command::Sites { binary, kind, json } => {
             let m = cargo_panic_core::manifest::Manifest::for_binary(&binary)?;
             let kind = match kind {

@@ -11,6 +11,8 @@
 //! uses directly, in the vocabulary of `panic_passes::touches`), both sorted and
 //! always present on entry sites, absent on the others. [`Manifest::functions`]
 //! lists them; [`Manifest::functions_that_ran`] keeps those a profile saw enter.
+//! An entry site may also carry `risks` (`panic_passes::assail`, absent when
+//! empty), which `cargo panic assail` ranks.
 //! (They live on the entry sites rather than in a top-level list so that the
 //! manifest stays one list read from the linked file, with nothing repeated.)
 
@@ -110,6 +112,12 @@ pub struct Site {
     /// fails with an errno), for `cargo panic attack`'s fault events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<panic_passes::FaultPoint>,
+    /// Entry sites: the function's static risks (`panic_passes::assail`:
+    /// frame bytes, raw pointer operations, unchecked allocations, buffer
+    /// operations, allocations in loops, lock order, blocking calls in async
+    /// bodies), for `cargo panic assail`; absent when none was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub risks: Option<panic_passes::Risks>,
 }
 
 /// One instrumented function and what it uses, from its entry site.
@@ -164,6 +172,7 @@ pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
                 callees: s.callees.clone(),
                 touches: s.touches.clone(),
                 fault: s.fault,
+                risks: s.risks.clone(),
             });
         }
     }
@@ -291,6 +300,7 @@ mod tests {
             callees: entry.then(|| vec!["b".to_string()]),
             touches: entry.then(|| vec![format!("global:{function}_state")]),
             fault: None,
+            risks: None,
         }
     }
 

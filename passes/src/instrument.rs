@@ -25,6 +25,7 @@ use inkwell::llvm_sys::prelude::*;
 use inkwell::module::Module;
 use serde::{Deserialize, Serialize};
 
+use crate::assail::{Risks, SiteCall, function_risks};
 use crate::cfg::{back_edges, loop_body};
 use crate::classify::{
     CallClass, FaultPoint, IoResource, SYS_FUTEX, SYS_FUTEX_ADDR_ARG, alloc_size_args,
@@ -90,6 +91,10 @@ pub struct SiteRecord {
     /// Call sites whose call can be made to fail (fault injection): how.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub fault: Option<FaultPoint>,
+    /// Entry sites: the function's static risks ([`crate::assail`]), absent
+    /// when none was found.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub risks: Option<Risks>,
 }
 
 /// The sites of one instrumented module, in counter order.
@@ -250,7 +255,7 @@ unsafe fn verify(module: LLVMModuleRef, key: &str) -> Result<(), InstrumentError
 }
 
 /// Name of a value (function, global) as an owned string.
-unsafe fn value_name(v: LLVMValueRef) -> String {
+pub(crate) unsafe fn value_name(v: LLVMValueRef) -> String {
     let mut len = 0usize;
     // SAFETY: `v` is a valid value; the returned pointer lives as long as the value.
     let p = unsafe { LLVMGetValueName2(v, &mut len) };
@@ -517,6 +522,7 @@ impl ModuleCx {
                 None,
             )];
             let mut uses = Uses::default();
+            let mut site_calls: Vec<SiteCall> = Vec::new();
             for (bi, &bb) in blocks.iter().enumerate() {
                 for inst in instructions_of(bb) {
                     uses.instructions += 1;
@@ -531,6 +537,12 @@ impl ModuleCx {
                             let at = site.as_ref().map(|(class, ..)| (*class, plans.len()));
                             uses.call(inst, at, &mut self.known_callees);
                             if let Some((class, callee, symbol)) = site {
+                                site_calls.push(SiteCall {
+                                    inst,
+                                    class,
+                                    callee: callee.clone(),
+                                    lock: None,
+                                });
                                 let kind = kind_of_call(class);
                                 let plan = match kind {
                                     SiteKind::Blocking | SiteKind::Lock => {
@@ -627,25 +639,35 @@ impl ModuleCx {
                     callees: None,
                     touches: None,
                     fault: *fault,
+                    risks: None,
                 });
             }
+            let site_id = |plan: usize| self.sites[first as usize + plan].id.clone();
+            let call_id = |ordinal: usize| {
+                stable_id(&[
+                    opts.module_key.as_bytes(),
+                    symbol.as_bytes(),
+                    ordinal.to_string().as_bytes(),
+                    b"call",
+                ])
+            };
             let touches = uses.touches(
                 &function,
-                |plan| self.sites[first as usize + plan].id.clone(),
-                |ordinal| {
-                    stable_id(&[
-                        opts.module_key.as_bytes(),
-                        symbol.as_bytes(),
-                        ordinal.to_string().as_bytes(),
-                        b"call",
-                    ])
-                },
+                site_id,
+                call_id,
                 timed,
                 plans.iter().any(|(p, ..)| matches!(p, Plan::Loop { .. })),
             );
+            // The lock objects of the lock sites, named as the touches name them.
+            let locks = uses.lock_objects(&function, site_id, call_id);
+            for c in &mut site_calls {
+                c.lock = locks.get(&c.inst).cloned();
+            }
+            let risks = function_risks(self.module, f, &blocks, &succs, &loops, &site_calls);
             let entry = &mut self.sites[first as usize];
             entry.callees = Some(std::mem::take(&mut uses.callees).into_iter().collect());
             entry.touches = Some(touches);
+            entry.risks = (!risks.is_empty()).then_some(risks);
 
             let mut entry_at = first_non_alloca(blocks[0]);
             let mut guarded = false;
@@ -1130,24 +1152,13 @@ impl Uses {
             t.insert(Touch::Cpu);
         }
         for c in &self.calls {
-            let at = || {
-                // SAFETY: `c.inst` is a live instruction of the function.
-                let line = unsafe { own_line(c.inst) };
-                let id = match c.plan {
-                    Some(p) => site_id(p),
-                    None => call_id(c.ordinal),
-                };
-                call_site(function, line, &id)
-            };
+            let at = || c.site_name(function, &site_id, &call_id);
             match &c.what {
                 CallTouch::Alloc => {
                     t.insert(Touch::Alloc);
                     t.insert(Touch::Memory);
                 }
-                CallTouch::Lock(Some(global)) => {
-                    t.insert(Touch::Lock(LockObject::Global(global.clone())))
-                }
-                CallTouch::Lock(None) => t.insert(Touch::Lock(LockObject::Site(at()))),
+                CallTouch::Lock(global) => t.insert(c.lock_touch(global, at)),
                 CallTouch::Io(IoResource::File) => {
                     t.insert(Touch::Io);
                     t.insert(Touch::File(at()));
@@ -1159,6 +1170,52 @@ impl Uses {
             }
         }
         t.into_sorted()
+    }
+
+    /// The lock object of every lock call, as its `lock:` touch, by instruction.
+    fn lock_objects(
+        &self,
+        function: &str,
+        site_id: impl Fn(usize) -> String,
+        call_id: impl Fn(usize) -> String,
+    ) -> std::collections::HashMap<LLVMValueRef, String> {
+        self.calls
+            .iter()
+            .filter_map(|c| match &c.what {
+                CallTouch::Lock(global) => {
+                    let at = || c.site_name(function, &site_id, &call_id);
+                    Some((c.inst, c.lock_touch(global, at).to_string()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl CallUse {
+    /// The call's site name (`crate::touches::call_site`): by line, else by the
+    /// id of its site (or, when it is not a site, a stable id of the call).
+    fn site_name(
+        &self,
+        function: &str,
+        site_id: &impl Fn(usize) -> String,
+        call_id: &impl Fn(usize) -> String,
+    ) -> String {
+        // SAFETY: `self.inst` is a live instruction of the function.
+        let line = unsafe { own_line(self.inst) };
+        let id = match self.plan {
+            Some(p) => site_id(p),
+            None => call_id(self.ordinal),
+        };
+        call_site(function, line, &id)
+    }
+
+    /// The `lock:` touch of a lock call whose lock is (in) `global`, if known.
+    fn lock_touch(&self, global: &Option<String>, at: impl FnOnce() -> String) -> Touch {
+        Touch::Lock(match global {
+            Some(g) => LockObject::Global(g.clone()),
+            None => LockObject::Site(at()),
+        })
     }
 }
 
@@ -1429,7 +1486,7 @@ unsafe fn blocks_of(f: LLVMValueRef) -> Vec<LLVMBasicBlockRef> {
     out
 }
 
-unsafe fn instructions_of(bb: LLVMBasicBlockRef) -> Vec<LLVMValueRef> {
+pub(crate) unsafe fn instructions_of(bb: LLVMBasicBlockRef) -> Vec<LLVMValueRef> {
     let mut out = Vec::new();
     // SAFETY: iteration over a valid block's instructions.
     unsafe {
@@ -1564,7 +1621,7 @@ unsafe fn instruction_location(inst: LLVMValueRef) -> Option<Loc> {
 /// The line of `inst` in its function's own source: for code inlined into the
 /// function, the line of the call it was inlined from (so two calls inlined from
 /// the same library line are still told apart by where the function makes them).
-unsafe fn own_line(inst: LLVMValueRef) -> Option<u32> {
+pub(crate) unsafe fn own_line(inst: LLVMValueRef) -> Option<u32> {
     // SAFETY: debug metadata queries on a valid instruction.
     unsafe {
         let mut loc = LLVMInstructionGetDebugLoc(inst);

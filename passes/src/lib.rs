@@ -9,10 +9,13 @@
 //! - [`instrument`] inserts the probes into a module and returns its sites, with
 //!   what each function calls and touches.
 //! - [`touches`] is the vocabulary of what a function touches (pure).
+//! - [`assail`] is each function's static risk profile (`risks` on its entry
+//!   site), read from the IR before probes are inserted.
 //!
 //! The crate never does IO and never links: it turns one module into an
 //! instrumented module plus the list of its sites.
 
+pub mod assail;
 pub mod cfg;
 pub mod classify;
 pub mod instrument;
@@ -20,6 +23,7 @@ pub mod names;
 pub mod rule;
 pub mod touches;
 
+pub use assail::Risks;
 pub use classify::FaultPoint;
 pub use instrument::{
     FunctionUses, InstrumentError, ModuleSites, Options, SiteKind, SiteRecord, counters_symbol,
@@ -44,5 +48,6 @@ pub mod plugin_env {
 
 /// Bumped whenever the instrumentation of a given input can change; part of every
 /// object cache key. 3: entry sites record `callees` and `touches`. 4: fault
-/// points (allocation sizes a fault replaces; `fault` in the sites).
-pub const PASS_VERSION: u32 = 4;
+/// points (allocation sizes a fault replaces; `fault` in the sites). 5: entry
+/// sites record `risks` (`assail`).
+pub const PASS_VERSION: u32 = 5;

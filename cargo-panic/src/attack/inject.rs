@@ -376,6 +376,7 @@ mod tests {
             callees: None,
             touches: None,
             fault,
+            risks: None,
         }
     }
 
