@@ -349,3 +349,29 @@ fn rust_unbounded_recursion_is_a_stack_overflow_in_descend() {
         "recursive function"
     );
 }
+
+/// Rust's futex mutexes record no owner: both threads asleep on lock sites
+/// is a deadlock of lower confidence, with the lock site named. (Here that
+/// site is in the std `Mutex<T>::lock` instance the crate compiled, which
+/// is not inlined into `take_both`.)
+#[test]
+fn rust_opposite_lock_order_is_a_deadlock_of_lower_confidence() {
+    let (sig, path, _d) = signature_of(&["--hang-timeout", "1s"], &crashy(), &["deadlock"]);
+    assert_eq!(sig["class"], "deadlock", "{sig:#}");
+    assert_eq!(sig["rule"], "deadlock-lock-waits", "{sig:#}");
+    assert!(sig["confidence"].as_f64().unwrap() < 0.9, "{sig:#}");
+    let sites = sig["sites"].as_array().unwrap();
+    assert!(
+        !sites.is_empty() && sites.iter().all(|s| s["role"] == "lock wait"),
+        "{sig:#}"
+    );
+    // Both threads were seen asleep on a futex, each at a lock site.
+    let p: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let waiting = p["evidence"]["threads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["futex"].is_u64() && t["site"].is_u64())
+        .count();
+    assert_eq!(waiting, 2, "{:#}", p["evidence"]["threads"]);
+}

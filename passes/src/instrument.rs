@@ -1604,17 +1604,37 @@ unsafe fn sizes_replaceable(inst: LLVMValueRef, args: &[u32]) -> bool {
 
 type Loc = (Option<String>, u32, u32);
 
+/// Where Rust's standard library sources are, in its debug info (rustup's
+/// toolchains remap them to `/rustc/<commit>/library/...`).
+const RUST_STD_SOURCES: &str = "/rustc/";
+
+/// The source location of `inst`. Code of Rust's standard library inlined
+/// into a function (`Option::unwrap`, `Mutex::lock`, `Vec::push`) is placed
+/// at the call it was inlined from, outward to the first location outside
+/// the standard library: a site's line is where the program makes the call,
+/// not a line of `option.rs`. Any other inlined code keeps its own location.
 unsafe fn instruction_location(inst: LLVMValueRef) -> Option<Loc> {
     // SAFETY: debug metadata queries on a valid instruction.
     unsafe {
-        let loc = LLVMInstructionGetDebugLoc(inst);
+        let mut loc = LLVMInstructionGetDebugLoc(inst);
         if loc.is_null() {
             return None;
         }
-        let line = LLVMDILocationGetLine(loc);
-        let column = LLVMDILocationGetColumn(loc);
-        let scope = LLVMDILocationGetScope(loc);
-        Some((scope_file(scope), line, column))
+        loop {
+            let file = scope_file(LLVMDILocationGetScope(loc));
+            let outer = LLVMDILocationGetInlinedAt(loc);
+            let in_std = file
+                .as_deref()
+                .is_some_and(|f| f.starts_with(RUST_STD_SOURCES));
+            if !in_std || outer.is_null() {
+                return Some((
+                    file,
+                    LLVMDILocationGetLine(loc),
+                    LLVMDILocationGetColumn(loc),
+                ));
+            }
+            loc = outer;
+        }
     }
 }
 
@@ -1924,6 +1944,51 @@ define void @timed_fn() {
         assert_eq!(
             uses(&m, "lock_stack").touches,
             [format!("lock:lock:lock_stack#{id}")]
+        );
+    }
+
+    /// Standard-library code inlined into a function is placed at the call
+    /// it was inlined from; other inlined code keeps its own line.
+    #[test]
+    fn sites_inlined_from_the_rust_standard_library_take_the_callers_line() {
+        const INLINED: &str = r#"
+declare i32 @pthread_mutex_lock(ptr)
+
+define void @user(ptr %a, ptr %b) !dbg !10 {
+  %r = call i32 @pthread_mutex_lock(ptr %a), !dbg !12
+  %s = call i32 @pthread_mutex_lock(ptr %b), !dbg !22
+  ret void, !dbg !13
+}
+
+!llvm.module.flags = !{!0}
+!llvm.dbg.cu = !{!1}
+!0 = !{i32 2, !"Debug Info Version", i32 3}
+!1 = distinct !DICompileUnit(language: DW_LANG_Rust, file: !2, emissionKind: LineTablesOnly)
+!2 = !DIFile(filename: "src/main.rs", directory: "/src/app")
+!3 = !DIFile(filename: "/rustc/0123abcd/library/std/src/sync/mutex.rs", directory: "")
+!4 = !DISubroutineType(types: !{})
+!5 = !DIFile(filename: "src/util.rs", directory: "/src/app")
+!10 = distinct !DISubprogram(name: "user", scope: !2, file: !2, line: 40, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!11 = distinct !DISubprogram(name: "lock", scope: !3, file: !3, line: 300, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!12 = !DILocation(line: 310, column: 9, scope: !11, inlinedAt: !13)
+!13 = !DILocation(line: 41, column: 7, scope: !10)
+!21 = distinct !DISubprogram(name: "helper", scope: !5, file: !5, line: 4, type: !4, spFlags: DISPFlagDefinition, unit: !1)
+!22 = !DILocation(line: 5, column: 3, scope: !21, inlinedAt: !23)
+!23 = !DILocation(line: 42, column: 3, scope: !10)
+"#;
+        let m = instrument(INLINED, &[]);
+        let locks: Vec<(Option<&str>, u32)> = m
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Lock)
+            .map(|s| (s.file.as_deref(), s.line))
+            .collect();
+        assert_eq!(
+            locks,
+            [
+                (Some("/src/app/src/main.rs"), 41),
+                (Some("/src/app/src/util.rs"), 5)
+            ]
         );
     }
 

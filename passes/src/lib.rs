@@ -50,4 +50,4 @@ pub mod plugin_env {
 /// object cache key. 3: entry sites record `callees` and `touches`. 4: fault
 /// points (allocation sizes a fault replaces; `fault` in the sites). 5: entry
 /// sites record `risks` (`assail`).
-pub const PASS_VERSION: u32 = 5;
+pub const PASS_VERSION: u32 = 6;

@@ -1,10 +1,10 @@
 //! Deliberate failure modes for testing how a profile survives a crash.
 //! Usage: `crashy MODE` where MODE is panic, segv, abort, exit-thread, unwrap,
-//! index, recurse or ok.
+//! index, recurse, deadlock or ok.
 //! Every mode first calls `step` exactly 100 times so a profile has counts.
 
 use std::hint::black_box;
-use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex, mpsc};
 
 /// Number of times every mode calls `step` before it does anything else.
 const STEPS: u64 = 100;
@@ -88,6 +88,29 @@ fn descend(depth: u64, pad: &mut [u8; 512]) -> u64 {
     black_box(below.wrapping_add(u64::from(pad[(depth * 7 % 512) as usize])))
 }
 
+/// Takes `first`, waits until the other worker holds its first lock too,
+/// then takes `second`: with the other worker taking them in the opposite
+/// order, neither ever gets its second lock.
+#[inline(never)]
+fn take_both(first: &Mutex<u64>, second: &Mutex<u64>, both_hold_one: &Barrier) -> u64 {
+    let a = first.lock().unwrap();
+    both_hold_one.wait();
+    let b = second.lock().unwrap();
+    *a + *b
+}
+
+/// Two threads take two mutexes in opposite orders: a deadlock; the
+/// process never ends.
+#[inline(never)]
+fn deadlock() -> u64 {
+    let (x, y) = (Arc::new(Mutex::new(1)), Arc::new(Mutex::new(2)));
+    let barrier = Arc::new(Barrier::new(2));
+    let (x2, y2, b2) = (x.clone(), y.clone(), barrier.clone());
+    let other = std::thread::spawn(move || take_both(&y2, &x2, &b2));
+    let mine = take_both(&x, &y, &barrier);
+    mine + other.join().unwrap()
+}
+
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "ok".to_string());
     let sum = warm_up();
@@ -99,10 +122,11 @@ fn main() {
         "unwrap" => println!("{}", lookup(42)),
         "index" => println!("{}", element(7)),
         "recurse" => println!("{}", descend(0, &mut [0u8; 512])),
+        "deadlock" => println!("{}", deadlock()),
         "ok" => println!("ok"),
         other => {
             eprintln!(
-                "usage: crashy [panic|segv|abort|exit-thread|unwrap|index|recurse|ok] (got {other:?})"
+                "usage: crashy [panic|segv|abort|exit-thread|unwrap|index|recurse|deadlock|ok] (got {other:?})"
             );
             std::process::exit(2);
         }
