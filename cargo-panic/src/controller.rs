@@ -11,7 +11,7 @@
 //!   resources: [cpu, memory] # cpu (cores), memory (bytes), io (bytes/s)
 //!   capacity: [1.5, 314572800]
 //!   step: [0.5, 1.0e-8]      # one number, or one per resource
-//!   sensitivity: [[1, 0], [0, 1]]  # optional here (the verifier needs it)
+//!   sensitivity: [[1, 0], [0, 1]]  # optional here (the verifier needs it, or fits it to this run's profile)
 //! ```
 
 use std::path::Path;

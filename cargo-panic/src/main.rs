@@ -178,7 +178,8 @@ enum Command {
         /// A price controller (YAML or JSON): a drift certificate for its dual ascent
         #[arg(long, value_name = "FILE")]
         controller: Option<PathBuf>,
-        /// A profile: restricts --binary to what ran
+        /// A profile: restricts --binary to what ran; for a --controller
+        /// without `sensitivity`, K is fitted to its price/usage series
         #[arg(long, value_name = "PROFILE")]
         profile: Option<PathBuf>,
         /// A timeline's feasibility: acyclic chains, satisfiable start

@@ -112,24 +112,11 @@ fn render_json(worst: Outcome, checks: &[Check]) -> Result<String> {
 }
 
 pub fn verify(opts: &VerifyOptions) -> Result<i32> {
-    if let (Some(p), Some(_), None) = (&opts.profile, &opts.controller, &opts.binary) {
-        // Profiles of runs with a controller carry its price/usage series
-        // (`controller.samples`); estimating K from them is not wired in yet.
-        let prof: cargo_panic_core::profile::Profile = cargo_panic_core::fsutil::read_json(p)?;
+    if opts.profile.is_some() && opts.binary.is_none() && opts.controller.is_none() {
         bail!(
-            "{}: {}; estimating the controller's sensitivity from a profile is not supported yet: \
-             give `sensitivity:` in the controller file",
-            p.display(),
-            if prof.controller.is_some() {
-                "this profile has the controller's price/usage series"
-            } else {
-                "this profile has no price/usage series (they are recorded by `cargo panic run \
-                 --config` with a controller)"
-            }
+            "--profile restricts --binary to what ran, or gives --controller the price/usage series \
+             to estimate its sensitivity from: give --binary or --controller too"
         );
-    }
-    if opts.profile.is_some() && opts.binary.is_none() {
-        bail!("--profile restricts --binary to what ran: give --binary too");
     }
     if opts.graph.is_none()
         && opts.binary.is_none()
@@ -156,7 +143,7 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
     let controller_input = opts
         .controller
         .as_deref()
-        .map(read_controller)
+        .map(|c| read_controller(c, opts.profile.as_deref(), opts.binary.is_some()))
         .transpose()?;
 
     let mut checks = Vec::new();
@@ -172,8 +159,8 @@ pub fn verify(opts: &VerifyOptions) -> Result<i32> {
     if let Some((path, dep)) = &binary_input {
         checks.push(binary_check(path, dep, opts.json));
     }
-    if let Some((path, ctrl)) = &controller_input {
-        checks.push(drift_check(path, ctrl));
+    if let Some((path, ctrl, estimate)) = &controller_input {
+        checks.push(drift_check(path, ctrl, estimate.as_ref()));
     }
     if let Some((path, t)) = &timeline_input {
         checks.push(timeline_check(path, t));
@@ -522,22 +509,110 @@ fn binary_check(binary: &Path, dep: &DependenceGraph, want_json: bool) -> Check 
 }
 
 /// Reads and validates a controller file (YAML; JSON is YAML too).
-fn read_controller(path: &Path) -> Result<(PathBuf, Controller)> {
+/// Where a controller's sensitivity came from, when a profile gave it.
+struct Estimated {
+    profile: PathBuf,
+    fit: drift::SensitivityEstimate,
+}
+
+/// Reads and validates a controller file. Without `sensitivity` in it, `K`
+/// (and `u0`, unless given) is fitted to `profile`'s price/usage series.
+fn read_controller(
+    path: &Path,
+    profile: Option<&Path>,
+    profile_for_binary: bool,
+) -> Result<(PathBuf, Controller, Option<Estimated>)> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let spec: ControllerSpec = serde_norway::from_str(&text).map_err(|e| match e.location() {
         Some(l) => anyhow::anyhow!("{}:{}:{}: {e}", path.display(), l.line(), l.column()),
         None => anyhow::anyhow!("{}: {e}", path.display()),
     })?;
-    let ctrl = spec
-        .validate()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    Ok((path.to_owned(), ctrl))
+    let (spec, estimated) = match (spec.sensitivity.is_some(), profile) {
+        (false, Some(p)) => {
+            let fit = estimate_from_profile(&spec, p)?;
+            (
+                spec.with_estimate(&fit),
+                Some(Estimated {
+                    profile: p.to_owned(),
+                    fit,
+                }),
+            )
+        }
+        (true, Some(p)) if !profile_for_binary => bail!(
+            "{} gives `sensitivity`, so --profile {} has nothing to estimate: leave out one of them",
+            path.display(),
+            p.display()
+        ),
+        _ => (spec, None),
+    };
+    let ctrl = spec.validate().map_err(|e| match &estimated {
+        Some(est) => anyhow::anyhow!(
+            "{}: with K estimated from {} ({} samples, rms residual {:.3e}): {e}",
+            path.display(),
+            est.profile.display(),
+            est.fit.samples,
+            est.fit.residual
+        ),
+        None => anyhow::anyhow!("{}: {e}", path.display()),
+    })?;
+    Ok((path.to_owned(), ctrl, estimated))
+}
+
+/// Fits `K` and `u0` to the price/usage series a profile recorded
+/// (`controller.samples` of `cargo panic run --config`), for the
+/// controller's resources, by name; samples where a usage could not be
+/// measured are left out.
+fn estimate_from_profile(spec: &ControllerSpec, path: &Path) -> Result<drift::SensitivityEstimate> {
+    let prof: cargo_panic_core::profile::Profile = cargo_panic_core::fsutil::read_json(path)?;
+    let Some(series) = prof.controller else {
+        bail!(
+            "{}: this profile has no price/usage series to estimate the sensitivity from (they are \
+             recorded by `cargo panic run --config` with a controller)",
+            path.display()
+        );
+    };
+    let columns: Vec<usize> =
+        spec.resources
+            .iter()
+            .map(|r| {
+                series.resources.iter().position(|s| s == r).with_context(|| {
+                format!(
+                    "{}: the profile's controller priced {}, not `{r}`: estimate from a run of \
+                     this controller",
+                    path.display(),
+                    series.resources.join(", ")
+                )
+            })
+            })
+            .collect::<Result<_>>()?;
+    let (mut prices, mut usage) = (Vec::new(), Vec::new());
+    for sample in &series.samples {
+        let used: Option<Vec<f64>> = columns
+            .iter()
+            .map(|&c| sample.usage.get(c).copied().flatten())
+            .collect();
+        let priced: Option<Vec<f64>> = columns
+            .iter()
+            .map(|&c| sample.price.get(c).copied())
+            .collect();
+        if let (Some(u), Some(p)) = (used, priced) {
+            usage.push(u);
+            prices.push(p);
+        }
+    }
+    drift::estimate_sensitivity(&prices, &usage).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot estimate the sensitivity from its {} usable samples: {e}",
+            path.display(),
+            prices.len()
+        )
+    })
 }
 
 /// The drift certificate of a controller. The check decomposes over the clique
 /// tree of the resources' coupling graph when that graph is chordal.
-fn drift_check(path: &Path, ctrl: &Controller) -> Check {
+fn drift_check(path: &Path, ctrl: &Controller, estimated: Option<&Estimated>) -> Check {
     let names = ctrl.names();
     let pairs: Vec<(u32, u32)> = ctrl
         .coupling_pairs()
@@ -651,6 +726,25 @@ fn drift_check(path: &Path, ctrl: &Controller) -> Check {
         }
     };
     let _ = writeln!(summary, "  {coupling_note}");
+    if let Some(est) = estimated {
+        let _ = writeln!(
+            summary,
+            "  K and u0 estimated from {}: {} samples, rms residual {:.3e}; K = [{}]",
+            est.profile.display(),
+            est.fit.samples,
+            est.fit.residual,
+            est.fit
+                .sensitivity
+                .iter()
+                .map(|r| r
+                    .iter()
+                    .map(|x| format!("{x:.4}"))
+                    .collect::<Vec<_>>()
+                    .join(" "))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+    }
     Check {
         outcome,
         summary,
@@ -660,6 +754,10 @@ fn drift_check(path: &Path, ctrl: &Controller) -> Check {
             "verdict": outcome,
             "coupling": coupling_note,
             "decided_ms": elapsed_ms,
+            "sensitivity_estimate": estimated.map(|e| json!({
+                "profile": e.profile.display().to_string(),
+                "fit": e.fit,
+            })),
         }),
         evidence: Some(serde_json::to_string(&verdict).expect("a verdict serialises")),
     }

@@ -200,7 +200,11 @@ fn timelines_are_feasible_or_say_why_not() {
     );
     let out = verify(&["--timeline", good.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
-    assert!(stdout(&out).contains("'b' can start, e.g. when cpu_load = "), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("'b' can start, e.g. when cpu_load = "),
+        "{}",
+        show(&out)
+    );
     let bad = write(
         &dir,
         "bad.yaml",
@@ -210,13 +214,25 @@ fn timelines_are_feasible_or_say_why_not() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let v = json(&out);
     let findings = &v["checks"][0]["feasibility"]["findings"];
-    let kinds: Vec<&str> = findings.as_array().unwrap().iter().map(|f| f["finding"].as_str().unwrap()).collect();
-    assert!(kinds.contains(&"never_starts") && kinds.contains(&"past_end"), "{v:#}");
+    let kinds: Vec<&str> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["finding"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"never_starts") && kinds.contains(&"past_end"),
+        "{v:#}"
+    );
     // A timeline error is bad input, located.
     let broken = write(&dir, "broken.yaml", "duration: 10\n");
     let out = verify(&["--timeline", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("broken.yaml:1:11"), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("broken.yaml:1:11"),
+        "{}",
+        show(&out)
+    );
 }
 
 #[test]
@@ -427,4 +443,119 @@ fn bad_controllers_exit_2_and_say_what_to_fix() {
         assert!(err.contains(needle), "{name}: expected `{needle}` in {err}");
         assert!(out.stdout.is_empty(), "{name}: no partial verdict");
     }
+}
+
+/// A profile whose controller series follows `u = u0 - K p` exactly, with
+/// prices that vary independently (and one sample whose usage could not be
+/// measured).
+fn profile_with_series(dir: &Path, k: [[f64; 2]; 2], u0: [f64; 2]) -> PathBuf {
+    let mut state: u64 = 12345;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut samples = Vec::new();
+    for t in 0..12u64 {
+        let p = [next(), next()];
+        let u: Vec<Value> = (0..2)
+            .map(|i| {
+                if t == 5 {
+                    Value::Null
+                } else {
+                    (u0[i] - k[i][0] * p[0] - k[i][1] * p[1]).into()
+                }
+            })
+            .collect();
+        samples.push(serde_json::json!({"t_ns": t * 50_000_000, "usage": u, "price": p}));
+    }
+    let profile = serde_json::json!({
+        "version": 2, "binary": "app", "args": [], "exit": {"code": 0, "signal": null},
+        "wall_ns": 600_000_000u64, "clock": "ns",
+        "runtime": {"state": "exited", "fatal_signal": null, "fault_addr": null, "signal_tid": null,
+                    "threads_used": 1, "threads_over_capacity": 0, "depth_overflows": 0,
+                    "abandoned_regions": 0},
+        "threads": [], "sites": [],
+        "controller": {"period_ns": 50_000_000u64, "resources": ["cpu", "memory"],
+                       "capacity": [1.0, 2.0], "step": [0.5, 0.2], "units": ["cores", "bytes"],
+                       "samples": samples}
+    });
+    write(dir, "p.json", &profile.to_string())
+}
+
+#[test]
+fn a_controller_without_sensitivity_gets_it_estimated_from_a_profile() {
+    let dir = scratch("estimate");
+    let k = [[1.0, 0.1], [0.2, 2.0]];
+    let profile = profile_with_series(&dir, k, [3.0, 5.0]);
+    let ctrl = write(
+        &dir,
+        "c.yaml",
+        "resources: [cpu, memory]\ncapacity: [1.0, 2.0]\nstep: [0.5, 0.2]\n",
+    );
+    let (c, p) = (ctrl.to_str().unwrap(), profile.to_str().unwrap());
+    let out = verify(&["--controller", c, "--profile", p]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(text.contains("K and u0 estimated from"), "{text}");
+    assert!(text.contains("11 samples"), "{text}");
+
+    let out = verify(&["--controller", c, "--profile", p, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let v = json(&out);
+    let fit = &v["checks"][0]["sensitivity_estimate"]["fit"];
+    assert_eq!(fit["samples"], 11);
+    for (i, row) in k.iter().enumerate() {
+        for (j, want) in row.iter().enumerate() {
+            let got = fit["sensitivity"][i][j].as_f64().unwrap();
+            assert!(
+                (got - want).abs() < 1e-9,
+                "K[{i}][{j}] = {got}, want {want}"
+            );
+        }
+    }
+    assert!((fit["baseline_usage"][1].as_f64().unwrap() - 5.0).abs() < 1e-9);
+
+    // A resource the profile's controller did not price.
+    let io = write(
+        &dir,
+        "io.yaml",
+        "resources: [cpu, io]\ncapacity: [1, 1]\nstep: 0.1\n",
+    );
+    let out = verify(&["--controller", io.to_str().unwrap(), "--profile", p]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("priced cpu, memory, not `io`"),
+        "{}",
+        show(&out)
+    );
+    // K in the file and a profile: which one?
+    let both = write(
+        &dir,
+        "both.yaml",
+        "resources: [cpu]\ncapacity: [1]\nstep: 0.1\nsensitivity: [[1]]\n",
+    );
+    let out = verify(&["--controller", both.to_str().unwrap(), "--profile", p]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to estimate"));
+    // Neither.
+    let out = verify(&["--controller", c]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no `sensitivity`"));
+    // A profile of a run without a controller.
+    let plain = write(
+        &dir,
+        "plain.json",
+        &std::fs::read_to_string(&profile)
+            .unwrap()
+            .replace("\"controller\"", "\"unused\""),
+    );
+    let out = verify(&["--controller", c, "--profile", plain.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no price/usage series"),
+        "{}",
+        show(&out)
+    );
 }

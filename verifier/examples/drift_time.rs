@@ -52,7 +52,7 @@ fn controller(n: usize, band: Option<usize>, seed: u64, v: Variant) -> Controlle
         resources: (0..n).map(|i| format!("{}:r{i}", kinds[i % 5])).collect(),
         capacity: (0..n).map(|_| dec(&mut rng, 0.5, 2.0)).collect(),
         step: Step::PerResource(step),
-        sensitivity: k,
+        sensitivity: Some(k),
         baseline_usage: v
             .baseline
             .then(|| (0..n).map(|_| dec(&mut rng, 0.0, 4.0)).collect()),

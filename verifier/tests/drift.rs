@@ -25,7 +25,7 @@ fn spec(k: Vec<Vec<f64>>, step: Step) -> ControllerSpec {
             .collect(),
         capacity: (0..n).map(|i| 1.0 + 0.25 * i as f64).collect(),
         step,
-        sensitivity: k,
+        sensitivity: Some(k),
         baseline_usage: None,
         epsilon: None,
         max_iterations: None,
@@ -62,14 +62,15 @@ fn data(s: &ControllerSpec) -> Data {
         Step::Uniform(a) => vec![*a; n],
         Step::PerResource(v) => v.clone(),
     };
+    let k = s.sensitivity.clone().expect("specs in these tests give K");
     let u0 = s.baseline_usage.clone().unwrap_or_else(|| {
         (0..n)
-            .map(|i| s.capacity[i] + s.sensitivity[i].iter().sum::<f64>())
+            .map(|i| s.capacity[i] + k[i].iter().sum::<f64>())
             .collect()
     });
     Data {
         a,
-        k: s.sensitivity.clone(),
+        k,
         c: s.capacity.clone(),
         u0,
     }
@@ -663,7 +664,7 @@ fn estimated_sensitivity_feeds_a_certificate() {
         Step::Uniform(0.9),
     );
     s.baseline_usage = Some(est.baseline_usage.iter().map(|&x| round(x)).collect());
-    assert_eq!(s.sensitivity, k);
+    assert_eq!(s.sensitivity, Some(k));
     let c = certified(&s, &DriftConfig::default(), None);
     check_numerically(&s, &c, 1000);
 }
@@ -693,6 +694,11 @@ fn verdicts_and_specs_serialise() {
     assert_eq!(v["trajectory"]["behaviour"], "oscillates");
     let v = serde_json::to_value(DriftVerdict::Unknown { reason: "x".into() }).unwrap();
     assert_eq!(v, serde_json::json!({"verdict": "unknown", "reason": "x"}));
+}
+
+/// The spec's K, to edit.
+fn k(s: &mut ControllerSpec) -> &mut Vec<Vec<f64>> {
+    s.sensitivity.as_mut().expect("the spec gives K")
 }
 
 #[test]
@@ -762,31 +768,32 @@ fn every_validation_error() {
     );
     assert_eq!(
         err(&|s| {
-            s.sensitivity.pop();
+            k(s).pop();
         }),
         SpecError::SensitivityRows {
             found: 1,
             expected: 2
         }
     );
-    let e = err(&|s| s.sensitivity[1].push(0.0));
+    let e = err(&|s| k(s)[1].push(0.0));
     assert!(
         matches!(&e, SpecError::SensitivityRowLength { row: 1, found: 3, expected: 2, resource } if resource == "memory")
     );
-    let e = err(&|s| s.sensitivity[0][1] = -0.1);
+    let e = err(&|s| k(s)[0][1] = -0.1);
     assert!(matches!(
         &e,
         SpecError::NegativeSensitivity { row: 0, col: 1, .. }
     ));
     assert!(e.to_string().contains("raises the usage of `cpu`"), "{e}");
     assert!(matches!(
-        err(&|s| s.sensitivity[1][1] = 0.0),
+        err(&|s| k(s)[1][1] = 0.0),
         SpecError::ZeroDiagonal { index: 1, .. }
     ));
-    let e = err(&|s| s.sensitivity[1][0] = f64::NAN);
+    let e = err(&|s| k(s)[1][0] = f64::NAN);
     assert!(
         matches!(&e, SpecError::NonFinite { field: "sensitivity", location, .. } if location == "[1][0]")
     );
+    assert_eq!(err(&|s| s.sensitivity = None), SpecError::NoSensitivity);
     assert!(matches!(
         err(&|s| s.capacity[0] = f64::INFINITY),
         SpecError::NonFinite {
@@ -829,7 +836,7 @@ fn every_validation_error() {
     // Every message starts lowercase and has no trailing period.
     for e in [
         SpecError::NoResources,
-        err(&|s| s.sensitivity[1][1] = 0.0),
+        err(&|s| k(s)[1][1] = 0.0),
         err(&|s| s.capacity[1] = -1.0),
     ] {
         let m = e.to_string();

@@ -951,7 +951,7 @@ mod tests {
             resources: (0..n).map(|i| format!("{}:r{i}", kinds[i % 5])).collect(),
             capacity: vec![1.0; n],
             step,
-            sensitivity: k,
+            sensitivity: Some(k),
             baseline_usage: None,
             epsilon: None,
             max_iterations: None,

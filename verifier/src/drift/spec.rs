@@ -112,7 +112,10 @@ pub struct ControllerSpec {
     /// Step sizes `a_i > 0` of the dual ascent.
     pub step: Step,
     /// `K`, `n x n`: usage falls by `K[i][j]` per unit rise of price `j`.
-    pub sensitivity: Vec<Vec<f64>>,
+    /// Absent when it is to be estimated from a profile's price/usage
+    /// series ([`ControllerSpec::with_estimate`]); validation needs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<Vec<Vec<f64>>>,
     /// `u0`: usage at zero prices. Default: `c + K·1`, which puts the
     /// equilibrium at the all-ones price vector (see the module docs of
     /// [`crate::drift`] for why this is the conservative choice).
@@ -137,6 +140,11 @@ pub enum SpecError {
     /// `resources` is empty.
     #[error("the controller has no resources: list at least one under `resources`")]
     NoResources,
+    /// No `sensitivity`, and none estimated.
+    #[error(
+        "the controller gives no `sensitivity` (K): write it, n rows of n entries, or estimate it from a profile of a run with this controller (`--profile P`, with its price/usage series)"
+    )]
+    NoSensitivity,
     /// A name whose kind is not a price-map kind.
     #[error(
         "resource {index} `{name}`: unknown kind `{kind}`; use one of cpu, memory, io, network, dwell, optionally qualified as kind:qualifier (e.g. io:sda)"
@@ -381,6 +389,17 @@ impl Controller {
 }
 
 impl ControllerSpec {
+    /// The spec with `K` (and, when the file gives none, `u0`) taken from a
+    /// fit of a profile's price/usage series. The fit is used as fitted:
+    /// validation then refuses a noisy negative entry, naming it.
+    pub fn with_estimate(mut self, est: &super::SensitivityEstimate) -> ControllerSpec {
+        self.sensitivity = Some(est.sensitivity.clone());
+        if self.baseline_usage.is_none() {
+            self.baseline_usage = Some(est.baseline_usage.clone());
+        }
+        self
+    }
+
     /// Checks the file and builds the [`Controller`], or says what to fix.
     pub fn validate(&self) -> Result<Controller, SpecError> {
         let n = self.resources.len();
@@ -428,13 +447,14 @@ impl ControllerSpec {
             }
         };
 
-        if self.sensitivity.len() != n {
+        let sensitivity = self.sensitivity.as_ref().ok_or(SpecError::NoSensitivity)?;
+        if sensitivity.len() != n {
             return Err(SpecError::SensitivityRows {
-                found: self.sensitivity.len(),
+                found: sensitivity.len(),
                 expected: n,
             });
         }
-        for (i, row) in self.sensitivity.iter().enumerate() {
+        for (i, row) in sensitivity.iter().enumerate() {
             if row.len() != n {
                 return Err(SpecError::SensitivityRowLength {
                     row: i,
@@ -444,7 +464,7 @@ impl ControllerSpec {
                 });
             }
         }
-        for (i, row) in self.sensitivity.iter().enumerate() {
+        for (i, row) in sensitivity.iter().enumerate() {
             for (j, &v) in row.iter().enumerate() {
                 finite("sensitivity", format!("[{i}][{j}]"), v)?;
                 if v < 0.0 {
@@ -492,8 +512,7 @@ impl ControllerSpec {
         // Exact data. The default baseline is computed exactly, so that the
         // equilibrium is exactly the all-ones vector.
         let q_step: Vec<BigRational> = step.iter().map(|&x| exact_decimal(x)).collect();
-        let q_k: Vec<Vec<BigRational>> = self
-            .sensitivity
+        let q_k: Vec<Vec<BigRational>> = sensitivity
             .iter()
             .map(|r| r.iter().map(|&x| exact_decimal(x)).collect())
             .collect();
@@ -530,7 +549,7 @@ impl ControllerSpec {
             resources,
             capacity: self.capacity.clone(),
             step,
-            sensitivity: self.sensitivity.clone(),
+            sensitivity: sensitivity.clone(),
             baseline_usage,
             baseline_defaulted,
             epsilon: self.epsilon,
