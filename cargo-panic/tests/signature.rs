@@ -6,46 +6,18 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use common::*;
 use serde_json::Value;
 
 /// c-bugs built once per test process (plain, no sanitizer).
 fn c_bugs() -> PathBuf {
-    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| build_c_example("c-bugs", &[]))
-        .path()
-        .join("c-bugs")
+    c_example_once("c-bugs", "c-bugs")
 }
 
-/// crashy built once per test process, into the shared target dir.
 fn crashy() -> PathBuf {
-    static EXE: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
-    let m = EXE.get_or_init(Default::default);
-    let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-    g.get_or_insert_with(|| {
-        build_in(
-            &repo().join("examples").join("crashy"),
-            &repo().join("target").join("e2e"),
-            &[],
-        )
-        .remove(0)
-    })
-    .clone()
-}
-
-/// The 1-based line of the first line of `file` that contains `needle`
-/// after the first line that contains `after`.
-fn line_of(file: &Path, after: &str, needle: &str) -> u64 {
-    let text = std::fs::read_to_string(file).unwrap();
-    let start = text.lines().position(|l| l.contains(after)).unwrap();
-    let off = text
-        .lines()
-        .skip(start)
-        .position(|l| l.contains(needle))
-        .unwrap();
-    (start + off + 1) as u64
+    rust_example_once("crashy")
 }
 
 fn c_source() -> PathBuf {

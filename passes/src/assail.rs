@@ -71,6 +71,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::classify::strip_generics;
 use serde::{Deserialize, Serialize};
 
 /// One function's static risks, as its entry site records them.
@@ -218,20 +219,6 @@ pub fn is_lock_wait(callee: &str) -> bool {
     let path = strip_generics(path);
     let leaf = path.rsplit("::").next().unwrap_or(&path);
     WAIT_LEAVES.contains(&leaf) || WAIT_PARTS.iter().any(|p| path.contains(p))
-}
-
-fn strip_generics(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut depth = 0usize;
-    for c in name.chars() {
-        match c {
-            '<' => depth += 1,
-            '>' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Whether a `DISubprogram` name is a Rust async body's (`{async_fn#0}`,

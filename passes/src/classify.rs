@@ -525,6 +525,11 @@ fn rust_path_without_generics(name: &str) -> String {
     if name.starts_with('<') {
         return name.to_string();
     }
+    strip_generics(name)
+}
+
+/// `name` without anything between (nested) angle brackets.
+pub(crate) fn strip_generics(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     let mut depth = 0usize;
     for c in name.chars() {

@@ -49,7 +49,6 @@ use crate::cgroup::{self, Controller, Group, RunCgroup};
 use crate::manifest::Manifest;
 use crate::pricing::{PriceLoop, rate};
 use crate::signature::collect;
-use crate::signature::evidence::HangEvidence;
 
 /// What to attack and how.
 pub struct Options {
@@ -664,23 +663,22 @@ pub fn attack(opts: &Options) -> Result<Report> {
                     e.saturating_duration_since(t0).as_nanos() as u64
                 });
                 let stderr_tail = tgt.tail();
-                let signature = verdict::signature(verdict::FailureSeen {
-                    status: Some(status),
-                    snapshot: tgt.snapshot(),
-                    manifest: sites.manifest.as_ref(),
-                    stderr_tail: &stderr_tail,
-                    hang: None,
-                    hang_threads: Vec::new(),
-                    oom: oom && sig == Some(libc::SIGKILL),
-                    memory_limit: None,
-                    series: &series,
-                    active: &active_ids,
-                    faults: run
-                        .injector
-                        .as_ref()
-                        .map(Injector::injected)
-                        .unwrap_or_default(),
-                });
+                let faults = run
+                    .injector
+                    .as_ref()
+                    .map(Injector::injected)
+                    .unwrap_or_default();
+                let signature = verdict::signature(
+                    verdict::FailureSeen::new(
+                        tgt.snapshot(),
+                        sites.manifest.as_ref(),
+                        &stderr_tail,
+                        &series,
+                        &active_ids,
+                        faults,
+                    )
+                    .ended(status, oom),
+                );
                 failures.push(Failure {
                     t_ns: at.min(now_ns),
                     kind: match (code, sig) {
@@ -720,28 +718,22 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 let _ = tgt.child.wait().map(|s| tgt.exited = Some(s));
                 failed = true;
                 let stderr_tail = tgt.tail();
-                let signature = verdict::signature(verdict::FailureSeen {
-                    status: None,
-                    snapshot: tgt.snapshot(),
-                    manifest: sites.manifest.as_ref(),
-                    stderr_tail: &stderr_tail,
-                    hang: Some(HangEvidence {
-                        reason: "quiet".into(),
-                        window_ns: h,
-                        progress: 0,
-                        moving_sites: Vec::new(),
-                    }),
-                    hang_threads,
-                    oom: false,
-                    memory_limit: None,
-                    series: &series,
-                    active: &active_ids,
-                    faults: run
-                        .injector
-                        .as_ref()
-                        .map(Injector::injected)
-                        .unwrap_or_default(),
-                });
+                let faults = run
+                    .injector
+                    .as_ref()
+                    .map(Injector::injected)
+                    .unwrap_or_default();
+                let signature = verdict::signature(
+                    verdict::FailureSeen::new(
+                        tgt.snapshot(),
+                        sites.manifest.as_ref(),
+                        &stderr_tail,
+                        &series,
+                        &active_ids,
+                        faults,
+                    )
+                    .hung(h, hang_threads),
+                );
                 failures.push(Failure {
                     t_ns: now_ns,
                     kind: "hang".into(),

@@ -27,11 +27,57 @@ pub struct FailureSeen<'a> {
     /// `/proc`'s view of the threads at a hang.
     pub hang_threads: Vec<ThreadEvidence>,
     pub oom: bool,
-    pub memory_limit: Option<u64>,
     pub series: &'a [Tick],
     pub active: &'a [String],
     /// Faults injected so far: what, how many.
     pub faults: Vec<(String, u64)>,
+}
+
+impl<'a> FailureSeen<'a> {
+    /// What the engine knows of a failure at the moment it saw it; the
+    /// target ended with `status`, unless [`FailureSeen::hung`] says
+    /// otherwise.
+    pub fn new(
+        snapshot: Option<Snapshot>,
+        manifest: Option<&'a Manifest>,
+        stderr_tail: &'a [String],
+        series: &'a [Tick],
+        active: &'a [String],
+        faults: Vec<(String, u64)>,
+    ) -> FailureSeen<'a> {
+        FailureSeen {
+            status: None,
+            snapshot,
+            manifest,
+            stderr_tail,
+            hang: None,
+            hang_threads: Vec::new(),
+            oom: false,
+            series,
+            active,
+            faults,
+        }
+    }
+
+    /// The target ended with `status`; `oom`: the cgroup counted an OOM kill.
+    pub fn ended(mut self, status: ExitStatus, oom: bool) -> FailureSeen<'a> {
+        self.status = Some(status);
+        self.oom = oom && status.signal() == Some(libc::SIGKILL);
+        self
+    }
+
+    /// The engine stopped the target after `window_ns` without progress;
+    /// `threads` is what `/proc` said of its threads.
+    pub fn hung(mut self, window_ns: u64, threads: Vec<ThreadEvidence>) -> FailureSeen<'a> {
+        self.hang = Some(HangEvidence {
+            reason: "quiet".into(),
+            window_ns,
+            progress: 0,
+            moving_sites: Vec::new(),
+        });
+        self.hang_threads = threads;
+        self
+    }
 }
 
 /// The signature of a failure, or `None` when no rule explains it.
@@ -83,7 +129,8 @@ pub fn signature(seen: FailureSeen<'_>) -> Option<Signature> {
         hang: seen.hang,
         oom: seen.oom.then(|| OomEvidence {
             cgroup: "target".to_string(),
-            limit_bytes: seen.memory_limit,
+            // Limit events change it during the run; the report's events say which held.
+            limit_bytes: None,
             oom_kills: 1,
         }),
         memory: seen

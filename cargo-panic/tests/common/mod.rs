@@ -155,3 +155,55 @@ pub fn build_c_example(name: &str, cc_args: &[&str]) -> tempfile::TempDir {
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     dir
 }
+
+/// A C example built through `cargo panic cc` once per test process (in a
+/// temp dir kept for the process's life); its executable `<dir>/<exe>`.
+pub fn c_example_once(name: &'static str, exe: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static DIRS: OnceLock<Mutex<HashMap<&'static str, &'static tempfile::TempDir>>> =
+        OnceLock::new();
+    let mut dirs = DIRS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = dirs
+        .entry(name)
+        .or_insert_with(|| Box::leak(Box::new(build_c_example(name, &[]))));
+    dir.path().join(exe)
+}
+
+/// A Rust example built with `cargo panic build --release` once per test
+/// process, into the shared target dir `target/e2e`; its executable.
+pub fn rust_example_once(name: &'static str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static EXES: OnceLock<Mutex<HashMap<&'static str, PathBuf>>> = OnceLock::new();
+    let mut exes = EXES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    exes.entry(name)
+        .or_insert_with(|| {
+            build_in(
+                &repo().join("examples").join(name),
+                &repo().join("target").join("e2e"),
+                &[],
+            )
+            .remove(0)
+        })
+        .clone()
+}
+
+/// The 1-based number of the first line of `file` that contains `needle`
+/// at or after the first line that contains `after`.
+pub fn line_of(file: &Path, after: &str, needle: &str) -> u64 {
+    let text = std::fs::read_to_string(file).unwrap();
+    let start = text.lines().position(|l| l.contains(after)).unwrap();
+    let off = text
+        .lines()
+        .skip(start)
+        .position(|l| l.contains(needle))
+        .unwrap();
+    (start + off + 1) as u64
+}
