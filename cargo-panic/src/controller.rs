@@ -74,7 +74,7 @@ pub struct ControllerConfig {
 pub const DEFAULT_PERIOD_NS: u64 = 250_000_000;
 
 /// Resources whose usage `cargo panic run` measures.
-pub const MEASURED: [&str; 3] = ["cpu", "memory", "io"];
+pub const MEASURED: [&str; 4] = ["cpu", "memory", "io", "dwell"];
 
 impl RunConfig {
     /// Reads and validates a run config; errors name the file, and the line
@@ -124,7 +124,7 @@ fn validate(c: ControllerFile) -> Result<ControllerConfig, String> {
         }
         if !MEASURED.contains(&r.as_str()) {
             return Err(format!(
-                " controller.resources[{i}] '{r}': cargo panic run does not measure {r} usage yet (it measures cpu, memory and io)"
+                " controller.resources[{i}] '{r}': cargo panic run does not measure {r} usage yet (it measures cpu, memory, io and dwell)"
             ));
         }
         if c.resources[..i].contains(r) {

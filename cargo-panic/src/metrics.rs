@@ -27,15 +27,30 @@ use panic_runtime::segment::{Live, Snapshot};
 
 use crate::manifest::Manifest;
 
-/// Renders the metrics of one snapshot (and the prices, when the run has a
-/// price map). `now_ticks` is the reading of the run's clock to measure
-/// current dwell against.
-pub fn render(
-    manifest: &Manifest,
-    snap: &Snapshot,
-    now_ticks: u64,
-    prices: Option<&[f64]>,
-) -> String {
+/// How long the threads inside timed regions have been in them, at
+/// `now_ticks`: per region (named with `manifest`, else `#site`), the sum of
+/// ages and the count of threads; over threads, the sum and count of the
+/// ages of their outermost open regions.
+pub struct CurrentDwell {
+    pub per_region: BTreeMap<String, (f64, u64)>,
+    pub outer_sum: f64,
+    pub outer_n: u64,
+}
+
+impl CurrentDwell {
+    /// `dwell_seconds_current_average`: the mean age of the threads'
+    /// outermost open regions, 0 when no thread is inside one.
+    pub fn average(&self) -> f64 {
+        if self.outer_n == 0 {
+            0.0
+        } else {
+            self.outer_sum / self.outer_n as f64
+        }
+    }
+}
+
+/// The current dwell of a snapshot (pure).
+pub fn current_dwell(manifest: Option<&Manifest>, snap: &Snapshot, now_ticks: u64) -> CurrentDwell {
     let end = snap.header.end_or_now();
     let secs = |ticks: u64| snap.header.clock.ticks_to_ns(ticks, end) as f64 / 1e9;
     let mut per_region: BTreeMap<String, (f64, u64)> = BTreeMap::new();
@@ -43,14 +58,16 @@ pub fn render(
     for t in snap.threads.iter().filter(|t| t.tid != 0) {
         for (depth, f) in t.stack.iter().enumerate() {
             let age = secs(now_ticks.saturating_sub(f.t));
-            let name = manifest.sites.get(f.site as usize).map_or_else(
-                || format!("#{}", f.site),
-                |s| match &s.callee {
-                    // A timed call (blocking, lock): its own region.
-                    Some(c) => format!("{} -> {c}", s.function),
-                    None => s.function.clone(),
-                },
-            );
+            let name = manifest
+                .and_then(|m| m.sites.get(f.site as usize))
+                .map_or_else(
+                    || format!("#{}", f.site),
+                    |s| match &s.callee {
+                        // A timed call (blocking, lock): its own region.
+                        Some(c) => format!("{} -> {c}", s.function),
+                        None => s.function.clone(),
+                    },
+                );
             let e = per_region.entry(name).or_insert((0.0, 0));
             e.0 += age;
             e.1 += 1;
@@ -60,13 +77,30 @@ pub fn render(
             }
         }
     }
+    CurrentDwell {
+        per_region,
+        outer_sum,
+        outer_n,
+    }
+}
+
+/// Renders the metrics of one snapshot (and the prices, when the run has a
+/// price map). `now_ticks` is the reading of the run's clock to measure
+/// current dwell against.
+pub fn render(
+    manifest: &Manifest,
+    snap: &Snapshot,
+    now_ticks: u64,
+    prices: Option<&[f64]>,
+) -> String {
+    let dwell = current_dwell(Some(manifest), snap, now_ticks);
     let mut out = String::new();
     let _ = writeln!(
         out,
         "# HELP dwell_seconds_current Mean time the threads inside a timed region have been in it."
     );
     let _ = writeln!(out, "# TYPE dwell_seconds_current gauge");
-    for (region, (sum, n)) in &per_region {
+    for (region, (sum, n)) in &dwell.per_region {
         let _ = writeln!(
             out,
             "dwell_seconds_current{{region=\"{}\"}} {}",
@@ -79,18 +113,13 @@ pub fn render(
         "# HELP dwell_seconds_current_average Mean time since each thread inside a region entered its outermost one."
     );
     let _ = writeln!(out, "# TYPE dwell_seconds_current_average gauge");
-    let avg = if outer_n == 0 {
-        0.0
-    } else {
-        outer_sum / outer_n as f64
-    };
-    let _ = writeln!(out, "dwell_seconds_current_average {avg}");
+    let _ = writeln!(out, "dwell_seconds_current_average {}", dwell.average());
     let _ = writeln!(
         out,
         "# HELP cargo_panic_threads_in_regions Threads inside a timed region now."
     );
     let _ = writeln!(out, "# TYPE cargo_panic_threads_in_regions gauge");
-    let _ = writeln!(out, "cargo_panic_threads_in_regions {outer_n}");
+    let _ = writeln!(out, "cargo_panic_threads_in_regions {}", dwell.outer_n);
     if let Some(prices) = prices {
         let _ = writeln!(
             out,

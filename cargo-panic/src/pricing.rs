@@ -155,6 +155,26 @@ impl DwellWatch {
     }
 }
 
+/// The target's current dwell for the `dwell` resource: the mean time its
+/// threads inside a timed region have been in their outermost one
+/// (`dwell_seconds_current_average` of `--metrics`), 0 when none is inside
+/// one, from a live snapshot of the segment.
+#[derive(Default)]
+struct DwellNow {
+    live: Option<Live>,
+}
+
+impl DwellNow {
+    fn seconds(&mut self, segment: &Path) -> Option<f64> {
+        if self.live.is_none() {
+            self.live = Live::open(segment).ok();
+        }
+        let snap = self.live.as_mut()?.snapshot().ok()?;
+        let now = snap.header.end_ticks();
+        Some(crate::metrics::current_dwell(None, &snap, now).average())
+    }
+}
+
 /// The controller and the fuses of one run.
 pub struct PriceLoop {
     controller: Option<Controller>,
@@ -163,6 +183,7 @@ pub struct PriceLoop {
     rules: Vec<FuseRule>,
     states: Vec<fuse::FuseState>,
     dwell: DwellWatch,
+    dwell_now: DwellNow,
     previous: Option<Vec<f64>>,
 }
 
@@ -180,6 +201,7 @@ impl PriceLoop {
             rules: config.fuses.clone(),
             states: vec![fuse::FuseState::default(); config.fuses.len()],
             dwell: DwellWatch::new(&config.fuses, manifest),
+            dwell_now: DwellNow::default(),
             previous: None,
         }
     }
@@ -189,9 +211,10 @@ impl PriceLoop {
         self.controller.is_some() || !self.rules.is_empty()
     }
 
-    /// A new incarnation of the target (after a restart).
+    /// A new incarnation of the target (after a restart), with its segment.
     pub fn set_pid(&mut self, pid: u32) {
         self.usage = ProcUsage::new(pid);
+        self.dwell_now = DwellNow::default();
     }
 
     /// One period at `t_ns`: returns the prices to publish (in the price
@@ -199,7 +222,12 @@ impl PriceLoop {
     pub fn tick(&mut self, t_ns: u64, segment: &Path) -> (Option<[f64; 5]>, Vec<bool>) {
         let mut published = None;
         if let (Some(c), Some(s)) = (self.controller.as_mut(), self.series.as_mut()) {
-            let u = self.usage.sample(&c.config.resources);
+            let mut u = self.usage.sample(&c.config.resources);
+            for (r, v) in c.config.resources.iter().zip(u.iter_mut()) {
+                if r == "dwell" {
+                    *v = self.dwell_now.seconds(segment);
+                }
+            }
             c.step(&u);
             published = Some(c.map_prices());
             s.samples.push(Sample {

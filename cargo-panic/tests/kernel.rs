@@ -406,7 +406,10 @@ fn the_price_rises_over_capacity_and_the_program_reads_it() {
         .collect();
     let rising = prices.windows(2).filter(|w| w[1] > w[0]).count();
     assert!(rising * 2 >= samples.len(), "prices {prices:?}");
-    assert!(prices[prices.len() - 1] > prices[1] + 1.0, "prices {prices:?}");
+    assert!(
+        prices[prices.len() - 1] > prices[1] + 1.0,
+        "prices {prices:?}"
+    );
     // What the program printed is what the controller published.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let read: Vec<f64> = stdout
@@ -778,4 +781,46 @@ fn fuse_rules_are_checked_against_the_controller() {
         &["--config", config.to_str().unwrap()],
         "run.yaml: fuses[0] 'ingest': trip.price 'memory' is not priced",
     );
+}
+
+/// Dwell as a priced resource: while c-split sleeps inside `stuck`, its
+/// current dwell grows with the time since it entered, and once it passes
+/// the capacity the dwell price rises.
+#[test]
+fn the_dwell_price_rises_while_a_thread_stays_in_a_region() {
+    let (dir, exe) = c_split();
+    let config = dir.path().join("dwell.yaml");
+    std::fs::write(
+        &config,
+        "period: 100ms\ncontroller:\n  resources: [dwell]\n  capacity: [0.3]\n  step: [1.0]\n",
+    )
+    .unwrap();
+    let (out, p) = run_budget(&exe, &["--config", config.to_str().unwrap()], "stuck", 1200);
+    assert!(out.status.success(), "{}", show(&out));
+    let c = &p["controller"];
+    assert_eq!(
+        (&c["resources"][0], &c["units"][0]),
+        (&"dwell".into(), &"seconds".into())
+    );
+    let samples = c["samples"].as_array().unwrap();
+    let usage: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s["usage"][0].as_f64())
+        .collect();
+    assert!(usage.len() >= 5, "{samples:?}");
+    // The same region stays open: the dwell only grows, to about the sleep
+    // (a last period after the region closed, at the exit, reads 0).
+    let peak = usage.iter().cloned().fold(0.0, f64::max);
+    let rising = usage.iter().position(|&u| u == peak).unwrap();
+    assert!(
+        usage[..=rising].windows(2).all(|w| w[1] >= w[0]),
+        "usage {usage:?}"
+    );
+    assert!(rising >= 4 && (0.8..1.5).contains(&peak), "usage {usage:?}");
+    let prices: Vec<f64> = samples
+        .iter()
+        .map(|s| s["price"][0].as_f64().unwrap())
+        .collect();
+    assert_eq!(prices[0], 0.0, "below capacity at first: {prices:?}");
+    assert!(*prices.last().unwrap() > 0.5, "prices {prices:?}");
 }
