@@ -39,6 +39,9 @@ pub struct Options<'a> {
     pub budgets: &'a [BudgetSpec],
     /// The syscall path: count and time per system call (sys_enter/sys_exit).
     pub syscalls: bool,
+    /// The network path: bytes the watched tasks send and receive on
+    /// sockets (for a controller that prices `network`).
+    pub network: bool,
     /// The names of the run's fuses (at most [`MAX_FUSES`], each shorter than
     /// [`FUSE_NAME_BYTES`]), in the order `set_fuses` takes their states.
     pub fuses: &'a [String],
@@ -411,6 +414,9 @@ impl Monitor {
         // The syscall path costs every system call two probes: only on request.
         open.progs.panic_sys_enter.set_autoload(opts.syscalls);
         open.progs.panic_sys_exit.set_autoload(opts.syscalls);
+        // So does the network path each socket transfer: only on request.
+        open.progs.panic_sock_send.set_autoload(opts.network);
+        open.progs.panic_sock_recv.set_autoload(opts.network);
         let mut skel = open.load().map_err(load_error)?;
         skel.attach()
             .map_err(bpf_err("attaching the scheduler tracepoints"))?;
@@ -673,6 +679,23 @@ impl Monitor {
     }
 
     /// The prices as the program reads them.
+    /// Bytes the watched tasks have sent and received on sockets so far
+    /// (the network path; 0 without it).
+    pub fn net_bytes(&self) -> u64 {
+        let zero = 0u32.to_ne_bytes();
+        match self.skel.maps.net.lookup_percpu(&zero, MapFlags::ANY) {
+            Ok(Some(per_cpu)) => per_cpu
+                .iter()
+                .filter(|v| v.len() >= 16)
+                .map(|v| {
+                    u64::from_ne_bytes(v[..8].try_into().expect("8 bytes"))
+                        + u64::from_ne_bytes(v[8..16].try_into().expect("8 bytes"))
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+
     pub fn prices(&self) -> Vec<f64> {
         let p = self.prices.ptr.cast::<types::panic_prices>();
         (0..RESOURCES.len())

@@ -73,9 +73,6 @@ pub struct ControllerConfig {
 /// The default period.
 pub const DEFAULT_PERIOD_NS: u64 = 250_000_000;
 
-/// Resources whose usage `cargo panic run` measures.
-pub const MEASURED: [&str; 4] = ["cpu", "memory", "io", "dwell"];
-
 impl RunConfig {
     /// Reads and validates a run config; errors name the file, and the line
     /// and column where the parser knows them.
@@ -114,17 +111,12 @@ impl RunConfig {
 fn validate(c: ControllerFile) -> Result<ControllerConfig, String> {
     let n = c.resources.len();
     if n == 0 {
-        return Err(" controller.resources is empty: name at least one of cpu, memory, io".into());
+        return Err(" controller.resources is empty: name at least one of cpu, memory, io, network, dwell".into());
     }
     for (i, r) in c.resources.iter().enumerate() {
         if !RESOURCES.contains(&r.as_str()) {
             return Err(format!(
                 " controller.resources[{i}] '{r}' is not a resource (cpu, memory, io, network, dwell)"
-            ));
-        }
-        if !MEASURED.contains(&r.as_str()) {
-            return Err(format!(
-                " controller.resources[{i}] '{r}': cargo panic run does not measure {r} usage yet (it measures cpu, memory, io and dwell)"
             ));
         }
         if c.resources[..i].contains(r) {
@@ -294,10 +286,6 @@ mod tests {
             (
                 "controller:\n  resources: [gpu]\n  capacity: [1]\n  step: 1\n",
                 "'gpu' is not a resource",
-            ),
-            (
-                "controller:\n  resources: [network]\n  capacity: [1]\n  step: 1\n",
-                "does not measure network",
             ),
             (
                 "controller:\n  resources: [cpu]\n  capacity: [1, 2]\n  step: 1\n",

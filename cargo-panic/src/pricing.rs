@@ -21,6 +21,7 @@ pub struct ProcUsage {
     pid: u32,
     last_cpu: Option<(std::time::Instant, f64)>,
     last_io: Option<(std::time::Instant, f64)>,
+    last_net: Option<(std::time::Instant, f64)>,
     ticks_per_s: f64,
     page: f64,
 }
@@ -31,6 +32,7 @@ impl ProcUsage {
             pid,
             last_cpu: None,
             last_io: None,
+            last_net: None,
             ticks_per_s: crate::procfs::ticks_per_s(),
             page: crate::procfs::page_size() as f64,
         }
@@ -58,9 +60,11 @@ impl ProcUsage {
     }
 
     /// Usage of each of `resources` since the last sample (cpu in cores, io
-    /// in bytes/s; memory is a level, in bytes). Rates are None on the first
-    /// sample and whenever /proc does not answer (the process is gone).
-    pub fn sample(&mut self, resources: &[String]) -> Vec<Option<f64>> {
+    /// and network in bytes/s; memory is a level, in bytes). Rates are None
+    /// on the first sample and whenever their counter does not answer (the
+    /// process is gone; no network path). `net_bytes`: the socket bytes the
+    /// kernel side counted so far for the watched tasks.
+    pub fn sample(&mut self, resources: &[String], net_bytes: Option<u64>) -> Vec<Option<f64>> {
         let now = std::time::Instant::now();
         resources
             .iter()
@@ -74,6 +78,7 @@ impl ProcUsage {
                     rate(&mut self.last_io, cur, now)
                 }
                 "memory" => self.rss_bytes(),
+                "network" => rate(&mut self.last_net, net_bytes.map(|b| b as f64), now),
                 _ => None,
             })
             .collect()
@@ -206,6 +211,15 @@ impl PriceLoop {
         }
     }
 
+    /// Whether the controller prices the network (the kernel side's
+    /// network path must then count socket bytes).
+    pub fn needs_network(config: &RunConfig) -> bool {
+        config
+            .controller
+            .as_ref()
+            .is_some_and(|c| c.resources.iter().any(|r| r == "network"))
+    }
+
     /// Whether it has anything to do each period.
     pub fn ticking(&self) -> bool {
         self.controller.is_some() || !self.rules.is_empty()
@@ -219,10 +233,17 @@ impl PriceLoop {
 
     /// One period at `t_ns`: returns the prices to publish (in the price
     /// map's order), if there is a controller, and the fuse states.
-    pub fn tick(&mut self, t_ns: u64, segment: &Path) -> (Option<[f64; 5]>, Vec<bool>) {
+    /// `net_bytes`: the kernel side's socket byte count for the target, when
+    /// it counts them (see [`PriceLoop::needs_network`]).
+    pub fn tick(
+        &mut self,
+        t_ns: u64,
+        segment: &Path,
+        net_bytes: Option<u64>,
+    ) -> (Option<[f64; 5]>, Vec<bool>) {
         let mut published = None;
         if let (Some(c), Some(s)) = (self.controller.as_mut(), self.series.as_mut()) {
-            let mut u = self.usage.sample(&c.config.resources);
+            let mut u = self.usage.sample(&c.config.resources, net_bytes);
             for (r, v) in c.config.resources.iter().zip(u.iter_mut()) {
                 if r == "dwell" {
                     *v = self.dwell_now.seconds(segment);

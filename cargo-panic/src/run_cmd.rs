@@ -235,6 +235,7 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
         &panic_bpf::Options {
             budgets: budget_list,
             syscalls: opts.syscalls,
+            network: run_config.is_some_and(PriceLoop::needs_network),
             fuses: &fuse_names,
         },
     )?;
@@ -330,7 +331,7 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
                     return;
                 };
                 let t_ns = started.elapsed().as_nanos() as u64;
-                let (prices, fuses) = pl.tick(t_ns, seg.path());
+                let (prices, fuses) = pl.tick(t_ns, seg.path(), Some(m.net_bytes()));
                 if let Some(p) = prices {
                     m.set_prices(&p);
                     if let Ok(mut shared) = shared_prices.lock() {

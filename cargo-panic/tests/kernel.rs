@@ -824,3 +824,69 @@ fn the_dwell_price_rises_while_a_thread_stays_in_a_region() {
     assert_eq!(prices[0], 0.0, "below capacity at first: {prices:?}");
     assert!(*prices.last().unwrap() > 0.5, "prices {prices:?}");
 }
+
+/// Network as a priced resource: c-server answers a loopback client for a
+/// while; the kernel side's network path counts the bytes its threads send
+/// and receive on sockets, and the price rises over a tiny capacity.
+#[test]
+fn the_network_price_follows_the_socket_bytes_of_the_target() {
+    use std::io::{BufRead, Read, Write};
+    let dir = build_c_example("c-server", &[]);
+    let exe = dir.path().join("c-server");
+    let config = dir.path().join("net.yaml");
+    std::fs::write(
+        &config,
+        "period: 100ms\ncontroller:\n  resources: [network]\n  capacity: [1000]\n  step: [0.001]\n",
+    )
+    .unwrap();
+    let profile = dir.path().join("p.json");
+    let mut run = cargo_panic()
+        .args(["run", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&profile)
+        .arg("--")
+        .arg(&exe)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(run.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let port: u16 = first
+        .strip_prefix("listening on ")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let batch = "x\n".repeat(500);
+    let mut pongs = vec![0u8; 5 * 500];
+    let until = std::time::Instant::now() + std::time::Duration::from_millis(1200);
+    let mut sent = 0u64;
+    while std::time::Instant::now() < until {
+        conn.write_all(batch.as_bytes()).unwrap();
+        conn.read_exact(&mut pongs).unwrap();
+        sent += batch.len() as u64;
+    }
+    // SIGTERM to cargo-panic goes on to the target; the profile is written.
+    // SAFETY: kill with the pid of our own unreaped child.
+    unsafe { libc::kill(run.id() as i32, libc::SIGTERM) };
+    let out = run.wait_with_output().unwrap();
+    let p: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {}", show(&out)));
+    let c = &p["controller"];
+    assert_eq!(
+        (&c["resources"][0], &c["units"][0]),
+        (&"network".into(), &"bytes/s".into())
+    );
+    let samples = c["samples"].as_array().unwrap();
+    let busy: Vec<f64> = samples
+        .iter()
+        .filter_map(|s| s["usage"][0].as_f64())
+        .filter(|&u| u > 10_000.0)
+        .collect();
+    // The client moved `sent` bytes in and 2.5x as many out over 1.2 s.
+    assert!(busy.len() >= 5, "sent {sent} bytes; samples {samples:?}");
+    let last = samples.last().unwrap()["price"][0].as_f64().unwrap();
+    assert!(last > 1.0, "the price rose over capacity: {samples:?}");
+}

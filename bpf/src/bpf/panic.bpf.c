@@ -115,6 +115,14 @@ struct {
     __type(value, struct panic_cpu);
 } cpu_cur SEC(".maps");
 
+/* The network path's byte counts (one element, per CPU: no atomics). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct panic_net);
+} net SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
     __uint(max_entries, 256 * 1024);
@@ -498,5 +506,39 @@ int BPF_PROG(panic_sys_exit, struct pt_regs *regs, long ret)
         sc->ns += bpf_ktime_get_ns() - cpu->sys_since;
     }
     cpu->sys_since = 0;
+    return 0;
+}
+
+/* The network path (loaded only when the loader asks for it): bytes a
+ * watched task sent or received on a socket, whatever the call (send, write,
+ * sendmsg, recv, read, ...): the kernel reports each socket transfer's
+ * length at these tracepoints. */
+static __always_inline void count_net(int ret, int received)
+{
+    if (ret <= 0)
+        return;
+    if (!bpf_task_storage_get(&tasks, bpf_get_current_task_btf(), 0, 0))
+        return;
+    __u32 zero = 0;
+    struct panic_net *n = bpf_map_lookup_elem(&net, &zero);
+    if (!n)
+        return;
+    if (received)
+        n->received += ret;
+    else
+        n->sent += ret;
+}
+
+SEC("tp_btf/sock_send_length")
+int BPF_PROG(panic_sock_send, struct sock *sk, int ret, int flags)
+{
+    count_net(ret, 0);
+    return 0;
+}
+
+SEC("tp_btf/sock_recv_length")
+int BPF_PROG(panic_sock_recv, struct sock *sk, int ret, int flags)
+{
+    count_net(ret, 1);
     return 0;
 }

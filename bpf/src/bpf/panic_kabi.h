@@ -199,6 +199,12 @@ struct panic_syscall {
 /* Per-task accounting, kept in task storage while the task lives (its existence
  * is what "watched" means) and copied to the `exited` hash map (key: tid) at
  * sched_process_exit, before the task's parent can learn that it exited. */
+/* Socket bytes of the watched tasks (network path), per CPU. */
+struct panic_net {
+    __u64 sent;
+    __u64 received;
+};
+
 struct panic_task {
     struct panic_time t;
     __u64 nvcsw;   /* voluntary context switches (the kernel's count) */

@@ -348,6 +348,10 @@ pub fn attack(opts: &Options) -> Result<Report> {
             let opts_k = panic_bpf::Options {
                 budgets: &[],
                 syscalls: false,
+                network: opts
+                    .run_config
+                    .as_ref()
+                    .is_some_and(PriceLoop::needs_network),
                 fuses: &fuse_names,
             };
             match panic_bpf::Monitor::start(n, &opts_k) {
@@ -801,7 +805,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
             *last = now_ns;
             let seg = run.target.as_ref().map(|t| t.segment_path().to_path_buf());
             if let Some(seg) = seg {
-                let (p, f) = pl.tick(now_ns, &seg);
+                let (p, f) = pl.tick(now_ns, &seg, Some(m.net_bytes()));
                 if let Some(p) = p {
                     m.set_prices(&p);
                 }
