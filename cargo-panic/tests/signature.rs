@@ -323,21 +323,27 @@ fn rust_unbounded_recursion_is_a_stack_overflow_in_descend() {
 }
 
 /// Rust's futex mutexes record no owner: both threads asleep on lock sites
-/// is a deadlock of lower confidence, with the lock site named. (Here that
-/// site is in the std `Mutex<T>::lock` instance the crate compiled, which
-/// is not inlined into `take_both`.)
+/// is a deadlock of lower confidence. The wait is named by the program's own
+/// `lock()` call (the second one in `take_both`), not by std's slow path.
 #[test]
-fn rust_opposite_lock_order_is_a_deadlock_of_lower_confidence() {
+fn rust_opposite_lock_order_is_a_deadlock_at_the_programs_lock_call() {
     let (sig, path, _d) = signature_of(&["--hang-timeout", "1s"], &crashy(), &["deadlock"]);
     assert_eq!(sig["class"], "deadlock", "{sig:#}");
     assert_eq!(sig["rule"], "deadlock-lock-waits", "{sig:#}");
     assert!(sig["confidence"].as_f64().unwrap() < 0.9, "{sig:#}");
-    let sites = sig["sites"].as_array().unwrap();
-    assert!(
-        !sites.is_empty() && sites.iter().all(|s| s["role"] == "lock wait"),
+    let src = repo().join("examples/crashy/src/main.rs");
+    let site = site_named(&sig, "crashy::take_both");
+    assert_eq!(site["role"], "lock wait", "{sig:#}");
+    assert_eq!(
+        site["line"],
+        line_of(&src, "fn take_both", "second.lock()"),
         "{sig:#}"
     );
-    // Both threads were seen asleep on a futex, each at a lock site.
+    assert!(
+        site["file"].as_str().unwrap().ends_with("src/main.rs"),
+        "{sig:#}"
+    );
+    // Both threads were seen asleep on a futex, each in a lock region.
     let p: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let waiting = p["evidence"]["threads"]
         .as_array()

@@ -331,6 +331,15 @@ const RUST_LOCK_LEAVES: &[&str] = &[
     "futex_wait",
     "park",
 ];
+/// The acquiring methods of std's lock types (`std::sync::Mutex::lock`,
+/// `RwLock::read`/`write`), by type: a call to one that was not inlined is
+/// a lock site in the caller, so a wait names the program's own line (the
+/// slow path inside, `lock_contended`, is a lock site of std's).
+const RUST_STD_LOCK_METHODS: &[(&str, &[&str])] = &[
+    ("::Mutex::", &["lock"]),
+    ("::RwLock::", &["read", "write"]),
+    ("::ReentrantLock::", &["lock"]),
+];
 const RUST_LOCK_SCOPES: &[&str] = &[
     "std::sys::sync::",
     "std::sync::",
@@ -366,6 +375,13 @@ pub fn classify_callee(symbol: &str) -> Option<CallClass> {
     }
     let leaf = path.rsplit("::").next().unwrap_or(&path);
     if RUST_LOCK_SCOPES.iter().any(|s| name.contains(s)) && RUST_LOCK_LEAVES.contains(&leaf) {
+        return Some(CallClass::Lock);
+    }
+    if path.starts_with("std::sync::")
+        && RUST_STD_LOCK_METHODS
+            .iter()
+            .any(|(ty, methods)| path.contains(ty) && methods.contains(&leaf))
+    {
         return Some(CallClass::Lock);
     }
     if path.starts_with("std::thread::") && RUST_THREAD_BLOCKING_LEAVES.contains(&leaf) {
@@ -720,6 +736,20 @@ mod tests {
         assert_eq!(
             c("_ZN3std3sys4sync5mutex5futex5Mutex14lock_contended17h0123456789abcdefE"),
             Some(CallClass::Lock)
+        );
+        // std::sync::poison::mutex::Mutex<T>::lock and RwLock<T>::write, not
+        // inlined: lock calls of the caller; a channel's slot read is not.
+        assert_eq!(
+            c("_ZN3std4sync6poison5mutex14Mutex$LT$T$GT$4lock17h0123456789abcdefE"),
+            Some(CallClass::Lock)
+        );
+        assert_eq!(
+            c("_ZN3std4sync6poison6rwlock15RwLock$LT$T$GT$5write17h0123456789abcdefE"),
+            Some(CallClass::Lock)
+        );
+        assert_eq!(
+            c("_ZN3std4sync4mpmc5array16Channel$LT$T$GT$4read17h0123456789abcdefE"),
+            None
         );
         // <std::fs::File as std::io::Read>::read
         assert_eq!(

@@ -49,5 +49,7 @@ pub mod plugin_env {
 /// Bumped whenever the instrumentation of a given input can change; part of every
 /// object cache key. 3: entry sites record `callees` and `touches`. 4: fault
 /// points (allocation sizes a fault replaces; `fault` in the sites). 5: entry
-/// sites record `risks` (`assail`).
-pub const PASS_VERSION: u32 = 6;
+/// sites record `risks` (`assail`). 6: sites inlined from Rust's std take
+/// the caller's line. 7: calls of std's `Mutex::lock`, `RwLock::read/write`
+/// are lock sites.
+pub const PASS_VERSION: u32 = 7;

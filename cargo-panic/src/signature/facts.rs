@@ -435,13 +435,21 @@ pub fn facts_of(e: &Evidence, sites: &[SiteInfo]) -> Vec<Fact> {
         });
         for t in &e.threads {
             if let (Some(site), Some(addr)) = (t.site, t.futex) {
-                let is_lock = sites
-                    .get(site as usize)
-                    .is_some_and(|s| s.kind == SiteKind::Lock);
-                if is_lock {
+                let lock_site = |i: u32| sites.get(i as usize).filter(|s| s.kind == SiteKind::Lock);
+                if lock_site(site).is_some() {
+                    // The program's own lock call names the wait: the
+                    // innermost open lock region outside Rust's standard
+                    // library (`Mutex::lock` around std's `lock_contended`).
+                    let named = t
+                        .stack
+                        .iter()
+                        .rev()
+                        .copied()
+                        .find(|&i| lock_site(i).is_some_and(|s| !in_rust_std(s)))
+                        .unwrap_or(site);
                     out.push(Fact::LockWait {
                         tid: t.tid,
-                        site,
+                        site: named,
                         addr,
                     });
                     if let Some(owner) = t.lock_owner {
@@ -509,6 +517,12 @@ pub fn in_guard(addr: u64, sp: u64) -> Option<u64> {
     const MAX_FRAME: u64 = 1 << 20;
     (addr <= sp.saturating_add(4096) && sp.saturating_sub(addr) <= MAX_FRAME)
         .then(|| sp.saturating_sub(addr))
+}
+
+/// Whether a site is in Rust's standard library (its sources as rustup's
+/// toolchains name them in debug info).
+fn in_rust_std(s: &SiteInfo) -> bool {
+    s.file.as_deref().is_some_and(|f| f.starts_with("/rustc/"))
 }
 
 fn first_line(s: &str) -> String {
