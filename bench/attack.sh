@@ -25,20 +25,8 @@ BENCH_START=$EPOCHREALTIME
 BENCH_NAME="attack bench"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-bash scripts/install-deps.sh
-unset CC CXX CFLAGS CXXFLAGS LDFLAGS CARGO_TARGET_DIR
-export CARGO_TERM_COLOR=never LC_ALL=C
-W=$ROOT/bench/.work/attack
-LOG=$W/logs BIN=$W/bin OUT=$W/out
-rm -rf "$W"
-mkdir -p "$LOG" "$BIN" "$OUT"
-export CARGO_PANIC_HOME=$W/home
-machine_line "$(stress-ng --version | head -n 1)"
-build_cargo_panic "$BIN"
-note "building examples/c-server"
-cp -r examples/c-server "$W/c-server"
-(cd "$W/c-server" && logged "$LOG/c-server.log" "$BIN/cargo-panic" cc --time handle_request -- make)
-SERVER=$W/c-server/c-server
+bench_setup attack stress-ng c-server "--time handle_request"
+SERVER=$EXAMPLE_EXE
 
 # --- jitter ---------------------------------------------------------------
 note "jitter: 60 fixed-time events"

@@ -84,12 +84,13 @@ build_cargo_panic() {
   PLUGIN_S=$(since "$t0")
 }
 
-# The start every kernel-side bench shares, after sourcing this file from
+# The start the benches of a C example share, after sourcing this file from
 # the repository root: system packages, a clean environment, a fresh scratch
 # directory bench/.work/$1 (W, with LOG, BIN and OUT in it, and cargo-panic's
-# home), the machine line, cargo-panic and its plugin, and a copy of
-# examples/c-split built with `cargo panic cc $2` (C_SPLIT: the executable).
-kernel_bench_setup() {
+# home), the machine line naming `$2 --version`, cargo-panic and its plugin,
+# and a copy of examples/$3 built with `cargo panic cc $4` (EXAMPLE_EXE: its
+# executable, named as the example).
+bench_setup() {
   bash scripts/install-deps.sh
   unset CC CXX CFLAGS CXXFLAGS LDFLAGS CARGO_TARGET_DIR
   export CARGO_TERM_COLOR=never LC_ALL=C
@@ -100,12 +101,18 @@ kernel_bench_setup() {
   rm -rf "$W"
   mkdir -p "$LOG" "$BIN" "$OUT"
   export CARGO_PANIC_HOME=$W/home
-  machine_line "$(clang-19 --version | head -n 1)"
+  machine_line "$("$2" --version | head -n 1)"
   build_cargo_panic "$BIN"
-  note "building examples/c-split ($2)"
-  cp -r examples/c-split "$W/c-split"
-  # shellcheck disable=SC2086 # $2 is a list of cargo panic cc flags
-  (cd "$W/c-split" && logged "$LOG/c-split.log" "$BIN/cargo-panic" cc $2 -- make)
-  C_SPLIT=$W/c-split/c-split
+  note "building examples/$3 ($4)"
+  cp -r "examples/$3" "$W/$3"
+  # shellcheck disable=SC2086 # $4 is a list of cargo panic cc flags
+  (cd "$W/$3" && logged "$LOG/$3.log" "$BIN/cargo-panic" cc $4 -- make)
+  EXAMPLE_EXE=$W/$3/$3
 }
 
+# The start every kernel-side bench shares: bench_setup with examples/c-split
+# built with `cargo panic cc $2` (C_SPLIT: the executable).
+kernel_bench_setup() {
+  bench_setup "$1" clang-19 c-split "$2"
+  C_SPLIT=$EXAMPLE_EXE
+}

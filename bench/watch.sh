@@ -23,27 +23,16 @@ BENCH_START=$EPOCHREALTIME
 BENCH_NAME="watch bench"
 # shellcheck source=bench/lib.sh
 source "$ROOT/bench/lib.sh"
-bash scripts/install-deps.sh
-unset CC CXX CFLAGS CXXFLAGS LDFLAGS CARGO_TARGET_DIR
-export CARGO_TERM_COLOR=never LC_ALL=C
-W=$ROOT/bench/.work/watch
-LOG=$W/logs BIN=$W/bin OUT=$W/out
-rm -rf "$W" && mkdir -p "$LOG" "$BIN" "$OUT"
-export CARGO_PANIC_HOME=$W/home
-machine_line "$(clang-19 --version | head -n 1)"
-build_cargo_panic "$BIN"
-note "building examples/c-bugs"
-cp -r examples/c-bugs "$W/c-bugs"
-(cd "$W/c-bugs" && logged "$LOG/c-bugs.log" "$BIN/cargo-panic" cc -- make)
+bench_setup watch clang-19 c-bugs ""
 
 idle=() start=()
 for i in $(seq "$TRIALS"); do
   note "trial $i/$TRIALS: ${SECS}s asleep"
   read -r wall cpu _ < <(measure "idle-$i" "$BIN/cargo-panic" run --timeout "${SECS}s" \
-    --out "$OUT/idle-$i.json" -- "$W/c-bugs/c-bugs" deadlock || true)
+    --out "$OUT/idle-$i.json" -- "$EXAMPLE_EXE" deadlock || true)
   idle+=("$(awk -v c="$cpu" -v w="$wall" 'BEGIN{printf "%.4f", c/w}')")
   read -r _ cpu _ < <(measure "start-$i" "$BIN/cargo-panic" run --out "$OUT/start-$i.json" \
-    -- "$W/c-bugs/c-bugs" ok || true)
+    -- "$EXAMPLE_EXE" ok || true)
   start+=("$cpu")
 done
 share=$(MEDIAN_FMT=%.4f median "${idle[@]}")
