@@ -636,12 +636,13 @@ mod ir {
         }
     }
 
-    /// Operand `i` of the metadata node `md`, as metadata.
-    unsafe fn md_operand(
+    /// Operand `i` of the metadata node `md`, as a value (None when out of
+    /// range or null).
+    unsafe fn md_operand_value(
         ctx: LLVMContextRef,
         md: LLVMMetadataRef,
         i: usize,
-    ) -> Option<LLVMMetadataRef> {
+    ) -> Option<LLVMValueRef> {
         // SAFETY: `md` is an MDNode of `ctx`; the buffer holds all its operands.
         unsafe {
             let v = LLVMMetadataAsValue(ctx, md);
@@ -652,8 +653,18 @@ mod ir {
             let mut ops = vec![std::ptr::null_mut(); n];
             LLVMGetMDNodeOperands(v, ops.as_mut_ptr());
             let op = ops[i];
-            (!op.is_null()).then(|| LLVMValueAsMetadata(op))
+            (!op.is_null()).then_some(op)
         }
+    }
+
+    /// Operand `i` of the metadata node `md`, as metadata.
+    unsafe fn md_operand(
+        ctx: LLVMContextRef,
+        md: LLVMMetadataRef,
+        i: usize,
+    ) -> Option<LLVMMetadataRef> {
+        // SAFETY: as `md_operand_value`; the operand is a valid value.
+        unsafe { md_operand_value(ctx, md, i).map(|op| LLVMValueAsMetadata(op)) }
     }
 
     /// Operand `i` of the metadata node `md`, when it is a string.
@@ -662,19 +673,9 @@ mod ir {
         md: LLVMMetadataRef,
         i: usize,
     ) -> Option<String> {
-        // SAFETY: as `md_operand`; LLVM guarantees `len` bytes at the string.
+        // SAFETY: as `md_operand_value`; LLVM guarantees `len` bytes at the string.
         unsafe {
-            let v = LLVMMetadataAsValue(ctx, md);
-            let n = LLVMGetMDNodeNumOperands(v) as usize;
-            if i >= n {
-                return None;
-            }
-            let mut ops = vec![std::ptr::null_mut(); n];
-            LLVMGetMDNodeOperands(v, ops.as_mut_ptr());
-            let op = ops[i];
-            if op.is_null() {
-                return None;
-            }
+            let op = md_operand_value(ctx, md, i)?;
             let mut len: c_uint = 0;
             let p = LLVMGetMDString(op, &mut len);
             if p.is_null() {

@@ -667,11 +667,6 @@ pub fn attack(opts: &Options) -> Result<Report> {
                     e.saturating_duration_since(t0).as_nanos() as u64
                 });
                 let stderr_tail = tgt.tail();
-                let faults = run
-                    .injector
-                    .as_ref()
-                    .map(Injector::injected)
-                    .unwrap_or_default();
                 let signature = verdict::signature(
                     verdict::FailureSeen::new(
                         tgt.snapshot(),
@@ -679,7 +674,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
                         &stderr_tail,
                         &series,
                         &active_ids,
-                        faults,
+                        run.injector.as_ref(),
                     )
                     .ended(status, oom),
                 );
@@ -722,11 +717,6 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 let _ = tgt.child.wait().map(|s| tgt.exited = Some(s));
                 failed = true;
                 let stderr_tail = tgt.tail();
-                let faults = run
-                    .injector
-                    .as_ref()
-                    .map(Injector::injected)
-                    .unwrap_or_default();
                 let signature = verdict::signature(
                     verdict::FailureSeen::new(
                         tgt.snapshot(),
@@ -734,7 +724,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
                         &stderr_tail,
                         &series,
                         &active_ids,
-                        faults,
+                        run.injector.as_ref(),
                     )
                     .hung(h, hang_threads),
                 );

@@ -43,8 +43,11 @@ impl<'a> FailureSeen<'a> {
         stderr_tail: &'a [String],
         series: &'a [Tick],
         active: &'a [String],
-        faults: Vec<(String, u64)>,
+        injector: Option<&super::inject::Injector>,
     ) -> FailureSeen<'a> {
+        let faults = injector
+            .map(super::inject::Injector::injected)
+            .unwrap_or_default();
         FailureSeen {
             status: None,
             snapshot,
