@@ -21,6 +21,23 @@ const LLVM_BIN: &str = "/usr/lib/llvm-19/bin";
 const INSTALL_HINT: &str = "install Debian's clang-19 and llvm-19-dev (`apt-get install clang-19 llvm-19-dev`, \
      or `bash scripts/install-deps.sh` in cargo-panic's source tree)";
 
+/// The llvm-symbolizer of the clang `cargo panic cc` drives (sanitizer
+/// reports need their own LLVM's to name functions and lines): Debian's
+/// beside clang-19, else the one that clang names; None when neither is
+/// installed.
+pub fn symbolizer() -> Option<PathBuf> {
+    let beside = Path::new(LLVM_BIN).join("llvm-symbolizer");
+    if beside.is_file() {
+        return Some(beside);
+    }
+    let out = std::process::Command::new(default_compiler(false))
+        .arg("-print-prog-name=llvm-symbolizer")
+        .output()
+        .ok()?;
+    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
+    p.is_absolute().then_some(p).filter(|p| p.is_file())
+}
+
 /// `$CARGO_PANIC_HOME`, else `$XDG_CACHE_HOME/cargo-panic`, else `~/.cache/cargo-panic`.
 pub fn home() -> Result<PathBuf> {
     if let Some(h) = std::env::var_os(crate::env::HOME).filter(|h| !h.is_empty()) {

@@ -126,6 +126,8 @@ struct Plan<'a> {
     run_config: Option<RunConfig>,
     budget_list: Vec<panic_bpf::BudgetSpec>,
     kernel: KernelMode,
+    /// For sanitizer reports (found once, not per replay).
+    symbolizer: Option<PathBuf>,
 }
 
 pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
@@ -167,6 +169,7 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
         run_config,
         budget_list,
         kernel: mode,
+        symbolizer: cargo_panic_core::clang::symbolizer(),
     };
 
     let (status, mut profile) = execute(&plan)?;
@@ -268,14 +271,14 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
     // Sanitizer reports name functions and lines only with a symbolizer of
     // their own LLVM (the one on PATH may be older and print bare addresses).
     if std::env::var_os("ASAN_SYMBOLIZER_PATH").is_none()
-        && let Some(sym) = clang_symbolizer()
+        && let Some(sym) = plan.symbolizer.as_ref()
     {
         for var in [
             "ASAN_SYMBOLIZER_PATH",
             "UBSAN_SYMBOLIZER_PATH",
             "TSAN_SYMBOLIZER_PATH",
         ] {
-            cmd.env(var, &sym);
+            cmd.env(var, sym);
         }
     }
     // Kept until the end: dropping it removes the cgroup (after the OOM count
@@ -447,17 +450,6 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
     }
     drop(cgroup);
     Ok((status, profile))
-}
-
-/// The llvm-symbolizer of the clang `cargo panic cc` drives, when installed.
-fn clang_symbolizer() -> Option<PathBuf> {
-    let clang = cargo_panic_core::clang::default_compiler(false);
-    let out = Command::new(clang)
-        .arg("-print-prog-name=llvm-symbolizer")
-        .output()
-        .ok()?;
-    let p = PathBuf::from(String::from_utf8(out.stdout).ok()?.trim());
-    p.is_absolute().then_some(p).filter(|p| p.is_file())
 }
 
 /// How often the watcher samples the segment and `/proc`.
