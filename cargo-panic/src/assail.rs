@@ -1466,6 +1466,7 @@ mod tests {
             touches: (kind == SiteKind::Entry).then(Vec::new),
             fault: None,
             risks: None,
+            count_of: None,
         }
     }
 

@@ -273,6 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn an_exit_counted_by_its_entry_reads_the_entry_counter() {
+        let exit = |id: &str, from_entry: bool| {
+            format!(
+                r#"{{"id":"{id}","kind":"exit","function":"f","symbol":"f","file":null,"line":0,"column":0,"timed":false,"from_entry":{from_entry}}}"#
+            )
+        };
+        let json = format!(
+            r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{ENTRY},"callees":[],"touches":[]}},{},{ENTRY},"callees":[],"touches":[]}},{}]}}"#,
+            exit("01", true),
+            exit("03", false)
+        );
+        let r = parse_records(&record(&json)).unwrap();
+        let linked = Linked {
+            modules: vec![LinkedModule {
+                sites: r[0].sites.clone(),
+                first_site: 10,
+                first_hist: 0,
+            }],
+            ..Linked::default()
+        };
+        let sites = crate::manifest::sites_from_linked(&linked);
+        let count_of: Vec<_> = sites.iter().map(|s| s.count_of).collect();
+        assert_eq!(count_of, [None, Some(10), None, None]);
+    }
+
+    #[test]
     fn records_carry_risks_and_manifests_keep_them() {
         let json = format!(
             r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{ENTRY},"callees":[],"touches":[],"risks":{{"frame_bytes":512,"alloc_in_loop":[7]}}}}]}}"#

@@ -118,6 +118,12 @@ pub struct Site {
     /// bodies), for `cargo panic assail`; absent when none was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risks: Option<panic_passes::Risks>,
+    /// A site without a probe of its own: its count is that of the site at
+    /// this index (the exit of a function that calls nothing and returns at
+    /// one place counts as its entry; `panic_passes::SiteRecord::from_entry`).
+    /// Read counts through [`Manifest::count_slot`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count_of: Option<u32>,
 }
 
 /// One instrumented function and what it uses, from its entry site.
@@ -153,7 +159,12 @@ impl Function {
 pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
     let mut sites = Vec::with_capacity(linked.n_sites());
     for m in &linked.modules {
-        for s in &m.sites.sites {
+        // A function's sites are contiguous, its entry first.
+        let mut entry = None;
+        for (j, s) in m.sites.sites.iter().enumerate() {
+            if s.kind == SiteKind::Entry {
+                entry = Some((m.first_site + j as u64) as u32);
+            }
             sites.push(Site {
                 id: s.id.clone(),
                 kind: s.kind,
@@ -173,6 +184,7 @@ pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
                 touches: s.touches.clone(),
                 fault: s.fault,
                 risks: s.risks.clone(),
+                count_of: if s.from_entry { entry } else { None },
             });
         }
     }
@@ -249,6 +261,15 @@ impl Manifest {
         }
     }
 
+    /// The counter that holds site `i`'s count: its own, or the one it shares
+    /// (`Site::count_of`).
+    pub fn count_slot(&self, i: usize) -> usize {
+        self.sites
+            .get(i)
+            .and_then(|s| s.count_of)
+            .map_or(i, |e| e as usize)
+    }
+
     /// Every instrumented function, in site order, with what it calls and
     /// touches (from its entry site).
     pub fn functions(&self) -> Vec<Function> {
@@ -301,6 +322,7 @@ mod tests {
             touches: entry.then(|| vec![format!("global:{function}_state")]),
             fault: None,
             risks: None,
+            count_of: None,
         }
     }
 

@@ -95,6 +95,12 @@ pub struct SiteRecord {
     /// when none was found.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub risks: Option<Risks>,
+    /// Exit sites with no probe: the function calls nothing (intrinsics aside),
+    /// cannot unwind and returns at this one place, so every entry leaves here
+    /// and the exit count is the entry count. (A thread still inside the
+    /// function when the counts are read is counted as having left.)
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub from_entry: bool,
 }
 
 /// The sites of one instrumented module, in counter order.
@@ -485,6 +491,9 @@ impl ModuleCx {
             let mut succs = Vec::with_capacity(blocks.len());
             let mut calls_in_block = Vec::with_capacity(blocks.len());
             let mut insts = 0usize;
+            // Calls nothing but intrinsics: every entry returns (or the
+            // process dies), which lets its exit count come from its entry.
+            let mut calls_nothing = true;
             for &bb in &blocks {
                 let term = LLVMGetBasicBlockTerminator(bb);
                 let mut s = Vec::new();
@@ -498,6 +507,7 @@ impl ModuleCx {
                 succs.push(s);
                 let block_insts = instructions_of(bb);
                 calls_in_block.push(block_insts.iter().any(|&i| is_real_call(i)));
+                calls_nothing &= !block_insts.iter().any(|&i| calls_non_intrinsic(i));
                 insts += block_insts.len();
             }
             let loops = back_edges(&succs);
@@ -591,6 +601,16 @@ impl ModuleCx {
                 }
             }
 
+            // The one exit of an untimed function that calls nothing gets no
+            // probe (see `SiteRecord::from_entry`): for small leaves, which the
+            // plain build inlines, this halves what they cost.
+            let exits = plans
+                .iter()
+                .filter(|(p, ..)| matches!(p, Plan::Exit { .. }))
+                .count();
+            let unwinds = plans.iter().any(|&(_, _, _, unwind, _)| unwind);
+            let exit_from_entry = calls_nothing && !timed && exits == 1 && !unwinds;
+
             let entry_loc = function_location(f, &blocks);
             let first = self.sites.len() as u32;
             // Records first, so every probe knows its counter index.
@@ -640,6 +660,7 @@ impl ModuleCx {
                     touches: None,
                     fault: *fault,
                     risks: None,
+                    from_entry: exit_from_entry && matches!(plan, Plan::Exit { .. }),
                 });
             }
             let site_id = |plan: usize| self.sites[first as usize + plan].id.clone();
@@ -694,6 +715,7 @@ impl ModuleCx {
                             self.count(site, LLVMConstInt(self.i64, 1, 0));
                         }
                     }
+                    Plan::Exit { .. } if exit_from_entry => {}
                     Plan::Exit { at } => {
                         let before = before_musttail(at);
                         self.position_before(before);
@@ -1560,6 +1582,24 @@ unsafe fn is_real_call(inst: LLVMValueRef) -> bool {
     }
 }
 
+/// A call or invoke of anything but an `llvm.*` intrinsic: a function, a
+/// pointer or inline assembly (which may make a system call).
+unsafe fn calls_non_intrinsic(inst: LLVMValueRef) -> bool {
+    // SAFETY: opcode and operand queries on a valid instruction.
+    unsafe {
+        if !matches!(
+            LLVMGetInstructionOpcode(inst),
+            LLVMOpcode::LLVMCall | LLVMOpcode::LLVMInvoke | LLVMOpcode::LLVMCallBr
+        ) {
+            return false;
+        }
+        let callee = LLVMGetCalledValue(inst);
+        callee.is_null()
+            || LLVMIsAFunction(callee).is_null()
+            || !value_name(callee).starts_with("llvm.")
+    }
+}
+
 /// A direct call to a classified callee: its class, demangled name and symbol.
 unsafe fn classify_call(inst: LLVMValueRef) -> Option<(CallClass, String, String)> {
     // SAFETY: `inst` is a call or invoke; operands are valid values.
@@ -1949,6 +1989,94 @@ define void @timed_fn() {
 
     /// Standard-library code inlined into a function is placed at the call
     /// it was inlined from; other inlined code keeps its own line.
+    #[test]
+    fn only_the_one_exit_of_a_function_that_calls_nothing_comes_from_its_entry() {
+        const LEAVES: &str = r#"
+declare void @g()
+declare i64 @llvm.umax.i64(i64, i64)
+
+define i64 @leaf(i64 %n) {
+entry:
+  br label %head
+head:
+  %i = phi i64 [ 0, %entry ], [ %j, %head ]
+  %j = add i64 %i, 1
+  %m = call i64 @llvm.umax.i64(i64 %j, i64 %n)
+  %c = icmp ult i64 %j, %n
+  br i1 %c, label %head, label %out
+out:
+  ret i64 %m
+}
+
+define i64 @two_returns(i64 %n) {
+  %c = icmp eq i64 %n, 0
+  br i1 %c, label %a, label %b
+a:
+  ret i64 1
+b:
+  ret i64 2
+}
+
+define void @caller() {
+  call void @g()
+  ret void
+}
+
+define void @asm() {
+  call void asm sideeffect "nop", ""()
+  ret void
+}
+
+define void @timed_leaf() {
+  ret void
+}
+"#;
+        let ctx = Context::create();
+        let buf = MemoryBuffer::create_from_memory_range_copy(LEAVES.as_bytes(), "t.ll");
+        let module = ctx.create_module_from_ir(buf).expect("test IR parses");
+        let rule = DwellRule {
+            time: vec!["timed_leaf".to_string()],
+            ..DwellRule::default()
+        }
+        .compile()
+        .unwrap();
+        let opts = Options {
+            module_key: "t.ll",
+            rule: &rule,
+        };
+        let m = instrument_module(&module, &opts).expect("instruments and verifies");
+        let derived: Vec<(&str, bool)> = m
+            .sites
+            .iter()
+            .filter(|s| s.kind == SiteKind::Exit)
+            .map(|s| (s.function.as_str(), s.from_entry))
+            .collect();
+        assert_eq!(
+            derived,
+            [
+                ("leaf", true),
+                ("two_returns", false),
+                ("two_returns", false),
+                ("caller", false),
+                ("asm", false),
+                ("timed_leaf", false),
+            ]
+        );
+        // Probes (each loads the thread's counter offset) left in each function:
+        // `leaf` keeps its entry and its loop's; the others one per site.
+        let probes = |name: &str| {
+            let f = module.get_function(name).unwrap();
+            inkwell::values::AnyValue::print_to_string(&f)
+                .to_string()
+                .lines()
+                .filter(|l| l.trim_start().starts_with("%panic.delta"))
+                .count()
+        };
+        assert_eq!(probes("leaf"), 2);
+        assert_eq!(probes("two_returns"), 3);
+        assert_eq!(probes("caller"), 2);
+    }
+
     #[test]
     fn sites_inlined_from_the_rust_standard_library_take_the_callers_line() {
         const INLINED: &str = r#"

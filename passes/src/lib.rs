@@ -51,5 +51,6 @@ pub mod plugin_env {
 /// points (allocation sizes a fault replaces; `fault` in the sites). 5: entry
 /// sites record `risks` (`assail`). 6: sites inlined from Rust's std take
 /// the caller's line. 7: calls of std's `Mutex::lock`, `RwLock::read/write`
-/// are lock sites.
-pub const PASS_VERSION: u32 = 7;
+/// are lock sites. 8: the one exit of an untimed function that calls nothing
+/// has no probe (`from_entry`).
+pub const PASS_VERSION: u32 = 8;

@@ -377,6 +377,7 @@ mod tests {
             touches: None,
             fault,
             risks: None,
+            count_of: None,
         }
     }
 

@@ -40,10 +40,7 @@ impl Sites {
                  (no site manifest): build it with `cargo panic build` or `cargo panic cc`"
             );
         };
-        let hit = |i: usize| {
-            let s = &m.sites[i];
-            (i, s.hist)
-        };
+        let hit = |i: usize| (m.count_slot(i), m.sites[i].hist);
         let ids: Vec<(usize, Option<u32>)> = if let Some(n) = pattern.strip_prefix('#') {
             let i: usize = n
                 .parse()
