@@ -1014,7 +1014,7 @@ fn load_error(e: libbpf_rs::Error) -> KernelError {
 // The numbers of panic_kabi.h the loader writes. The header is the definition;
 // the skeleton carries types, not macros, so these few are checked against the
 // header's text at test time (tests::constants_match_the_header).
-pub const PANIC_KABI_VERSION: u32 = 5;
+pub const PANIC_KABI_VERSION: u32 = 6;
 pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_4b43_494e_4150;
 pub const PANIC_KNO_SITE: u32 = u32::MAX;
 pub const PANIC_TS_CARRIER: u32 = 6;

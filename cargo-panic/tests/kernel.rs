@@ -134,6 +134,19 @@ fn two_threads_pinned_to_one_cpu_both_wait_in_the_run_queue() {
     check_sums(&p);
 }
 
+/// A thread woken while its CPU is taken waits in the run queue: that wait
+/// is run-queue time of the region it sleeps in, not blocked time (the
+/// kernel's run-delay count splits it, no program runs at wake-ups).
+#[test]
+fn a_woken_thread_waits_for_its_cpu_in_the_run_queue() {
+    let (_dir, exe) = c_split();
+    let p = run_kernel(&exe, "woken", 150);
+    let call = site(&p, "nap", "blocking");
+    between("nap's nanosleep blocked", ns(call, "blocked_ns"), 15, 40);
+    between("nap's nanosleep run queue", ns(call, "runq_ns"), 110, 200);
+    check_sums(&p);
+}
+
 /// An identical process running the same binary at the same time is not
 /// watched: none of its threads is in the report.
 #[test]

@@ -14,11 +14,16 @@
  *                        loop's wall time: "loop_s S" (for --syscalls)
  *   c-split price MS     burns MS ms of CPU time and prints the CPU price
  *                        (panic.h) each time it changes: "cpu_price P seq S"
+ *   c-split woken MS     a thread naps 20 ms on CPU 0 while the main thread,
+ *                        real-time (SCHED_FIFO, needs root) on the same CPU,
+ *                        holds it from 5 ms to 5 + MS ms: the napper, woken
+ *                        at 20 ms, waits in the run queue until then
  *
  * Expected (see README.md): spin's region is on-CPU for MS ms; nap's sleep is
  * blocked time of the nanosleep call inside nap (the innermost region); in
  * compete, burn is on-CPU for 2*MS ms and each burn thread waits in the run
- * queue for a large part of MS. */
+ * queue for a large part of MS; in woken, nap's nanosleep is blocked for
+ * 20 ms and in the run queue for MS - 15 ms. */
 
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -115,13 +120,7 @@ NOINLINE void calls(long n) {
     printf("loop_s %.6f\n", mono_s() - t0);
 }
 
-static long burn_ms;
-static pthread_barrier_t start;
-
-/* One competitor: pinned to CPU 0, then the same loop as spin (inline, so that
- * the time is burn's own, not a child region's). */
-NOINLINE void *burn(void *name) {
-    pthread_setname_np(pthread_self(), name);
+static void pin_to_cpu0(void) {
     cpu_set_t one;
     CPU_ZERO(&one);
     CPU_SET(0, &one);
@@ -129,6 +128,16 @@ NOINLINE void *burn(void *name) {
         fprintf(stderr, "c-split: cannot pin to CPU 0\n");
         exit(2);
     }
+}
+
+static long burn_ms;
+static pthread_barrier_t start;
+
+/* One competitor: pinned to CPU 0, then the same loop as spin (inline, so that
+ * the time is burn's own, not a child region's). */
+NOINLINE void *burn(void *name) {
+    pthread_setname_np(pthread_self(), name);
+    pin_to_cpu0();
     pthread_barrier_wait(&start);
     double t0 = thread_cpu_ms();
     while (thread_cpu_ms() - t0 < (double)burn_ms) {
@@ -136,9 +145,37 @@ NOINLINE void *burn(void *name) {
     return NULL;
 }
 
+static void *napper(void *arg) {
+    (void)arg;
+    pthread_setname_np(pthread_self(), "napper");
+    pin_to_cpu0();
+    pthread_barrier_wait(&start);
+    nap(20);
+    return NULL;
+}
+
+/* Holds CPU 0 for ms as a real-time thread, from 5 ms after the napper
+ * started its nap. */
+NOINLINE void hold(long ms) {
+    pin_to_cpu0();
+    pthread_barrier_wait(&start);
+    struct timespec d = {0, 5000000L};
+    while (nanosleep(&d, &d) != 0) {
+    }
+    struct sched_param rt = {.sched_priority = 1};
+    int err = pthread_setschedparam(pthread_self(), SCHED_FIFO, &rt);
+    if (err != 0) {
+        fprintf(stderr, "c-split: cannot become real-time (%s): run as root\n", strerror(err));
+        exit(2);
+    }
+    double t0 = mono_s();
+    while ((mono_s() - t0) * 1e3 < (double)ms) {
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
-        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck|syscalls|price MS\n");
+        fprintf(stderr, "usage: c-split spin|nap|compete|hog|stuck|syscalls|price|woken MS\n");
         return 2;
     }
     long ms = strtol(argv[2], NULL, 10);
@@ -170,8 +207,14 @@ int main(int argc, char **argv) {
         pthread_create(&b, NULL, burn, "burn-b");
         pthread_join(a, NULL);
         pthread_join(b, NULL);
+    } else if (strcmp(argv[1], "woken") == 0) {
+        pthread_barrier_init(&start, NULL, 2);
+        pthread_t n;
+        pthread_create(&n, NULL, napper, NULL);
+        hold(ms);
+        pthread_join(n, NULL);
     } else {
-        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog, stuck, syscalls or price)\n", argv[1]);
+        fprintf(stderr, "c-split: unknown mode %s (spin, nap, compete, hog, stuck, syscalls, price or woken)\n", argv[1]);
         return 2;
     }
     return 0;

@@ -320,13 +320,55 @@ static void add_time(struct panic_task *ts, __u32 state, __u32 site, __u64 d)
     }
 }
 
+/* Whether this kernel counts each task's run-queue wait (CONFIG_SCHED_INFO). */
+static __always_inline bool have_run_delay(struct task_struct *p)
+{
+    return bpf_core_field_exists(p->sched_info.run_delay);
+}
+
+/* Off-CPU time of `state` for `site`: with the kernel's run delay, kept until
+ * settle_off can split it; without, added as the state it began in. */
+static void add_off(struct panic_task *ts, struct task_struct *p, __u32 state, __u32 site, __u64 d)
+{
+    if (!have_run_delay(p)) {
+        add_time(ts, state, site, d);
+        return;
+    }
+    ts->off_ns += d;
+    ts->off_state = state;
+    ts->off_site = site;
+}
+
+/* Splits the off-CPU time kept by add_off, now that the task runs and the
+ * kernel has added its last wait for a CPU to its run delay: that growth is
+ * run-queue time, the rest blocked (all of it run-queue time for a task that
+ * was preempted: it never left the run queue). The two clocks differ a little,
+ * so the growth is capped at the time off-CPU. */
+static void settle_off(struct panic_task *ts, struct task_struct *p)
+{
+    if (!have_run_delay(p))
+        return;
+    __u64 rd = BPF_CORE_READ(p, sched_info.run_delay);
+    __u64 off = ts->off_ns;
+    if (off != 0) {
+        __u64 q = rd > ts->run_delay ? rd - ts->run_delay : 0;
+        if (q > off || ts->off_state == PANIC_TS_RUNQ)
+            q = off;
+        add_time(ts, PANIC_TS_RUNQ, ts->off_site, q);
+        add_time(ts, ts->off_state, ts->off_site, off - q);
+        ts->off_ns = 0;
+    }
+    ts->run_delay = rd;
+}
+
 /* Closes the task's current interval at `now`; `exec` is the kernel's
  * cumulative on-CPU time of the task, exact at scheduler events, and `site`
  * the site on-CPU time goes to. Normally the interval is all of one kind (the
  * state's). When events were missed it is split: the growth of `exec` is
  * on-CPU time, the rest is off-CPU time of the recorded kind (run-queue time
  * when the task was thought to be on a CPU). */
-static void close_interval(struct panic_task *ts, __u64 now, __u64 exec, __u32 site, bool running_now)
+static void close_interval(struct panic_task *ts, struct task_struct *p, __u64 now, __u64 exec,
+                           __u32 site, bool running_now)
 {
     __u64 wall = now - ts->since;
     __u64 ran = exec - ts->exec;
@@ -344,7 +386,7 @@ static void close_interval(struct panic_task *ts, __u64 now, __u64 exec, __u32 s
         if (ran > 0 || running_now)
             ts->missed++;
         add_time(ts, PANIC_TS_ONCPU, site, ran);
-        add_time(ts, ts->state, ts->site, wall - ran);
+        add_off(ts, p, ts->state, ts->site, wall - ran);
     }
     ts->since = now;
     ts->exec = exec;
@@ -379,7 +421,8 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
         if (have_budgets)
             check_current(ts, now);
         __u32 site = published_site(ts);
-        close_interval(ts, now, prev->se.sum_exec_runtime, site, true);
+        settle_off(ts, prev);
+        close_interval(ts, prev, now, prev->se.sum_exec_runtime, site, true);
         ts->site = site;
         if (preempt || prev_state == 0)
             ts->state = PANIC_TS_RUNQ;
@@ -392,7 +435,7 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
     if (ts && ts->state < PANIC_TS_DEAD) {
         if (ts->started == 0)
             ts->started = now;
-        close_interval(ts, now, next->se.sum_exec_runtime, ts->site, false);
+        close_interval(ts, next, now, next->se.sum_exec_runtime, ts->site, false);
         ts->state = PANIC_TS_ONCPU;
         if (cpu) {
             cpu->tid = ts->tid;
@@ -401,33 +444,6 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
         }
     }
     return 0;
-}
-
-static int on_wakeup(struct task_struct *p)
-{
-    struct panic_task *ts = bpf_task_storage_get(&tasks, p, 0, 0);
-    if (!ts || ts->state >= PANIC_TS_DEAD)
-        return 0;
-    if (ts->state != 0 && ts->state != PANIC_TS_BLOCKED && ts->state != PANIC_TS_IO)
-        return 0; /* already runnable or running: a wakeup that raced its sleep */
-    __u64 now = bpf_ktime_get_ns();
-    if (ts->started == 0)
-        ts->started = now; /* first sight: the loader's entry, or a new task */
-    close_interval(ts, now, p->se.sum_exec_runtime, ts->site, false);
-    ts->state = PANIC_TS_RUNQ;
-    return 0;
-}
-
-SEC("tp_btf/sched_wakeup")
-int BPF_PROG(panic_wakeup, struct task_struct *p)
-{
-    return on_wakeup(p);
-}
-
-SEC("tp_btf/sched_wakeup_new")
-int BPF_PROG(panic_wakeup_new, struct task_struct *p)
-{
-    return on_wakeup(p);
 }
 
 SEC("tp_btf/sched_process_fork")
@@ -441,6 +457,13 @@ int BPF_PROG(panic_fork, struct task_struct *parent, struct task_struct *child)
     ts->tgid = child->tgid;
     ts->tid = child->pid;
     ts->site = PANIC_KNO_SITE;
+    /* New, it waits in a run queue until it first runs. */
+    __u64 now = bpf_ktime_get_ns();
+    ts->started = now;
+    ts->since = now;
+    ts->state = PANIC_TS_RUNQ;
+    if (have_run_delay(child))
+        ts->run_delay = BPF_CORE_READ(child, sched_info.run_delay);
     return 0;
 }
 
@@ -467,7 +490,8 @@ int BPF_PROG(panic_exit, struct task_struct *p, bool group_dead)
         if (start != 0 && start < now)
             exec += now - start;
     }
-    close_interval(ts, now, exec, published_site(ts), true);
+    settle_off(ts, p);
+    close_interval(ts, p, now, exec, published_site(ts), true);
     copy_counts(ts, p);
     ts->ended = now;
     ts->state = PANIC_TS_DEAD;

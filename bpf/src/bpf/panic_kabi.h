@@ -6,9 +6,13 @@
  *
  * Semantics (DESIGN §4 "Dwell"): every watched task is always in exactly one of
  * four states: on a CPU, waiting in a run queue, blocked on I/O, or blocked on
- * anything else. The BPF programs move it between them at sched_switch,
- * sched_wakeup and fork, and add each interval to the task's totals and to the
- * site the task had published when the interval began. A task cannot change its
+ * anything else. The BPF programs see it leave and enter CPUs at sched_switch
+ * (and start at fork), and add each interval to the task's totals and to the
+ * site the task had published when the interval began. An off-CPU interval is
+ * split into run-queue time and blocked time by the kernel's own run-delay
+ * count (sched_info.run_delay, CONFIG_SCHED_INFO), so no program runs at
+ * wake-ups; a kernel without it leaves a woken task's wait for a CPU in its
+ * blocked time (preempted tasks still count as run-queue time). A task cannot change its
  * site while it is off the CPU, so off-CPU time (run queue and blocked) is
  * attributed to sites exactly. On-CPU time is attributed per slice, to the site
  * published when the slice ended; the profile derives the exact per-site on-CPU
@@ -27,7 +31,7 @@
 #include <linux/types.h>
 #endif
 
-#define PANIC_KABI_VERSION 5
+#define PANIC_KABI_VERSION 6
 /* "PANICKTH" little-endian: the loader writes it into the thread table. */
 #define PANIC_KTHREADS_MAGIC 0x48544b43494e4150ULL
 /* Slots in the thread table: one per runtime thread slot (the runtime checks
@@ -224,6 +228,14 @@ struct panic_task {
     __u32 missed;  /* scheduler events of this task the programs did not see */
     __u32 sys_nr;  /* syscall path: the call it is in while switched out */
     __u64 sys_since; /* when it entered it; 0 when not in one */
+    /* Off-CPU time since the last switch-out, not yet split into run-queue
+     * and blocked time: the split comes from the kernel's run-delay count
+     * (sched_info.run_delay), which grows when the task is switched back in,
+     * after the switch event; so it is read at the next switch-out or exit. */
+    __u64 off_ns;
+    __u64 run_delay; /* sched_info.run_delay at the last switch-out */
+    __u32 off_state; /* PANIC_TS_* the task left the CPU in */
+    __u32 off_site;  /* site that off-CPU time goes to */
     char comm[16];
 };
 
