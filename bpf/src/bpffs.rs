@@ -89,18 +89,26 @@ impl RunDir {
     /// Creates `/sys/fs/bpf/cargo-panic/<pid>-<nanos>` (mode 0700) after
     /// sweeping the directories of runs whose process is gone.
     pub fn create() -> Result<RunDir, KernelError> {
-        let runs = Path::new(BPFFS).join(RUNS);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        RunDir::create_in(
+            &Path::new(BPFFS).join(RUNS),
+            &format!("{}-{nanos}", std::process::id()),
+        )
+    }
+
+    /// Creates `<runs>/<id>` (mode 0700, `runs` too if missing) after
+    /// sweeping `runs`; an existing `<runs>/<id>` is another run's.
+    fn create_in(runs: &Path, id: &str) -> Result<RunDir, KernelError> {
         let io_err = |what: String| move |e: io::Error| KernelError::Io { what, source: e };
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(0o700)
-            .create(&runs)
+            .create(runs)
             .map_err(io_err(format!("creating {}", runs.display())))?;
-        sweep(&runs);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let path = runs.join(format!("{}-{nanos}", std::process::id()));
+        sweep(runs);
+        let path = runs.join(id);
         match std::fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => Ok(RunDir { path }),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Err(KernelError::PinBusy(path)),
@@ -165,5 +173,26 @@ mod tests {
         assert_eq!(run_pid("1234-99"), Some(1234));
         assert_eq!(run_pid("x-99"), None);
         assert_eq!(run_pid(""), None);
+    }
+
+    /// A run directory that exists (a live run's: its pid is ours) is not
+    /// taken over or swept; the error names it and what to do.
+    #[test]
+    fn an_occupied_run_directory_is_refused_by_name() {
+        let runs = tempfile::tempdir().unwrap();
+        let id = format!("{}-1", std::process::id());
+        std::fs::create_dir(runs.path().join(&id)).unwrap();
+        std::fs::write(runs.path().join(&id).join("pin"), b"").unwrap();
+        let err = RunDir::create_in(runs.path(), &id).unwrap_err();
+        assert!(matches!(&err, KernelError::PinBusy(p) if *p == runs.path().join(&id)));
+        let msg = err.to_string();
+        assert!(msg.contains(&id) && msg.contains("another run"), "{msg}");
+        assert!(runs.path().join(&id).join("pin").exists(), "left alone");
+        // A free id is created, and removed with everything in it on drop.
+        let dir = RunDir::create_in(runs.path(), "2-2").unwrap();
+        std::fs::write(dir.path().join("pin"), b"").unwrap();
+        let path = dir.path().to_path_buf();
+        drop(dir);
+        assert!(!path.exists());
     }
 }

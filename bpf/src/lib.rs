@@ -39,6 +39,10 @@ pub struct Options<'a> {
     pub budgets: &'a [BudgetSpec],
     /// The syscall path: count and time per system call (sys_enter/sys_exit).
     pub syscalls: bool,
+    /// Sample the syscall path instead of keeping it attached: attached for
+    /// this percentage (1 to 99) of every [`SAMPLE_PERIOD`] while the target
+    /// runs (with `syscalls`).
+    pub syscall_sample: Option<u32>,
     /// The network path: bytes the watched tasks send and receive on
     /// sockets (for a controller that prices `network`).
     pub network: bool,
@@ -52,6 +56,29 @@ pub struct Options<'a> {
 pub struct FuseCounts {
     pub asks: u64,
     pub sheds: u64,
+}
+
+/// The sampled syscall path's cycle: attached for the sample percentage of
+/// each period.
+pub const SAMPLE_PERIOD: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long the sampled syscall path was attached, of how long it ran.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyscallSampling {
+    pub percent: u32,
+    pub attached_ns: u64,
+    pub elapsed_ns: u64,
+}
+
+/// The sampled syscall path's state: its links while attached, and time.
+struct Sampler {
+    percent: u32,
+    links: Option<(libbpf_rs::Link, libbpf_rs::Link)>,
+    /// Monotonic ns: when sampling began, and when the current window did.
+    began: Option<u64>,
+    window: u64,
+    attached_ns: u64,
+    ended: Option<u64>,
 }
 
 /// One system call number over all watched tasks (syscall path).
@@ -244,7 +271,10 @@ pub struct KernelReport {
     /// Budget events the ring buffer could not hold.
     pub lost_events: u64,
     /// Per system call, busiest first (empty unless the syscall path ran).
+    /// Counts and times are those of the sampled windows when sampling.
     pub syscalls: Vec<SyscallTimes>,
+    /// The windows, when the syscall path was sampled.
+    pub syscall_sampling: Option<SyscallSampling>,
 }
 
 impl KernelReport {
@@ -270,7 +300,12 @@ impl KernelReport {
 /// Checks what loading needs before anything is loaded: BTF and the
 /// capabilities (root has them all).
 pub fn check_supported() -> Result<(), KernelError> {
-    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+    check_supported_at(Path::new("/sys/kernel/btf/vmlinux"))
+}
+
+/// [`check_supported`] with the kernel's BTF expected at `btf`.
+fn check_supported_at(btf: &Path) -> Result<(), KernelError> {
+    if !btf.exists() {
         return Err(KernelError::NoBtf);
     }
     let missing = missing_capabilities();
@@ -372,6 +407,10 @@ pub struct Monitor {
     run: RunDir,
     n_sites: u32,
     has_budgets: bool,
+    /// The sampled syscall path (`Options::syscall_sample`).
+    sampler: std::cell::RefCell<Option<Sampler>>,
+    /// The skeleton's mapping of the object's .bss (`sys_window_start`).
+    bss: *mut types::bss,
 }
 
 impl Monitor {
@@ -420,6 +459,27 @@ impl Monitor {
         let mut skel = open.load().map_err(load_error)?;
         skel.attach()
             .map_err(bpf_err("attaching the scheduler tracepoints"))?;
+        // Sampled: detached until `wait` opens the first window.
+        let sampler = opts
+            .syscall_sample
+            .filter(|_| opts.syscalls)
+            .map(|percent| {
+                skel.links.panic_sys_enter = None;
+                skel.links.panic_sys_exit = None;
+                Sampler {
+                    percent: percent.clamp(1, 99),
+                    links: None,
+                    began: None,
+                    window: 0,
+                    attached_ns: 0,
+                    ended: None,
+                }
+            });
+        let bss = skel
+            .maps
+            .bss_data
+            .as_deref_mut()
+            .map_or(std::ptr::null_mut(), std::ptr::from_mut);
 
         let kthreads = MapMemory::new(
             skel.maps.kthreads.as_fd(),
@@ -549,7 +609,69 @@ impl Monitor {
             run,
             n_sites,
             has_budgets: !budgets.is_empty(),
+            sampler: std::cell::RefCell::new(sampler),
+            bss,
         })
+    }
+
+    /// One step of the syscall path's sampling at monotonic `now`: opens a
+    /// window at the start of each [`SAMPLE_PERIOD`] and closes it after the
+    /// sample percentage of it. A window is only as precise as the calls of
+    /// this method (`wait` makes one every few ms), which is why the time
+    /// actually attached is measured rather than assumed.
+    fn sample_step(&self, now: u64) -> Result<(), KernelError> {
+        let mut guard = self.sampler.borrow_mut();
+        let Some(s) = guard.as_mut() else {
+            return Ok(());
+        };
+        if s.ended.is_some() {
+            return Ok(());
+        }
+        let began = *s.began.get_or_insert(now);
+        let period = SAMPLE_PERIOD.as_nanos() as u64;
+        let open = (now - began) % period < period * u64::from(s.percent) / 100;
+        match (&s.links, open) {
+            (None, true) => {
+                // Calls begun before this point belong to no window.
+                if !self.bss.is_null() {
+                    // SAFETY: `bss` points at the skeleton's mapping of the
+                    // object's .bss, alive as long as `skel`; an aligned u64.
+                    unsafe {
+                        std::ptr::write_volatile(
+                            std::ptr::addr_of_mut!((*self.bss).sys_window_start),
+                            monotonic_ns(),
+                        );
+                    }
+                }
+                let enter = self.skel.progs.panic_sys_enter.attach();
+                let exit = self.skel.progs.panic_sys_exit.attach();
+                let (enter, exit) = (
+                    enter.map_err(bpf_err("attaching the syscall path"))?,
+                    exit.map_err(bpf_err("attaching the syscall path"))?,
+                );
+                s.links = Some((enter, exit));
+                s.window = monotonic_ns();
+            }
+            (Some(_), false) => {
+                s.links = None;
+                s.attached_ns += monotonic_ns().saturating_sub(s.window);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Ends the syscall path's sampling (the target ended).
+    fn sample_end(&self) {
+        if let Some(s) = self.sampler.borrow_mut().as_mut()
+            && s.ended.is_none()
+        {
+            let now = monotonic_ns();
+            if s.links.take().is_some() {
+                s.attached_ns += now.saturating_sub(s.window);
+            }
+            s.ended = Some(now);
+        }
     }
 
     /// The pinned thread table: the target's `CARGO_PANIC_KTHREADS`.
@@ -775,8 +897,18 @@ impl Monitor {
             syscalls.sort_by(|a, b| b.ns.cmp(&a.ns).then(a.nr.cmp(&b.nr)));
         }
         let bss = self.skel.maps.bss_data.as_deref();
+        let syscall_sampling = self.sampler.borrow().as_ref().map(|s| SyscallSampling {
+            percent: s.percent,
+            attached_ns: s.attached_ns,
+            elapsed_ns: match (s.began, s.ended) {
+                (Some(b), Some(e)) => e.saturating_sub(b),
+                (Some(b), None) => monotonic_ns().saturating_sub(b),
+                _ => 0,
+            },
+        });
         Ok(KernelReport {
             syscalls,
+            syscall_sampling,
             tasks,
             sites,
             outside,
@@ -800,7 +932,8 @@ impl Monitor {
             what: "waiting for the target".into(),
             source: e,
         };
-        if !self.has_budgets && period.is_none() {
+        let sampling = self.sampler.borrow().is_some();
+        if !self.has_budgets && period.is_none() && !sampling {
             return child.wait().map_err(io);
         }
         let handle = |data: &[u8]| -> i32 {
@@ -842,8 +975,13 @@ impl Monitor {
             };
             let _ = ring.poll(wait);
             if let Some(status) = child.try_wait().map_err(io)? {
+                self.sample_end();
                 let _ = ring.consume();
                 return Ok(status);
+            }
+            if let Err(e) = self.sample_step(monotonic_ns()) {
+                self.sample_end();
+                return Err(e);
             }
             if let (Some(at), Some(p)) = (next_tick, period)
                 && std::time::Instant::now() >= at
@@ -1014,7 +1152,7 @@ fn load_error(e: libbpf_rs::Error) -> KernelError {
 // The numbers of panic_kabi.h the loader writes. The header is the definition;
 // the skeleton carries types, not macros, so these few are checked against the
 // header's text at test time (tests::constants_match_the_header).
-pub const PANIC_KABI_VERSION: u32 = 6;
+pub const PANIC_KABI_VERSION: u32 = 7;
 pub const PANIC_KTHREADS_MAGIC: u64 = 0x4854_4b43_494e_4150;
 pub const PANIC_KNO_SITE: u32 = u32::MAX;
 pub const PANIC_TS_CARRIER: u32 = 6;
@@ -1030,6 +1168,19 @@ pub const PANIC_BY_LOADER: u32 = 2;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Without the kernel's BTF nothing is loaded, and the error says what
+    /// kernel is needed and how to run without kernel data.
+    #[test]
+    fn a_kernel_without_btf_is_refused_before_anything_loads() {
+        let err = check_supported_at(Path::new("/nonexistent/btf/vmlinux")).unwrap_err();
+        assert!(matches!(err, KernelError::NoBtf));
+        let msg = err.to_string();
+        assert!(
+            msg.contains("CONFIG_DEBUG_INFO_BTF=y") && msg.contains("--kernel=auto"),
+            "{msg}"
+        );
+    }
 
     #[test]
     fn constants_match_the_header() {

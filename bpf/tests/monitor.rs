@@ -208,6 +208,7 @@ fn the_syscall_path_counts_calls_by_name() {
         4,
         &panic_bpf::Options {
             syscalls: true,
+            syscall_sample: None,
             ..Default::default()
         },
     )

@@ -125,15 +125,22 @@ pub enum Controller {
     Pids,
     Cpuset,
     Freezer,
+    /// Pressure stall information (`cpu.pressure`, `memory.pressure`,
+    /// `io.pressure`): built into every cgroup v2 group (not a controller to
+    /// enable). On cgroup v1 the run's groups get a twin in the hybrid
+    /// layout's cgroup2 mount (e.g. `/sys/fs/cgroup/unified`), which only
+    /// reports pressure.
+    Pressure,
 }
 
 impl Controller {
-    pub const ALL: [Controller; 5] = [
+    pub const ALL: [Controller; 6] = [
         Controller::Cpu,
         Controller::Memory,
         Controller::Pids,
         Controller::Cpuset,
         Controller::Freezer,
+        Controller::Pressure,
     ];
 
     /// The kernel's name (v1 subsystem, v2 controller).
@@ -144,6 +151,7 @@ impl Controller {
             Controller::Pids => "pids",
             Controller::Cpuset => "cpuset",
             Controller::Freezer => "freezer",
+            Controller::Pressure => "pressure",
         }
     }
 
@@ -155,6 +163,7 @@ impl Controller {
             Controller::Pids => "process-count limits (fork faults)",
             Controller::Cpuset => "CPU pinning (cpuset faults)",
             Controller::Freezer => "freezing and thawing (pause faults)",
+            Controller::Pressure => "pressure stall information (controller usage `:pressure`)",
         }
     }
 
@@ -162,7 +171,7 @@ impl Controller {
     /// built in.
     fn v2_name(self) -> Option<&'static str> {
         match self {
-            Controller::Freezer => None,
+            Controller::Freezer | Controller::Pressure => None,
             c => Some(c.name()),
         }
     }
@@ -379,11 +388,12 @@ pub fn plan(
         });
     }
 
-    let v1_missing: Vec<Controller> = want
-        .iter()
-        .copied()
-        .filter(|c| mounts.v1_for(c.name()).is_none())
-        .collect();
+    // Pressure on v1 comes from the hybrid layout's cgroup2 mount.
+    let v1_has = |c: Controller| match c {
+        Controller::Pressure => mounts.v2.is_some(),
+        c => mounts.v1_for(c.name()).is_some(),
+    };
+    let v1_missing: Vec<Controller> = want.iter().copied().filter(|&c| !v1_has(c)).collect();
     let v1_ok = v1_missing.is_empty() && !want.is_empty();
     if force != Some(Version::V2) && v1_ok {
         let mut hierarchies: Vec<PlannedHierarchy> = Vec::new();
@@ -396,12 +406,21 @@ pub fn plan(
             }
         };
         for c in &want {
+            if *c == Controller::Pressure {
+                continue;
+            }
             add(mounts.v1_for(c.name()).expect("checked"));
             if *c == Controller::Cpu
                 && let Some(acct) = mounts.v1_for("cpuacct")
             {
                 add(acct);
             }
+        }
+        if want.contains(&Controller::Pressure) {
+            hierarchies.push(PlannedHierarchy {
+                mount: mounts.v2.clone().expect("checked"),
+                controllers: vec![Controller::Pressure.name().to_string()],
+            });
         }
         return Ok(Plan {
             version: Version::V1,
@@ -431,7 +450,15 @@ pub fn plan(
     } else if mounts.v1.is_empty() {
         "no cgroup v1 hierarchy is mounted".to_string()
     } else {
-        format!("no cgroup v1 hierarchy has {}", names(&v1_missing))
+        format!(
+            "no cgroup v1 hierarchy has {}{}",
+            names(&v1_missing),
+            if v1_missing.contains(&Controller::Pressure) {
+                " (pressure needs a cgroup2 mount beside the v1 hierarchies)"
+            } else {
+                ""
+            }
+        )
     };
     let what = match force {
         Some(Version::V1) => format!("cgroup v1 cannot be used: {v1_part}"),
@@ -611,6 +638,17 @@ pub fn keyed_value(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The `some` line's `total=` (µs) of a PSI file (`cpu.pressure`,
+/// `memory.pressure`, `io.pressure`): how long at least one task stalled.
+pub fn psi_some_total_us(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("some "))?
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
 /// The pids of a `cgroup.procs` text.
 pub fn parse_procs(text: &str) -> Vec<u32> {
     text.split_whitespace()
@@ -649,6 +687,113 @@ pub struct Stats {
     pub pids_max_events: Option<u64>,
     /// Whether the group is frozen (v1: `freezer.state` reads `FROZEN`).
     pub frozen: Option<bool>,
+    /// Time some of the group's tasks stalled waiting for a CPU, for memory
+    /// and for I/O, µs (`*.pressure` `some` `total`), with
+    /// [`Controller::Pressure`].
+    pub cpu_pressure_us: Option<u64>,
+    pub memory_pressure_us: Option<u64>,
+    pub io_pressure_us: Option<u64>,
+}
+
+/// The files one group's [`Stats`] come from ([`RunCgroup::stats_reader`]).
+#[derive(Debug, Clone)]
+pub enum StatsReader {
+    V2 {
+        dir: Option<PathBuf>,
+        pressure: bool,
+    },
+    V1(V1Leaves),
+}
+
+/// A v1 group's leaf in each hierarchy the run has.
+#[derive(Debug, Clone)]
+pub struct V1Leaves {
+    cpuacct: Option<PathBuf>,
+    cpu: Option<PathBuf>,
+    memory: Option<PathBuf>,
+    pids: Option<PathBuf>,
+    freezer: Option<PathBuf>,
+    /// The twin in the cgroup2 mount ([`Controller::Pressure`]).
+    pressure: Option<PathBuf>,
+}
+
+impl StatsReader {
+    /// The group's directories (one per hierarchy on v1).
+    pub fn dirs(&self) -> Vec<&Path> {
+        let mut v: Vec<&Path> = match self {
+            StatsReader::V2 { dir, .. } => dir.iter().map(PathBuf::as_path).collect(),
+            StatsReader::V1(l) => [
+                &l.cpuacct,
+                &l.cpu,
+                &l.memory,
+                &l.pids,
+                &l.freezer,
+                &l.pressure,
+            ]
+            .into_iter()
+            .flatten()
+            .map(PathBuf::as_path)
+            .collect(),
+        };
+        v.dedup();
+        v
+    }
+
+    pub fn read(&self) -> Stats {
+        let mut s = Stats::default();
+        match self {
+            StatsReader::V2 { dir, pressure } => {
+                let Some(d) = dir else { return s };
+                let cpu = fs::read_to_string(d.join("cpu.stat")).unwrap_or_default();
+                s.cpu_usage_ns = keyed_value(&cpu, "usage_usec").map(|u| u * 1000);
+                s.cpu_throttled_ns = keyed_value(&cpu, "throttled_usec").map(|u| u * 1000);
+                s.memory_current = read_u64(&d.join("memory.current"));
+                s.memory_peak = read_u64(&d.join("memory.peak"));
+                s.oom_kills = read_keyed(&d.join("memory.events"), "oom_kill");
+                s.pids_current = read_u64(&d.join("pids.current"));
+                s.pids_max_events = read_keyed(&d.join("pids.events"), "max");
+                s.frozen = read_keyed(&d.join("cgroup.events"), "frozen").map(|v| v == 1);
+                if *pressure {
+                    s.read_pressure(d);
+                }
+            }
+            StatsReader::V1(l) => {
+                if let Some(d) = &l.cpuacct {
+                    s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage"));
+                }
+                if let Some(d) = &l.cpu {
+                    s.cpu_throttled_ns = read_keyed(&d.join("cpu.stat"), "throttled_time");
+                }
+                if let Some(d) = &l.memory {
+                    s.memory_current = read_u64(&d.join("memory.usage_in_bytes"));
+                    s.memory_peak = read_u64(&d.join("memory.max_usage_in_bytes"));
+                    s.oom_kills = read_keyed(&d.join("memory.oom_control"), "oom_kill");
+                }
+                if let Some(d) = &l.pids {
+                    s.pids_current = read_u64(&d.join("pids.current"));
+                    s.pids_max_events = read_keyed(&d.join("pids.events"), "max");
+                }
+                if let Some(d) = &l.freezer {
+                    s.frozen = fs::read_to_string(d.join("freezer.state"))
+                        .ok()
+                        .map(|t| t.trim() == "FROZEN");
+                }
+                if let Some(d) = &l.pressure {
+                    s.read_pressure(d);
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Stats {
+    fn read_pressure(&mut self, dir: &Path) {
+        let psi = |f: &str| psi_some_total_us(&fs::read_to_string(dir.join(f)).ok()?);
+        self.cpu_pressure_us = psi("cpu.pressure");
+        self.memory_pressure_us = psi("memory.pressure");
+        self.io_pressure_us = psi("io.pressure");
+    }
 }
 
 // ---------------------------------------------------------------------------------
@@ -1110,6 +1255,19 @@ impl RunCgroup {
                 cg.hierarchies[0].run_dir.display()
             );
         }
+        if let Some(h) = cg
+            .has(Controller::Pressure)
+            .then(|| cg.find("pressure"))
+            .flatten()
+            && !h.leaf(Group::Target).join("cpu.pressure").exists()
+        {
+            bail!(
+                "this kernel reports no pressure stall information (no cpu.pressure in {}): \
+                 it needs CONFIG_PSI=y and, where PSI is off by default, the boot \
+                 parameter psi=1",
+                h.run_dir.display()
+            );
+        }
         Ok(cg)
     }
 
@@ -1430,47 +1588,28 @@ impl RunCgroup {
 
     /// What group `g`'s cgroup files say now.
     pub fn stats(&self, g: Group) -> Stats {
+        self.stats_reader(g).read()
+    }
+
+    /// A reader of group `g`'s statistics that does not borrow the run (for
+    /// a loop that reads them every period). It reads nothing once the run's
+    /// groups are gone.
+    pub fn stats_reader(&self, g: Group) -> StatsReader {
         let leaf = |sub: &str| self.find(sub).map(|h| h.leaf(g));
-        let mut s = Stats::default();
         match self.version {
-            Version::V2 => {
-                let Some(d) = self.hierarchies.first().map(|h| h.leaf(g)) else {
-                    return s;
-                };
-                let cpu = fs::read_to_string(d.join("cpu.stat")).unwrap_or_default();
-                s.cpu_usage_ns = keyed_value(&cpu, "usage_usec").map(|u| u * 1000);
-                s.cpu_throttled_ns = keyed_value(&cpu, "throttled_usec").map(|u| u * 1000);
-                s.memory_current = read_u64(&d.join("memory.current"));
-                s.memory_peak = read_u64(&d.join("memory.peak"));
-                s.oom_kills = read_keyed(&d.join("memory.events"), "oom_kill");
-                s.pids_current = read_u64(&d.join("pids.current"));
-                s.pids_max_events = read_keyed(&d.join("pids.events"), "max");
-                s.frozen = read_keyed(&d.join("cgroup.events"), "frozen").map(|v| v == 1);
-            }
-            Version::V1 => {
-                if let Some(d) = leaf("cpuacct") {
-                    s.cpu_usage_ns = read_u64(&d.join("cpuacct.usage"));
-                }
-                if let Some(d) = leaf("cpu") {
-                    s.cpu_throttled_ns = read_keyed(&d.join("cpu.stat"), "throttled_time");
-                }
-                if let Some(d) = leaf("memory") {
-                    s.memory_current = read_u64(&d.join("memory.usage_in_bytes"));
-                    s.memory_peak = read_u64(&d.join("memory.max_usage_in_bytes"));
-                    s.oom_kills = read_keyed(&d.join("memory.oom_control"), "oom_kill");
-                }
-                if let Some(d) = leaf("pids") {
-                    s.pids_current = read_u64(&d.join("pids.current"));
-                    s.pids_max_events = read_keyed(&d.join("pids.events"), "max");
-                }
-                if let Some(d) = leaf("freezer") {
-                    s.frozen = fs::read_to_string(d.join("freezer.state"))
-                        .ok()
-                        .map(|t| t.trim() == "FROZEN");
-                }
-            }
+            Version::V2 => StatsReader::V2 {
+                dir: self.hierarchies.first().map(|h| h.leaf(g)),
+                pressure: self.has(Controller::Pressure),
+            },
+            Version::V1 => StatsReader::V1(V1Leaves {
+                cpuacct: leaf("cpuacct"),
+                cpu: leaf("cpu"),
+                memory: leaf("memory"),
+                pids: leaf("pids"),
+                freezer: leaf("freezer"),
+                pressure: leaf("pressure"),
+            }),
         }
-        s
     }
 
     /// The processes in group `g` (in any of the run's hierarchies), sorted.
@@ -1835,6 +1974,15 @@ mod tests {
     }
 
     #[test]
+    fn psi_files_give_the_some_total() {
+        let text = "some avg10=19.98 avg60=9.57 avg300=5.03 total=7088766797\n\
+                    full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(psi_some_total_us(text), Some(7_088_766_797));
+        assert_eq!(psi_some_total_us("full avg10=0 total=5\n"), None);
+        assert_eq!(psi_some_total_us(""), None);
+    }
+
+    #[test]
     fn plan_prefers_v2_with_the_controllers() {
         let m = parse_mountinfo(V2_ONLY);
         let offered = s(&[
@@ -1900,6 +2048,47 @@ mod tests {
                 "/sys/fs/cgroup/cpuacct",
                 "/sys/fs/cgroup/memory"
             ]
+        );
+
+        // Pressure on v1: a twin in the cgroup2 mount, which only reports it.
+        let p = plan(
+            &m,
+            Some(&none),
+            &[Controller::Pressure, Controller::Memory],
+            None,
+        )
+        .unwrap();
+        assert_eq!(p.version, Version::V1);
+        let hs: Vec<(String, Vec<String>)> = p
+            .hierarchies
+            .iter()
+            .map(|h| (h.mount.display().to_string(), h.controllers.clone()))
+            .collect();
+        assert_eq!(
+            hs,
+            [
+                ("/sys/fs/cgroup/memory".to_string(), s(&["memory"])),
+                ("/sys/fs/cgroup/unified".to_string(), s(&["pressure"])),
+            ]
+        );
+        // Without a cgroup2 mount there is none.
+        let v1_only = parse_mountinfo(
+            &HYBRID
+                .lines()
+                .filter(|l| !l.contains(" - cgroup2 "))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>(),
+        );
+        let err = plan(
+            &v1_only,
+            None,
+            &[Controller::Pressure, Controller::Memory],
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err}").contains("pressure needs a cgroup2 mount"),
+            "{err}"
         );
 
         let p = plan(&m, Some(&none), &[Controller::Freezer], Some(Version::V1)).unwrap();

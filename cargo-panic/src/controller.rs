@@ -8,11 +8,18 @@
 //! ```yaml
 //! period: 250ms              # how often usage is measured and prices move
 //! controller:                # the same fields as a `verify --controller` file
-//!   resources: [cpu, memory] # cpu (cores), memory (bytes), io (bytes/s)
+//!   resources: [cpu, memory] # cpu (cores), memory (bytes), io, network (bytes/s), dwell (s)
 //!   capacity: [1.5, 314572800]
 //!   step: [0.5, 1.0e-8]      # one number, or one per resource
 //!   sensitivity: [[1, 0], [0, 1]]  # optional here (the verifier needs it, or fits it to this run's profile)
 //! ```
+//!
+//! `cpu:pressure`, `memory:pressure` or `io:pressure` in place of `cpu`,
+//! `memory` or `io` prices that resource by how much the target stalls on
+//! it instead of how much it uses: the share of each period in which some of
+//! its tasks waited for it (the kernel's pressure stall information of the
+//! target's cgroup, 0 to 1). The price is the resource's (the program reads
+//! it as `cpu`, `memory` or `io`); a fuse names it either way.
 
 use std::path::Path;
 
@@ -24,6 +31,20 @@ use crate::budget::parse_duration;
 
 /// The resources a run can price, in the price map's order.
 pub const RESOURCES: [&str; 5] = panic_bpf::RESOURCES;
+
+/// The resources whose usage can be their pressure (`<resource>:pressure`).
+pub const PRESSURED: [&str; 3] = ["cpu", "memory", "io"];
+
+/// The price-map resource a configured name prices: `memory` for `memory`
+/// and for `memory:pressure`.
+pub fn kind(name: &str) -> &str {
+    name.split_once(':').map_or(name, |(k, _)| k)
+}
+
+/// Whether a configured name measures its resource's pressure.
+pub fn is_pressure(name: &str) -> bool {
+    name.split_once(':').is_some_and(|(_, q)| q == "pressure")
+}
 
 /// What the run config file holds.
 #[derive(Debug, Clone, Deserialize)]
@@ -59,6 +80,16 @@ pub struct RunConfig {
     pub controller: Option<ControllerConfig>,
     /// Fuses and their trip rules (crate::fuse).
     pub fuses: Vec<crate::fuse::FuseRule>,
+}
+
+impl RunConfig {
+    /// Whether the controller prices some resource by its pressure, which
+    /// needs the target in a cgroup of its own.
+    pub fn needs_pressure(&self) -> bool {
+        self.controller
+            .as_ref()
+            .is_some_and(|c| c.resources.iter().any(|r| is_pressure(r)))
+    }
 }
 
 /// A validated controller: resource indexes into [`RESOURCES`], capacities
@@ -111,16 +142,23 @@ impl RunConfig {
 fn validate(c: ControllerFile) -> Result<ControllerConfig, String> {
     let n = c.resources.len();
     if n == 0 {
-        return Err(" controller.resources is empty: name at least one of cpu, memory, io, network, dwell".into());
+        return Err(
+            " controller.resources is empty: name at least one of cpu, memory, io, network, dwell"
+                .into(),
+        );
     }
     for (i, r) in c.resources.iter().enumerate() {
-        if !RESOURCES.contains(&r.as_str()) {
+        let k = kind(r);
+        if !RESOURCES.contains(&k) || (k != r && !(is_pressure(r) && PRESSURED.contains(&k))) {
             return Err(format!(
-                " controller.resources[{i}] '{r}' is not a resource (cpu, memory, io, network, dwell)"
+                " controller.resources[{i}] '{r}' is not a resource (cpu, memory, io, network, \
+                 dwell, or cpu:pressure, memory:pressure, io:pressure)"
             ));
         }
-        if c.resources[..i].contains(r) {
-            return Err(format!(" controller.resources names '{r}' twice"));
+        if c.resources[..i].iter().any(|o| kind(o) == k) {
+            return Err(format!(
+                " controller.resources prices '{k}' twice: one price per resource"
+            ));
         }
     }
     if c.capacity.len() != n {
@@ -197,7 +235,7 @@ impl Controller {
     pub fn map_prices(&self) -> [f64; 5] {
         let mut out = [0.0; 5];
         for (r, p) in self.config.resources.iter().zip(&self.prices) {
-            if let Some(i) = RESOURCES.iter().position(|x| x == r) {
+            if let Some(i) = RESOURCES.iter().position(|x| *x == kind(r)) {
                 out[i] = *p;
             }
         }
@@ -224,6 +262,10 @@ pub struct ControllerSeries {
     pub step: Vec<f64>,
     /// Units of usage and capacity, per resource.
     pub units: Vec<String>,
+    /// Where usage was read: the target's cgroup (every process of the
+    /// program) or /proc of its main process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_from: Option<String>,
     pub samples: Vec<Sample>,
 }
 
@@ -235,6 +277,7 @@ impl ControllerSeries {
             capacity: c.capacity.clone(),
             step: c.step.clone(),
             units: c.resources.iter().map(|r| unit(r).to_string()).collect(),
+            measured_from: None,
             samples: Vec::new(),
         }
     }
@@ -242,6 +285,9 @@ impl ControllerSeries {
 
 /// What usage of a resource is measured in.
 pub fn unit(resource: &str) -> &'static str {
+    if is_pressure(resource) {
+        return "share of time stalled";
+    }
     match resource {
         "cpu" => "cores",
         "memory" => "bytes",
@@ -299,10 +345,44 @@ mod tests {
                 "controller:\n  resources: [cpu, cpu]\n  capacity: [1, 1]\n  step: 1\n",
                 "twice",
             ),
+            (
+                "controller:\n  resources: [cpu, 'cpu:pressure']\n  capacity: [1, 1]\n  step: 1\n",
+                "prices 'cpu' twice",
+            ),
+            (
+                "controller:\n  resources: ['network:pressure']\n  capacity: [1]\n  step: 1\n",
+                "'network:pressure' is not a resource",
+            ),
+            (
+                "controller:\n  resources: ['memory:peak']\n  capacity: [1]\n  step: 1\n",
+                "'memory:peak' is not a resource",
+            ),
         ] {
             let e = RunConfig::parse(text).unwrap_err();
             assert!(e.contains(needle), "{text:?}: {e}");
         }
+    }
+
+    /// `memory:pressure` sets the memory price, is measured as a share of
+    /// time, and is what fuses and the series call it (or `memory`).
+    #[test]
+    fn a_pressure_resource_prices_its_resource() {
+        let c = RunConfig::parse(
+            "controller:\n  resources: [cpu, 'memory:pressure']\n  capacity: [1, 0.1]\n  step: 1\n\
+             fuses:\n  - name: shed\n    trip: {price: memory, above: 0.5}\n",
+        )
+        .unwrap();
+        assert!(c.needs_pressure());
+        let mut k = Controller::new(c.controller.clone().unwrap());
+        k.step(&[Some(1.5), Some(0.6)]);
+        assert_eq!(k.map_prices(), [0.5, 0.5, 0.0, 0.0, 0.0]);
+        let series = ControllerSeries::new(c.period_ns, &k.config);
+        assert_eq!(series.units, ["cores", "share of time stalled"]);
+        assert!(
+            !RunConfig::parse("controller:\n  resources: [memory]\n  capacity: [1]\n  step: 1\n")
+                .unwrap()
+                .needs_pressure()
+        );
     }
 
     #[test]

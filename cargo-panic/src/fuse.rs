@@ -124,8 +124,15 @@ pub fn validate(fuses: Vec<FuseFile>, priced: &[String]) -> Result<Vec<FuseRule>
     Ok(out)
 }
 
+/// Whether the controller resource `configured` is the one a fuse names
+/// `named`: as configured, or by the price it sets (`memory` for
+/// `memory:pressure`).
+fn prices(configured: &str, named: &str) -> bool {
+    configured == named || crate::controller::kind(configured) == named
+}
+
 fn check_priced(at: &str, r: &str, priced: &[String]) -> Result<(), String> {
-    if priced.iter().any(|p| p == r) {
+    if priced.iter().any(|p| prices(p, r)) {
         Ok(())
     } else {
         Err(format!(
@@ -171,7 +178,7 @@ pub fn evaluate(
     let price = |p: &[f64], r: &str| {
         obs.resources
             .iter()
-            .position(|x| x == r)
+            .position(|x| prices(x, r))
             .and_then(|i| p.get(i).copied())
     };
     rules

@@ -115,9 +115,14 @@ pub struct KernelSection {
     /// The budgets in force (`--budget`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub budgets: Vec<ProfileBudget>,
-    /// Per system call over all watched tasks, busiest first (`--syscalls`).
+    /// Per system call over all watched tasks, busiest first (`--syscalls`;
+    /// with `--syscall-sample`, the calls the windows saw).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub syscalls: Vec<KernelSyscall>,
+    /// `--syscall-sample`: how long the syscall path was attached of how
+    /// long the program ran; `syscalls` holds what it saw in that time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syscall_sampling: Option<SyscallSampling>,
     /// Budget events the kernel could not pass on (its ring buffer was full).
     #[serde(default, skip_serializing_if = "is_zero64")]
     pub lost_budget_events: u64,
@@ -135,6 +140,38 @@ pub struct KernelSyscall {
     pub count: u64,
     /// Entry to exit, summed (time blocked inside included).
     pub total_ns: u64,
+}
+
+/// How the syscall path was sampled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallSampling {
+    pub percent: u32,
+    pub attached_ns: u64,
+    pub elapsed_ns: u64,
+}
+
+/// The syscall path's figures as the profile gives them, with the sampling
+/// windows when it was sampled. Sampled figures are what the windows saw,
+/// not extrapolated to the whole run: the path slows every call it sees
+/// (by a few hundred ns here), so a program makes fewer calls per second
+/// inside a window than outside, and scaling by time would undercount.
+pub fn syscalls(report: &KernelReport) -> (Vec<KernelSyscall>, Option<SyscallSampling>) {
+    let calls = report
+        .syscalls
+        .iter()
+        .map(|s| KernelSyscall {
+            name: s.name.clone(),
+            nr: s.nr,
+            count: s.count,
+            total_ns: s.ns,
+        })
+        .collect();
+    let sampling = report.syscall_sampling.map(|s| SyscallSampling {
+        percent: s.percent,
+        attached_ns: s.attached_ns,
+        elapsed_ns: s.elapsed_ns,
+    });
+    (calls, sampling)
 }
 
 /// A budget in force.
@@ -250,6 +287,7 @@ impl KernelSection {
             threads: Vec::new(),
             budgets: Vec::new(),
             syscalls: Vec::new(),
+            syscall_sampling: None,
             lost_budget_events: 0,
         }
     }
@@ -302,6 +340,7 @@ pub fn join(
         cpu_ns: totals.cpu_ns.saturating_sub(regions.cpu_ns),
         ..KernelTimes::from(report.outside)
     };
+    let (syscalls, syscall_sampling) = syscalls(report);
     let section = KernelSection {
         status: "on".into(),
         reason: (!per_site).then(|| {
@@ -318,16 +357,8 @@ pub fn join(
         lost_threads: report.lost_tasks,
         threads,
         budgets: Vec::new(),
-        syscalls: report
-            .syscalls
-            .iter()
-            .map(|s| KernelSyscall {
-                name: s.name.clone(),
-                nr: s.nr,
-                count: s.count,
-                total_ns: s.ns,
-            })
-            .collect(),
+        syscalls,
+        syscall_sampling,
         lost_budget_events: report.lost_events,
     };
     (section, sites)

@@ -22,6 +22,15 @@ fn bytes(text: &str) -> Result<u64, String> {
     units::parse_as(text, units::Dim::Bytes).map(|b| b as u64)
 }
 
+/// A share of the time on the command line: `10` or `10%`, 1 to 99.
+fn percent(text: &str) -> Result<u32, String> {
+    text.trim_end_matches('%')
+        .parse::<u32>()
+        .ok()
+        .filter(|p| (1..=99).contains(p))
+        .ok_or_else(|| format!("'{text}' is not a percentage from 1 to 99 (e.g. 10%)"))
+}
+
 /// A duration on the command line (`500ms`, `2s`, `1m`), in ns.
 fn duration_ns(text: &str) -> Result<u64, String> {
     cargo_panic_core::attack::units::parse_duration_ns(text)
@@ -117,6 +126,13 @@ enum Command {
         /// system call two probes). Implies `--kernel`.
         #[arg(long)]
         syscalls: bool,
+        /// The syscall path, attached for only this share of every 100 ms
+        /// (1 to 99, e.g. `10%`), at that share of the cost of `--syscalls`:
+        /// the profile gives the calls seen in those windows (which calls,
+        /// how long each took), and how long the windows were. Implies
+        /// `--kernel`
+        #[arg(long, value_name = "PERCENT", value_parser = percent, conflicts_with = "syscalls")]
+        syscall_sample: Option<u32>,
         /// Stop the program as hung when none of its instrumented code ran
         /// for this long (e.g. `2s`); the profile's signature then says
         /// whether threads wait for each other's locks, spin or sleep
@@ -329,6 +345,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             config,
             metrics,
             syscalls,
+            syscall_sample,
             hang_timeout,
             timeout,
             memory_limit,
@@ -342,6 +359,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 config,
                 metrics,
                 syscalls,
+                syscall_sample,
                 hang_timeout_ns: hang_timeout,
                 timeout_ns: timeout,
                 memory_limit,

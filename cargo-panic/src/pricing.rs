@@ -1,6 +1,7 @@
 //! The run config's price loop (DESIGN §4 "Prices", "Fuse"), shared by
 //! `cargo panic run --config` and `cargo panic attack --config`: every
-//! period it measures the target's usage from /proc, steps the controller,
+//! period it measures the target's usage (its cgroup, /proc, the kernel
+//! side's counters; see [`Usage`]), steps the controller,
 //! publishes the prices into the kernel side's price map, evaluates the
 //! fuse rules (on prices and on live dwell p99s) and publishes their states
 //! into the fuse table; at the end it gives the controller's series and the
@@ -14,28 +15,67 @@ use crate::controller::{Controller, ControllerSeries, RunConfig, Sample};
 use crate::fuse::{self, FuseRule};
 use crate::manifest::Manifest;
 
-/// What a process uses, read from /proc each controller period: CPU time
-/// (utime + stime, all threads), resident memory, and bytes read and written
-/// by block I/O.
-pub struct ProcUsage {
+/// What the target uses, read each controller period. With the target's
+/// own cgroup ([`Usage::in_cgroup`]): memory charged, CPU time where the
+/// group reports it (cgroup v2's `cpu.stat`, v1 with a cpuacct group), so
+/// every process of the program counts, and pressure (stall time) for
+/// `<resource>:pressure`. Otherwise from /proc of the main process: CPU
+/// time (utime + stime, all threads) and resident memory. I/O is the main
+/// process's block I/O bytes from /proc either way (no I/O controller).
+pub struct Usage {
     pid: u32,
-    last_cpu: Option<(std::time::Instant, f64)>,
-    last_io: Option<(std::time::Instant, f64)>,
-    last_net: Option<(std::time::Instant, f64)>,
+    cgroup: Option<crate::cgroup::StatsReader>,
+    /// Per configured resource name: the counter's previous reading.
+    last: std::collections::HashMap<String, (std::time::Instant, f64)>,
     ticks_per_s: f64,
     page: f64,
 }
 
-impl ProcUsage {
-    pub fn new(pid: u32) -> ProcUsage {
-        ProcUsage {
+impl Usage {
+    /// Usage of process `pid` from /proc.
+    pub fn new(pid: u32) -> Usage {
+        Usage {
             pid,
-            last_cpu: None,
-            last_io: None,
-            last_net: None,
+            cgroup: None,
+            last: Default::default(),
             ticks_per_s: crate::procfs::ticks_per_s(),
             page: crate::procfs::page_size() as f64,
         }
+    }
+
+    /// Usage of the group `cgroup` reads, with process `pid` (in it) for I/O.
+    pub fn in_cgroup(pid: u32, cgroup: crate::cgroup::StatsReader) -> Usage {
+        Usage {
+            cgroup: Some(cgroup),
+            ..Usage::new(pid)
+        }
+    }
+
+    /// Where the usage comes from, for the profile.
+    pub fn source(&self) -> String {
+        match &self.cgroup {
+            Some(cg) => format!(
+                "cgroup {} (CPU: {}; I/O: /proc/{pid}/io)",
+                cg.dirs()
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                if cg.read().cpu_usage_ns.is_some() {
+                    "the cgroup".to_string()
+                } else {
+                    format!("/proc/{}", self.pid)
+                },
+                pid = self.pid
+            ),
+            None => format!("/proc/{} (the main process only)", self.pid),
+        }
+    }
+
+    /// A new incarnation of the target (same cgroup): rates start over.
+    fn set_pid(&mut self, pid: u32) {
+        self.pid = pid;
+        self.last.clear();
     }
 
     /// CPU seconds so far (utime + stime of /proc/PID/stat).
@@ -60,26 +100,41 @@ impl ProcUsage {
     }
 
     /// Usage of each of `resources` since the last sample (cpu in cores, io
-    /// and network in bytes/s; memory is a level, in bytes). Rates are None
-    /// on the first sample and whenever their counter does not answer (the
-    /// process is gone; no network path). `net_bytes`: the socket bytes the
-    /// kernel side counted so far for the watched tasks.
+    /// and network in bytes/s, pressure as the share of the time stalled;
+    /// memory is a level, in bytes). Rates are None on the first sample and
+    /// whenever their counter does not answer (the process is gone; no
+    /// network path). `net_bytes`: the socket bytes the kernel side counted
+    /// so far for the watched tasks.
     pub fn sample(&mut self, resources: &[String], net_bytes: Option<u64>) -> Vec<Option<f64>> {
         let now = std::time::Instant::now();
+        let stats = self.cgroup.as_ref().map(crate::cgroup::StatsReader::read);
+        let from_cgroup = |f: fn(&crate::cgroup::Stats) -> Option<u64>| {
+            stats.as_ref().and_then(f).map(|v| v as f64)
+        };
         resources
             .iter()
-            .map(|r| match r.as_str() {
-                "cpu" => {
-                    let cur = self.cpu_s();
-                    rate(&mut self.last_cpu, cur, now)
+            .map(|r| {
+                // Counters (cumulative) go through `rate`; levels do not.
+                let counter = match r.as_str() {
+                    "cpu" => from_cgroup(|s| s.cpu_usage_ns)
+                        .map(|ns| ns / 1e9)
+                        .or_else(|| self.cpu_s()),
+                    "memory" => {
+                        return from_cgroup(|s| s.memory_current).or_else(|| self.rss_bytes());
+                    }
+                    "io" => self.io_bytes(),
+                    "network" => net_bytes.map(|b| b as f64),
+                    "cpu:pressure" => from_cgroup(|s| s.cpu_pressure_us).map(|us| us / 1e6),
+                    "memory:pressure" => from_cgroup(|s| s.memory_pressure_us).map(|us| us / 1e6),
+                    "io:pressure" => from_cgroup(|s| s.io_pressure_us).map(|us| us / 1e6),
+                    _ => return None,
+                };
+                let mut last = self.last.remove(r);
+                let v = rate(&mut last, counter, now);
+                if let Some(l) = last {
+                    self.last.insert(r.clone(), l);
                 }
-                "io" => {
-                    let cur = self.io_bytes();
-                    rate(&mut self.last_io, cur, now)
-                }
-                "memory" => self.rss_bytes(),
-                "network" => rate(&mut self.last_net, net_bytes.map(|b| b as f64), now),
-                _ => None,
+                v
             })
             .collect()
     }
@@ -184,7 +239,7 @@ impl DwellNow {
 pub struct PriceLoop {
     controller: Option<Controller>,
     series: Option<ControllerSeries>,
-    usage: ProcUsage,
+    usage: Usage,
     rules: Vec<FuseRule>,
     states: Vec<fuse::FuseState>,
     dwell: DwellWatch,
@@ -193,16 +248,16 @@ pub struct PriceLoop {
 }
 
 impl PriceLoop {
-    /// The loop of `config` for the target `pid`, its fuse rules on dwell
-    /// resolved against `manifest`.
-    pub fn new(config: &RunConfig, manifest: &Manifest, pid: u32) -> PriceLoop {
+    /// The loop of `config` measuring the target with `usage`, its fuse
+    /// rules on dwell resolved against `manifest`.
+    pub fn new(config: &RunConfig, manifest: &Manifest, usage: Usage) -> PriceLoop {
         PriceLoop {
             controller: config.controller.clone().map(Controller::new),
-            series: config
-                .controller
-                .as_ref()
-                .map(|c| ControllerSeries::new(config.period_ns, c)),
-            usage: ProcUsage::new(pid),
+            series: config.controller.as_ref().map(|c| ControllerSeries {
+                measured_from: Some(usage.source()),
+                ..ControllerSeries::new(config.period_ns, c)
+            }),
+            usage,
             rules: config.fuses.clone(),
             states: vec![fuse::FuseState::default(); config.fuses.len()],
             dwell: DwellWatch::new(&config.fuses, manifest),
@@ -227,7 +282,7 @@ impl PriceLoop {
 
     /// A new incarnation of the target (after a restart), with its segment.
     pub fn set_pid(&mut self, pid: u32) {
-        self.usage = ProcUsage::new(pid);
+        self.usage.set_pid(pid);
         self.dwell_now = DwellNow::default();
     }
 

@@ -450,6 +450,15 @@ fn render_kernel_summary(out: &mut String, k: &KernelSection) {
             .map(|c| format!("{} {}x {}", c.name, c.count, fmt_ns(c.total_ns)))
             .collect();
         let _ = writeln!(out, "        syscalls (busiest first): {}", top.join(", "));
+        if let Some(sm) = &k.syscall_sampling {
+            let _ = writeln!(
+                out,
+                "        (sampled: calls seen while the syscall path was attached, {} of {}; {}% asked)",
+                fmt_ns(sm.attached_ns),
+                fmt_ns(sm.elapsed_ns),
+                sm.percent
+            );
+        }
     }
     if k.missed_events > 0 {
         let _ = writeln!(

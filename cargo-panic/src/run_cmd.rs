@@ -14,7 +14,7 @@ use cargo_panic_core::controller::{self, RunConfig};
 use cargo_panic_core::fuse::FuseRule;
 use cargo_panic_core::manifest::Manifest;
 use cargo_panic_core::metrics;
-use cargo_panic_core::pricing::PriceLoop;
+use cargo_panic_core::pricing::{PriceLoop, Usage};
 use cargo_panic_core::profile::{Exit, Profile};
 use cargo_panic_core::signature::evidence::{BudgetEvidence, Evidence, ExitEvidence};
 use cargo_panic_core::signature::facts::SiteInfo;
@@ -53,6 +53,51 @@ fn start_monitor(
         }
         Err(e) => Err(anyhow::Error::new(e).context("cannot watch the program from the kernel")),
     }
+}
+
+/// The program's own cgroup: with a memory limit (`--memory-limit`), when
+/// its usage is measured (`measured`: the kernel side watches it or a
+/// controller prices it; the cgroup counts all its processes) and when a
+/// controller prices pressure. Needed (an error without it) for the limit
+/// and for pressure; otherwise the run goes on without one and says so.
+fn target_cgroup(
+    memory_limit: Option<u64>,
+    measured: bool,
+    pressure: bool,
+) -> Result<Option<cargo_panic_core::cgroup::RunCgroup>> {
+    use cargo_panic_core::cgroup::{self, Controller, Group, RunCgroup};
+    if memory_limit.is_none() && !measured && !pressure {
+        return Ok(None);
+    }
+    // Not the cpu controller: in a cpu group of its own (RT group
+    // scheduling), a program could no longer make threads real-time. CPU
+    // time comes from cgroup v2's core cpu.stat, or else from /proc.
+    let mut want = vec![Controller::Memory];
+    if pressure {
+        want.push(Controller::Pressure);
+    }
+    let cg = match RunCgroup::create(&cgroup::new_run_id(), &want) {
+        Ok(cg) => cg,
+        Err(e) if memory_limit.is_some() => {
+            return Err(e.context("--memory-limit needs a memory cgroup of its own"));
+        }
+        Err(e) if pressure => {
+            return Err(e.context(
+                "the controller prices pressure, which is read from a cgroup of the program's own",
+            ));
+        }
+        Err(e) => {
+            eprintln!(
+                "cargo-panic: the program runs in no cgroup of its own ({e:#}); its CPU and \
+                 memory use are read from /proc of its main process"
+            );
+            return Ok(None);
+        }
+    };
+    if let Some(limit) = memory_limit {
+        cg.set_memory_max(Group::Target, Some(limit))?;
+    }
+    Ok(Some(cg))
 }
 
 /// The kernel mode for a feature that needs the kernel side: on, unless the
@@ -104,6 +149,9 @@ pub struct RunOptions {
     pub metrics: Option<String>,
     /// The kernel's syscall path (count and time per system call).
     pub syscalls: bool,
+    /// The syscall path attached for this percentage of the time only (the
+    /// profile holds the calls seen in those windows).
+    pub syscall_sample: Option<u32>,
     /// Stop the program as hung when no instrumented code ran for this long (ns).
     pub hang_timeout_ns: Option<u64>,
     /// Stop the program when it runs longer than this (ns).
@@ -144,8 +192,15 @@ pub fn run(out: &Path, opts: &RunOptions, command: &[String]) -> Result<i32> {
             "a price controller (its prices live in the kernel side's price map)",
         )?;
     }
-    if opts.syscalls {
-        mode = needs_kernel(kernel, "--syscalls")?;
+    if opts.syscalls || opts.syscall_sample.is_some() {
+        mode = needs_kernel(
+            kernel,
+            if opts.syscalls {
+                "--syscalls"
+            } else {
+                "--syscall-sample"
+            },
+        )?;
     }
     if run_config.as_ref().is_some_and(|c| !c.fuses.is_empty()) {
         mode = needs_kernel(kernel, "fuses (their table is in the kernel side's maps)")?;
@@ -237,7 +292,8 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
         manifest.sites.len(),
         &panic_bpf::Options {
             budgets: budget_list,
-            syscalls: opts.syscalls,
+            syscalls: opts.syscalls || opts.syscall_sample.is_some(),
+            syscall_sample: opts.syscall_sample,
             network: run_config.is_some_and(PriceLoop::needs_network),
             fuses: &fuse_names,
         },
@@ -283,17 +339,14 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
     }
     // Kept until the end: dropping it removes the cgroup (after the OOM count
     // was read).
-    let cgroup = match opts.memory_limit {
-        Some(limit) => {
-            use cargo_panic_core::cgroup::{self, Controller, Group, RunCgroup};
-            let cg = RunCgroup::create(&cgroup::new_run_id(), &[Controller::Memory])
-                .context("--memory-limit needs a memory cgroup of its own")?;
-            cg.set_memory_max(Group::Target, Some(limit))?;
-            cg.join_on_spawn(Group::Target, &mut cmd)?;
-            Some(cg)
-        }
-        None => None,
-    };
+    let cgroup = target_cgroup(
+        opts.memory_limit,
+        matches!(monitor, Some(Ok(_))) || run_config.is_some_and(|c| c.controller.is_some()),
+        run_config.is_some_and(controller::RunConfig::needs_pressure),
+    )?;
+    if let Some(cg) = &cgroup {
+        cg.join_on_spawn(cargo_panic_core::cgroup::Group::Target, &mut cmd)?;
+    }
     let started = Instant::now();
     let mut child = match &monitor {
         Some(Ok(m)) => {
@@ -323,7 +376,16 @@ fn execute(plan: &Plan<'_>) -> Result<(std::process::ExitStatus, Profile)> {
     // it to end and still write the profile. (Set after the spawn: an ignored
     // signal would be inherited by the target.)
     let guard = IgnoreInterrupts::new(child.id());
-    let mut prices_loop = run_config.map(|c| PriceLoop::new(c, manifest, child.id()));
+    let mut prices_loop = run_config.map(|c| {
+        let usage = match &cgroup {
+            Some(cg) => Usage::in_cgroup(
+                child.id(),
+                cg.stats_reader(cargo_panic_core::cgroup::Group::Target),
+            ),
+            None => Usage::new(child.id()),
+        };
+        PriceLoop::new(c, manifest, usage)
+    });
     let status = match &monitor {
         Some(Ok(m)) => {
             let period = run_config.map_or(controller::DEFAULT_PERIOD_NS, |c| c.period_ns);

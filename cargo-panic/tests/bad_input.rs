@@ -202,3 +202,35 @@ fn out_directory_is_checked_before_running() {
     });
     fails_with(run_into_missing_dir(&good.to_string()), 2, "does not exist");
 }
+
+/// `--syscall-sample` takes a percentage from 1 to 99 and is not combined
+/// with `--syscalls` (which attaches the path for all of the run).
+#[test]
+fn a_bad_syscall_sample_is_refused_before_anything_runs() {
+    for (args, needle) in [
+        (
+            &["--syscall-sample", "0"][..],
+            "'0' is not a percentage from 1 to 99",
+        ),
+        (
+            &["--syscall-sample", "150%"][..],
+            "'150%' is not a percentage",
+        ),
+        (
+            &["--syscall-sample", "ten"][..],
+            "'ten' is not a percentage",
+        ),
+        (
+            &["--syscalls", "--syscall-sample", "10%"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let out = cargo_panic()
+            .arg("run")
+            .args(args)
+            .args(["--", "true"])
+            .output()
+            .unwrap();
+        fails_with(out, 2, needle);
+    }
+}

@@ -440,6 +440,52 @@ fn the_price_rises_over_capacity_and_the_program_reads_it() {
     }
 }
 
+/// `cpu:pressure` prices CPU by how long the program's tasks waited for
+/// one: two threads pinned to one CPU stall nearly all the time, read from
+/// the program's own cgroup (removed after the run).
+#[test]
+fn cpu_pressure_of_the_programs_cgroup_drives_the_cpu_price() {
+    let (dir, exe) = c_split();
+    let config = dir.path().join("run.yaml");
+    std::fs::write(
+        &config,
+        "period: 50ms\ncontroller:\n  resources: ['cpu:pressure']\n  capacity: [0.2]\n  step: [1.0]\n",
+    )
+    .unwrap();
+    let (out, p) = run_budget(
+        &exe,
+        &["--config", config.to_str().unwrap()],
+        "compete",
+        300,
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let c = &p["controller"];
+    assert_eq!(c["units"][0], "share of time stalled");
+    let from = c["measured_from"].as_str().unwrap();
+    assert!(from.starts_with("cgroup /sys/fs/cgroup/"), "{from}");
+    let usage: Vec<f64> = c["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["usage"][0].as_f64())
+        .collect();
+    // 600 ms of CPU on one CPU: about 12 periods, one thread always waiting.
+    assert!(usage.len() >= 6, "{usage:?}");
+    let stalled = usage.iter().filter(|&&u| (0.5..=1.05).contains(&u)).count();
+    assert!(stalled * 4 >= usage.len() * 3, "stall shares {usage:?}");
+    let last = c["samples"].as_array().unwrap().last().unwrap();
+    assert!(last["price"][0].as_f64().unwrap() > 1.0, "{last}");
+    // The program's cgroup is gone with the run.
+    for d in from["cgroup ".len()..]
+        .split(" (CPU")
+        .next()
+        .unwrap()
+        .split(", ")
+    {
+        assert!(!Path::new(d).exists(), "{d} is left");
+    }
+}
+
 #[test]
 fn a_bad_run_config_is_located() {
     let (dir, exe) = c_split();
@@ -700,6 +746,36 @@ fn the_syscall_path_counts_each_call() {
     let (out, p) = run_budget(&exe, &["--kernel"], "syscalls", 10);
     assert!(out.status.success(), "{}", show(&out));
     assert!(p["kernel"].get("syscalls").is_none(), "{}", p["kernel"]);
+}
+
+/// `--syscall-sample` attaches the path for a share of the time only; the
+/// profile gives the calls seen in the windows and how long they were.
+#[test]
+fn the_sampled_syscall_path_sees_calls_in_its_windows() {
+    let (_dir, exe) = c_split();
+    const N: u64 = 3_000_000;
+    let (out, p) = run_budget(&exe, &["--syscall-sample", "25%"], "syscalls", N);
+    assert!(out.status.success(), "{}", show(&out));
+    let k = &p["kernel"];
+    let sm = &k["syscall_sampling"];
+    assert_eq!(sm["percent"], 25);
+    let (attached, elapsed) = (ns(sm, "attached_ns"), ns(sm, "elapsed_ns"));
+    // Windows open and close on the loader's polls (every few ms), so the
+    // share is near 25% rather than exact; it is measured, not assumed.
+    assert!(
+        attached * 10 >= elapsed && attached * 10 <= elapsed * 5,
+        "attached {attached} of {elapsed} ns"
+    );
+    let calls = k["syscalls"].as_array().unwrap();
+    let getppid = calls.iter().find(|c| c["name"] == "getppid").unwrap();
+    // The loop is most of the run, and the windows a quarter of it: they
+    // see some of its calls, never all.
+    let seen = getppid["count"].as_u64().unwrap();
+    assert!(
+        seen > N / 100 && seen < N,
+        "{seen} of {N} getppid calls seen"
+    );
+    assert!(ns(getppid, "total_ns") > 0);
 }
 
 /// Features that need the kernel side refuse `--kernel=off` and `=auto`

@@ -30,6 +30,12 @@ const volatile __u32 have_budgets = 0;
  * first, which can signal it directly. */
 const volatile __u64 scan_grace_ns = 2000000;
 
+/* Syscall sampling (the loader attaches the syscall path in windows): when
+ * the current window was attached (bpf_ktime_get_ns); a call that began
+ * before it began in an earlier window and is not counted. 0 when the path
+ * stays attached. */
+__u64 sys_window_start = 0;
+
 /* Exited tasks that did not fit in `exited` (it is full). */
 __u64 lost_tasks = 0;
 /* Budget events that did not fit in the ring buffer. */
@@ -270,8 +276,8 @@ int panic_tick(struct bpf_perf_event_data *ctx)
     __u64 now = bpf_ktime_get_ns();
     struct task_struct *cur = bpf_get_current_task_btf();
     struct panic_task *ts = bpf_task_storage_get(&tasks, cur, 0, 0);
-    if (ts && ts->state == PANIC_TS_ONCPU)
-        check_current(ts, now);
+    if (ts && ts->state < PANIC_TS_DEAD)
+        check_current(ts, now); /* the current task: on this CPU */
     if (bpf_get_smp_processor_id() != 0)
         return 0;
     struct scan_ctx c = {.now = now, .kt = table()};
@@ -288,106 +294,142 @@ static struct panic_time *site_time(__u32 site)
     return bpf_map_lookup_elem(&sites, &idx);
 }
 
-/* Adds `d` ns of the kind `state` names to the task and to `site`. */
+/* Adds the task's pending per-site time to the shared per-site array. */
+static void flush_site(struct panic_task *ts)
+{
+    struct panic_time *p = &ts->pend;
+    if ((p->cpu_ns | p->runq_ns | p->blocked_ns) == 0)
+        return;
+    struct panic_time *st = site_time(ts->pend_site);
+    if (st) {
+        if (p->cpu_ns)
+            __sync_fetch_and_add(&st->cpu_ns, p->cpu_ns);
+        if (p->runq_ns)
+            __sync_fetch_and_add(&st->runq_ns, p->runq_ns);
+        if (p->blocked_ns)
+            __sync_fetch_and_add(&st->blocked_ns, p->blocked_ns);
+        if (p->io_ns)
+            __sync_fetch_and_add(&st->io_ns, p->io_ns);
+    }
+    p->cpu_ns = 0;
+    p->runq_ns = 0;
+    p->blocked_ns = 0;
+    p->io_ns = 0;
+}
+
+/* Adds `d` ns of the kind `state` names to the task and to `site` (through
+ * the task's pending time: see panic_task.pend). */
 static void add_time(struct panic_task *ts, __u32 state, __u32 site, __u64 d)
 {
     if (d == 0)
         return;
-    struct panic_time *st = site_time(site);
+    if (site != ts->pend_site) {
+        flush_site(ts);
+        ts->pend_site = site;
+    }
+    struct panic_time *p = &ts->pend;
     switch (state) {
     case PANIC_TS_ONCPU:
         ts->t.cpu_ns += d;
-        if (st)
-            __sync_fetch_and_add(&st->cpu_ns, d);
+        p->cpu_ns += d;
         break;
     case PANIC_TS_RUNQ:
         ts->t.runq_ns += d;
-        if (st)
-            __sync_fetch_and_add(&st->runq_ns, d);
+        p->runq_ns += d;
         break;
     case PANIC_TS_IO:
         ts->t.io_ns += d;
-        if (st)
-            __sync_fetch_and_add(&st->io_ns, d);
+        p->io_ns += d;
         /* fall through: I/O wait is blocked time too */
     case PANIC_TS_BLOCKED:
         ts->t.blocked_ns += d;
-        if (st)
-            __sync_fetch_and_add(&st->blocked_ns, d);
+        p->blocked_ns += d;
         break;
     default:
         break;
     }
 }
 
-/* Whether this kernel counts each task's run-queue wait (CONFIG_SCHED_INFO). */
-static __always_inline bool have_run_delay(struct task_struct *p)
+/* The clock of the run queue task `p` is on (rq->clock, which sched_info
+ * stamps arrivals with; fresh at sched_switch: the scheduler updates it
+ * first), reached through p's CFS run queue; 0 when the kernel does not link
+ * them (no CONFIG_FAIR_GROUP_SCHED). (The per-CPU `runqueues` symbol is not
+ * in kallsyms on every kernel, so a ksym cannot be relied on.) */
+static __always_inline __u64 rq_clock_of(struct task_struct *p)
 {
-    return bpf_core_field_exists(p->sched_info.run_delay);
+    if (!bpf_core_field_exists(p->se.cfs_rq) || !bpf_core_field_exists(struct cfs_rq, rq))
+        return 0;
+    struct cfs_rq *c = p->se.cfs_rq;
+    if (!c)
+        return 0;
+    struct rq *rq = c->rq;
+    return rq ? rq->clock : 0;
 }
 
-/* Off-CPU time of `state` for `site`: with the kernel's run delay, kept until
- * settle_off can split it; without, added as the state it began in. */
-static void add_off(struct panic_task *ts, struct task_struct *p, __u32 state, __u32 site, __u64 d)
+/* Per CPU: the monotonic clock minus this CPU's scheduler clock, as last
+ * seen at a switch (for exits, where rq->clock can be a tick old). */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __s64);
+} clock_skew SEC(".maps");
+
+/* Whether this kernel keeps sched_info (CONFIG_SCHED_INFO): each task's
+ * last arrival on a CPU and its total wait in run queues. */
+static __always_inline bool have_sched_info(struct task_struct *p)
 {
-    if (!have_run_delay(p)) {
-        add_time(ts, state, site, d);
-        return;
-    }
-    ts->off_ns += d;
-    ts->off_state = state;
-    ts->off_site = site;
+    return bpf_core_field_exists(p->sched_info.last_arrival);
 }
 
-/* Splits the off-CPU time kept by add_off, now that the task runs and the
- * kernel has added its last wait for a CPU to its run delay: that growth is
- * run-queue time, the rest blocked (all of it run-queue time for a task that
- * was preempted: it never left the run queue). The two clocks differ a little,
- * so the growth is capped at the time off-CPU. */
-static void settle_off(struct panic_task *ts, struct task_struct *p)
+/* Starts a task's books at `now` (its first switch-out seen). */
+static void open_books(struct panic_task *ts, struct task_struct *p, __u64 now, __u64 exec)
 {
-    if (!have_run_delay(p))
-        return;
-    __u64 rd = BPF_CORE_READ(p, sched_info.run_delay);
-    __u64 off = ts->off_ns;
-    if (off != 0) {
-        __u64 q = rd > ts->run_delay ? rd - ts->run_delay : 0;
-        if (q > off || ts->off_state == PANIC_TS_RUNQ)
-            q = off;
-        add_time(ts, PANIC_TS_RUNQ, ts->off_site, q);
-        add_time(ts, ts->off_state, ts->off_site, off - q);
-        ts->off_ns = 0;
-    }
-    ts->run_delay = rd;
+    if (ts->started == 0)
+        ts->started = now;
+    ts->since = now;
+    ts->exec = exec;
+    if (have_sched_info(p))
+        ts->run_delay = p->sched_info.run_delay;
 }
 
-/* Closes the task's current interval at `now`; `exec` is the kernel's
- * cumulative on-CPU time of the task, exact at scheduler events, and `site`
- * the site on-CPU time goes to. Normally the interval is all of one kind (the
- * state's). When events were missed it is split: the growth of `exec` is
- * on-CPU time, the rest is off-CPU time of the recorded kind (run-queue time
- * when the task was thought to be on a CPU). */
-static void close_interval(struct panic_task *ts, struct task_struct *p, __u64 now, __u64 exec,
-                           __u32 site, bool running_now)
+/* Closes a task's books since its last switch-out (`ts->since`) at `now`,
+ * while it runs: it was off the CPU, in the state and for the site recorded
+ * then, until it arrived on this CPU at `arrived` (monotonic, from
+ * sched_info), and on it since, for `site`. The kernel's run-delay count
+ * grew by its wait in a run queue meanwhile: that much of the off-CPU time
+ * is run-queue time, the rest blocked (all of it run-queue time for a task
+ * that was preempted). `exec`, the kernel's on-CPU total, shows a switch-out
+ * the programs missed: more on-CPU time than the last slice holds. Only the
+ * outgoing task is looked at on each switch, which is what keeps a switch
+ * to one task-storage lookup. */
+static __always_inline void close_books(struct panic_task *ts, struct task_struct *p,
+                                        __u64 now, __u64 arrived, __u64 exec, __u32 site)
 {
     __u64 wall = now - ts->since;
-    __u64 ran = exec - ts->exec;
-    if (ran > wall)
-        ran = wall;
-    if (ts->state == PANIC_TS_ONCPU && running_now) {
-        add_time(ts, PANIC_TS_ONCPU, site, wall);
-    } else if (ts->state == PANIC_TS_ONCPU) {
-        /* Switching in while thought on a CPU: its switch-out was missed. */
+    __u64 ran = exec > ts->exec ? exec - ts->exec : 0;
+    __u64 on;
+    if (arrived == 0)
+        on = ran < wall ? ran : wall; /* no arrival time: the kernel's on-CPU clock */
+    else
+        on = arrived > ts->since && arrived < now ? now - arrived : wall;
+    if (ran > on + 20000 && on < wall) {
+        /* Slices before this one: a switch-out was missed. */
         ts->missed++;
-        add_time(ts, PANIC_TS_ONCPU, site, ran);
-        add_time(ts, PANIC_TS_RUNQ, ts->site, wall - ran);
-    } else if (ts->state != 0) {
-        /* Off-CPU; it can have run only if events were missed. */
-        if (ran > 0 || running_now)
-            ts->missed++;
-        add_time(ts, PANIC_TS_ONCPU, site, ran);
-        add_off(ts, p, ts->state, ts->site, wall - ran);
+        on = ran < wall ? ran : wall;
     }
+    __u64 off = wall - on;
+    __u64 q = 0;
+    if (have_sched_info(p)) {
+        __u64 rd = p->sched_info.run_delay;
+        q = rd > ts->run_delay ? rd - ts->run_delay : 0;
+        ts->run_delay = rd;
+    }
+    if (q > off || ts->state == PANIC_TS_RUNQ)
+        q = off;
+    add_time(ts, PANIC_TS_RUNQ, ts->site, q);
+    add_time(ts, ts->state, ts->site, off - q);
+    add_time(ts, PANIC_TS_ONCPU, site, on);
     ts->since = now;
     ts->exec = exec;
 }
@@ -421,8 +463,21 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
         if (have_budgets)
             check_current(ts, now);
         __u32 site = published_site(ts);
-        settle_off(ts, prev);
-        close_interval(ts, prev, now, prev->se.sum_exec_runtime, site, true);
+        __u64 exec = prev->se.sum_exec_runtime;
+        if (ts->since == 0) {
+            open_books(ts, prev, now, exec);
+        } else {
+            __u64 arrived = 0;
+            __u64 clock = have_sched_info(prev) ? rq_clock_of(prev) : 0;
+            if (clock != 0) {
+                __s64 skew = (__s64)(now - clock);
+                __s64 *sk = bpf_map_lookup_elem(&clock_skew, &zero);
+                if (sk)
+                    *sk = skew;
+                arrived = prev->sched_info.last_arrival + skew;
+            }
+            close_books(ts, prev, now, arrived, exec, site);
+        }
         ts->site = site;
         if (preempt || prev_state == 0)
             ts->state = PANIC_TS_RUNQ;
@@ -431,13 +486,10 @@ int BPF_PROG(panic_switch, bool preempt, struct task_struct *prev, struct task_s
         else
             ts->state = PANIC_TS_BLOCKED;
     }
-    ts = bpf_task_storage_get(&tasks, next, 0, 0);
-    if (ts && ts->state < PANIC_TS_DEAD) {
-        if (ts->started == 0)
-            ts->started = now;
-        close_interval(ts, next, now, next->se.sum_exec_runtime, ts->site, false);
-        ts->state = PANIC_TS_ONCPU;
-        if (cpu) {
+    if (cpu) {
+        /* The syscall path's per-CPU view needs the incoming task. */
+        ts = bpf_task_storage_get(&tasks, next, 0, 0);
+        if (ts && ts->state < PANIC_TS_DEAD) {
             cpu->tid = ts->tid;
             cpu->sys_nr = ts->sys_nr;
             cpu->sys_since = ts->sys_since;
@@ -462,8 +514,9 @@ int BPF_PROG(panic_fork, struct task_struct *parent, struct task_struct *child)
     ts->started = now;
     ts->since = now;
     ts->state = PANIC_TS_RUNQ;
-    if (have_run_delay(child))
-        ts->run_delay = BPF_CORE_READ(child, sched_info.run_delay);
+    ts->exec = child->se.sum_exec_runtime;
+    if (have_sched_info(child))
+        ts->run_delay = child->sched_info.run_delay;
     return 0;
 }
 
@@ -477,21 +530,26 @@ int BPF_PROG(panic_exit, struct task_struct *p, bool group_dead)
     if (!ts || ts->state >= PANIC_TS_DEAD)
         return 0;
     __u64 now = bpf_ktime_get_ns();
-    /* Running: se.sum_exec_runtime may lag by a tick here, the clock does not. */
-    __u64 exec = ts->exec;
-    if (ts->state != PANIC_TS_ONCPU) {
-        /* Its switch-in was missed, yet it runs (it is exiting). What it ran
-         * since: sum_exec_runtime, which can be stale by the whole current
-         * slice (no tick updates it on a tickless CPU, measured here: a 200 ms
-         * spin read as 15 ms), plus that slice, from exec_start (the
-         * scheduler's clock; close_interval clamps to the wall time). */
-        __u64 start = p->se.exec_start;
-        exec = p->se.sum_exec_runtime;
-        if (start != 0 && start < now)
-            exec += now - start;
+    __u32 site = published_site(ts);
+    if (ts->since == 0) {
+        /* Never switched out while watched: nothing to close. */
+        ts->started = ts->started ? ts->started : now;
+    } else {
+        /* rq->clock can be a tick old here: convert the arrival with the
+         * skew of this CPU's last switch, when there was one. */
+        __u64 arrived = 0;
+        __u64 clock = have_sched_info(p) ? rq_clock_of(p) : 0;
+        if (clock != 0) {
+            __u32 zero = 0;
+            __s64 *sk = bpf_map_lookup_elem(&clock_skew, &zero);
+            __s64 skew = sk && *sk ? *sk : (__s64)(now - clock);
+            arrived = p->sched_info.last_arrival + skew;
+        }
+        /* sum_exec_runtime can lag by the current slice here (no tick on
+         * a tickless CPU): it only serves to spot missed switch-outs. */
+        close_books(ts, p, now, arrived, p->se.sum_exec_runtime, site);
     }
-    settle_off(ts, p);
-    close_interval(ts, p, now, exec, published_site(ts), true);
+    flush_site(ts);
     copy_counts(ts, p);
     ts->ended = now;
     ts->state = PANIC_TS_DEAD;
@@ -503,26 +561,31 @@ int BPF_PROG(panic_exit, struct task_struct *p, bool group_dead)
 
 /* The syscall path (loaded only when the loader asks for it): the call the
  * current watched task is in, from the per-CPU view (no task storage
- * lookup), and per call number count and time. */
-SEC("tp_btf/sys_enter")
-int BPF_PROG(panic_sys_enter, struct pt_regs *regs, long id)
+ * lookup), and per call number count and time. The raw syscall tracepoints
+ * are the one way in that sees every call here (fentry on the x64_sys_call
+ * dispatcher is refused with EPERM on the kernel measured); while attached
+ * they send every system call of the machine down the kernel's slow entry
+ * path. */
+static __always_inline void sys_begin(__u32 nr)
 {
     __u32 zero = 0;
     struct panic_cpu *cpu = bpf_map_lookup_elem(&cpu_cur, &zero);
     if (!cpu || cpu->tid == 0 || cpu->tid != (__u32)bpf_get_current_pid_tgid())
-        return 0;
-    cpu->sys_nr = (__u32)id;
+        return;
+    cpu->sys_nr = nr;
     cpu->sys_since = bpf_ktime_get_ns();
-    return 0;
 }
 
-SEC("tp_btf/sys_exit")
-int BPF_PROG(panic_sys_exit, struct pt_regs *regs, long ret)
+static __always_inline void sys_end(void)
 {
     __u32 zero = 0;
     struct panic_cpu *cpu = bpf_map_lookup_elem(&cpu_cur, &zero);
     if (!cpu || cpu->tid == 0 || cpu->sys_since == 0 || cpu->tid != (__u32)bpf_get_current_pid_tgid())
-        return 0;
+        return;
+    if (cpu->sys_since < *(volatile __u64 *)&sys_window_start) {
+        cpu->sys_since = 0;
+        return;
+    }
     __u32 nr = cpu->sys_nr < PANIC_SYSCALLS ? cpu->sys_nr : PANIC_SYSCALLS - 1;
     struct panic_syscall *sc = bpf_map_lookup_elem(&syscalls, &nr);
     if (sc) {
@@ -530,6 +593,19 @@ int BPF_PROG(panic_sys_exit, struct pt_regs *regs, long ret)
         sc->ns += bpf_ktime_get_ns() - cpu->sys_since;
     }
     cpu->sys_since = 0;
+}
+
+SEC("tp_btf/sys_enter")
+int BPF_PROG(panic_sys_enter, struct pt_regs *regs, long id)
+{
+    sys_begin((__u32)id);
+    return 0;
+}
+
+SEC("tp_btf/sys_exit")
+int BPF_PROG(panic_sys_exit, struct pt_regs *regs, long ret)
+{
+    sys_end();
     return 0;
 }
 

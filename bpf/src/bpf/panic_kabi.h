@@ -6,13 +6,16 @@
  *
  * Semantics (DESIGN §4 "Dwell"): every watched task is always in exactly one of
  * four states: on a CPU, waiting in a run queue, blocked on I/O, or blocked on
- * anything else. The BPF programs see it leave and enter CPUs at sched_switch
- * (and start at fork), and add each interval to the task's totals and to the
- * site the task had published when the interval began. An off-CPU interval is
- * split into run-queue time and blocked time by the kernel's own run-delay
- * count (sched_info.run_delay, CONFIG_SCHED_INFO), so no program runs at
- * wake-ups; a kernel without it leaves a woken task's wait for a CPU in its
- * blocked time (preempted tasks still count as run-queue time). A task cannot change its
+ * anything else. The BPF programs look at a task only when it leaves a CPU
+ * (sched_switch; and at fork and exit): the interval since it last left is
+ * off-CPU time until it arrived back (sched_info.last_arrival) and on-CPU time
+ * since, and the growth of its run-delay count (sched_info.run_delay) is the
+ * run-queue part of the off-CPU time, the rest blocked. Off-CPU time goes to
+ * the site the task had published when it left, on-CPU time to the one it has
+ * published now. So no program runs at wake-ups, and a switch costs one task
+ * storage lookup. A kernel without CONFIG_SCHED_INFO gets the split from the
+ * kernel's on-CPU clock instead, and a woken task's wait for a CPU stays in
+ * its blocked time (preempted tasks still count as run-queue time). A task cannot change its
  * site while it is off the CPU, so off-CPU time (run queue and blocked) is
  * attributed to sites exactly. On-CPU time is attributed per slice, to the site
  * published when the slice ended; the profile derives the exact per-site on-CPU
@@ -31,7 +34,7 @@
 #include <linux/types.h>
 #endif
 
-#define PANIC_KABI_VERSION 6
+#define PANIC_KABI_VERSION 7
 /* "PANICKTH" little-endian: the loader writes it into the thread table. */
 #define PANIC_KTHREADS_MAGIC 0x48544b43494e4150ULL
 /* Slots in the thread table: one per runtime thread slot (the runtime checks
@@ -215,27 +218,26 @@ struct panic_task {
     __u64 nivcsw;  /* involuntary ones */
     __u64 min_flt; /* page faults without I/O */
     __u64 maj_flt; /* page faults that read from disk */
-    __u64 since;   /* bpf_ktime_get_ns() when the current state began */
+    __u64 since;   /* bpf_ktime_get_ns() at its last switch-out (0: none seen yet) */
     __u64 started; /* when the task was first seen (fork or watch) */
     __u64 ended;   /* when it passed sched_process_exit (0 while alive) */
     __u64 exec;    /* the kernel's se.sum_exec_runtime at `since` */
     __u32 tgid;
     __u32 tid;
-    __u32 state;   /* PANIC_TS_* */
-    __u32 site;    /* site the current off-CPU interval is attributed to */
+    __u32 state;   /* PANIC_TS_*: how it left the CPU last (or DEAD) */
+    __u32 site;    /* site published when it left: its off-CPU time goes there */
     __u32 kslot;   /* thread table slot + 1 that named this tid; 0 = not found yet */
     __u32 kclaims; /* low 32 bits of claims + 1 when the table was last searched */
     __u32 missed;  /* scheduler events of this task the programs did not see */
     __u32 sys_nr;  /* syscall path: the call it is in while switched out */
     __u64 sys_since; /* when it entered it; 0 when not in one */
-    /* Off-CPU time since the last switch-out, not yet split into run-queue
-     * and blocked time: the split comes from the kernel's run-delay count
-     * (sched_info.run_delay), which grows when the task is switched back in,
-     * after the switch event; so it is read at the next switch-out or exit. */
-    __u64 off_ns;
     __u64 run_delay; /* sched_info.run_delay at the last switch-out */
-    __u32 off_state; /* PANIC_TS_* the task left the CPU in */
-    __u32 off_site;  /* site that off-CPU time goes to */
+    /* Time for `pend_site` not yet added to the shared per-site array: a
+     * task's time goes there only when its site changes (and at exit), so
+     * a thread that keeps switching in the same region costs no atomic add. */
+    struct panic_time pend;
+    __u32 pend_site;
+    __u32 pad;
     char comm[16];
 };
 

@@ -47,7 +47,7 @@ use super::verdict;
 use super::workload::{self, LoadGen, LoadSpec};
 use crate::cgroup::{self, Controller, Group, RunCgroup};
 use crate::manifest::Manifest;
-use crate::pricing::{PriceLoop, rate};
+use crate::pricing::{PriceLoop, Usage, rate};
 use crate::signature::collect;
 
 /// What to attack and how.
@@ -148,9 +148,16 @@ impl Drop for Run {
     }
 }
 
-/// The cgroup controllers a timeline needs (required) and would like (for measurements).
-fn controllers(t: &Timeline) -> (Vec<Controller>, Vec<(Controller, String)>) {
+/// The cgroup controllers a timeline and the run config need (required, with
+/// what needs them) and would like (for measurements).
+fn controllers(
+    t: &Timeline,
+    config: Option<&crate::controller::RunConfig>,
+) -> (Vec<Controller>, Vec<(Controller, String)>) {
     let mut need: Vec<(Controller, String)> = Vec::new();
+    if config.is_some_and(|c| c.needs_pressure()) {
+        need.push((Controller::Pressure, "the run config's controller".into()));
+    }
     for e in &t.events {
         let c = match e.via {
             Via::Quota => Controller::Cpu,
@@ -246,7 +253,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
     cgroup::sweep_stale();
     super::mechanism::sweep_stale_scratch();
     crate::segfile::sweep_stale();
-    let (want, need) = controllers(t);
+    let (want, need) = controllers(t, opts.run_config.as_ref());
     let mut run = Run {
         workload: None,
         workload_cmd: None,
@@ -283,10 +290,14 @@ pub fn attack(opts: &Options) -> Result<Report> {
                 Ok(cg) => run.cgroup = Some(Arc::new(cg)),
                 Err(_) => {
                     let (c, id) = &need[0];
-                    return Err(e.context(format!(
-                        "event '{id}' needs the cgroup {} controller",
-                        c.name()
-                    )));
+                    let who = if *c == Controller::Pressure {
+                        id.clone()
+                    } else {
+                        format!("event '{id}'")
+                    };
+                    return Err(
+                        e.context(format!("{who} needs the cgroup {} controller", c.name()))
+                    );
                 }
             }
         }
@@ -348,6 +359,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
             let opts_k = panic_bpf::Options {
                 budgets: &[],
                 syscalls: false,
+                syscall_sample: None,
                 network: opts
                     .run_config
                     .as_ref()
@@ -454,7 +466,11 @@ pub fn attack(opts: &Options) -> Result<Report> {
     let spawned = Instant::now();
     let mut prices = match (&opts.run_config, &sites.manifest, &run.target) {
         (Some(c), Some(m), Some(tg)) if priced => {
-            Some((PriceLoop::new(c, m, tg.pid), c.period_ns, 0u64))
+            let usage = match run.cgroup.as_deref() {
+                Some(cg) => Usage::in_cgroup(tg.pid, cg.stats_reader(Group::Target)),
+                None => Usage::new(tg.pid),
+            };
+            Some((PriceLoop::new(c, m, usage), c.period_ns, 0u64))
         }
         _ => None,
     };
