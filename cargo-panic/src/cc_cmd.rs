@@ -394,8 +394,12 @@ fn wrap(cxx: bool, args: Vec<String>) -> Result<i32> {
     argv.extend(args.iter().cloned());
     if sanitize.is_some() && line.compiles() {
         // After the user's flags: the sanitizers' fast unwinder walks frame
-        // pointers, and their reports are only as good as those stacks.
+        // pointers, and their reports are only as good as those stacks. A
+        // call in tail position would leave no frame of its caller (a
+        // `free` at the end of a function would show as freed by the
+        // function's caller), hence no sibling calls either.
         argv.push("-fno-omit-frame-pointer".into());
+        argv.push("-fno-optimize-sibling-calls".into());
     }
     if !line.links() {
         cmd.args(&argv);

@@ -81,7 +81,8 @@ enum Command {
         /// Build with clang's sanitizers as well: `address`, `undefined`,
         /// `thread` (repeatable, or a comma list as in `-fsanitize=`; address
         /// and thread exclude each other). Every compile gets `-fsanitize=...
-        /// -fno-omit-frame-pointer -g` (your own -g and -O levels win), every
+        /// -fno-omit-frame-pointer -fno-optimize-sibling-calls -g` (your own
+        /// -g and -O levels win), every
         /// link `-fsanitize=...`. Needs libclang-rt-19-dev.
         #[arg(long, value_name = "SANITIZER", value_delimiter = ',')]
         sanitize: Vec<String>,

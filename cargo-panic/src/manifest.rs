@@ -119,8 +119,8 @@ pub struct Site {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risks: Option<panic_passes::Risks>,
     /// A site without a probe of its own: its count is that of the site at
-    /// this index (the exit of a function that calls nothing and returns at
-    /// one place counts as its entry; `panic_passes::SiteRecord::from_entry`).
+    /// this index (the one exit of a function that always returns counts as
+    /// its entry; `panic_passes::SiteRecord::from_entry`).
     /// Read counts through [`Manifest::count_slot`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count_of: Option<u32>,

@@ -95,10 +95,12 @@ pub struct SiteRecord {
     /// when none was found.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub risks: Option<Risks>,
-    /// Exit sites with no probe: the function calls nothing (intrinsics aside),
-    /// cannot unwind and returns at this one place, so every entry leaves here
-    /// and the exit count is the entry count. (A thread still inside the
-    /// function when the counts are read is counted as having left.)
+    /// Exit sites with no probe: the function always returns
+    /// ([`crate::returns`]: it cannot unwind, and everything it calls returns)
+    /// and returns at this one place, so every entry leaves here and the exit
+    /// count is the entry count. (A thread still inside the function when the
+    /// counts are read is counted as having left, and so is a frame a signal
+    /// handler `longjmp`s out of.)
     #[serde(skip_serializing_if = "std::ops::Not::not", default)]
     pub from_entry: bool,
 }
@@ -293,7 +295,7 @@ unsafe fn should_instrument(f: LLVMValueRef) -> bool {
     }
 }
 
-unsafe fn has_fn_attr(f: LLVMValueRef, attr: &str) -> bool {
+pub(crate) unsafe fn has_fn_attr(f: LLVMValueRef, attr: &str) -> bool {
     // SAFETY: plain LLVM-C queries on a valid function.
     unsafe {
         let kind = LLVMGetEnumAttributeKindForName(attr.as_ptr() as *const c_char, attr.len());
@@ -349,6 +351,8 @@ struct ModuleCx {
     sites: Vec<SiteRecord>,
     n_hists: u32,
     known_callees: KnownCallees,
+    /// The module's functions that always return ([`crate::returns`]).
+    returning: std::collections::HashSet<LLVMValueRef>,
 }
 
 impl ModuleCx {
@@ -407,6 +411,7 @@ impl ModuleCx {
                 sites: Vec::new(),
                 n_hists: 0,
                 known_callees: KnownCallees::default(),
+                returning: crate::returns::always_returning(module),
             }
         }
     }
@@ -491,9 +496,6 @@ impl ModuleCx {
             let mut succs = Vec::with_capacity(blocks.len());
             let mut calls_in_block = Vec::with_capacity(blocks.len());
             let mut insts = 0usize;
-            // Calls nothing but intrinsics: every entry returns (or the
-            // process dies), which lets its exit count come from its entry.
-            let mut calls_nothing = true;
             for &bb in &blocks {
                 let term = LLVMGetBasicBlockTerminator(bb);
                 let mut s = Vec::new();
@@ -507,7 +509,6 @@ impl ModuleCx {
                 succs.push(s);
                 let block_insts = instructions_of(bb);
                 calls_in_block.push(block_insts.iter().any(|&i| is_real_call(i)));
-                calls_nothing &= !block_insts.iter().any(|&i| calls_non_intrinsic(i));
                 insts += block_insts.len();
             }
             let loops = back_edges(&succs);
@@ -601,15 +602,15 @@ impl ModuleCx {
                 }
             }
 
-            // The one exit of an untimed function that calls nothing gets no
-            // probe (see `SiteRecord::from_entry`): for small leaves, which the
-            // plain build inlines, this halves what they cost.
+            // The one exit of an untimed function that always returns gets no
+            // probe (see `SiteRecord::from_entry`): for small helpers, which
+            // the plain build inlines, this halves what they cost.
             let exits = plans
                 .iter()
                 .filter(|(p, ..)| matches!(p, Plan::Exit { .. }))
                 .count();
             let unwinds = plans.iter().any(|&(_, _, _, unwind, _)| unwind);
-            let exit_from_entry = calls_nothing && !timed && exits == 1 && !unwinds;
+            let exit_from_entry = self.returning.contains(&f) && !timed && exits == 1 && !unwinds;
 
             let entry_loc = function_location(f, &blocks);
             let first = self.sites.len() as u32;
@@ -1323,7 +1324,7 @@ impl KnownCallees {
 
 /// The function a call's called value is (through an alias, the function the
 /// alias names), if it is known.
-unsafe fn called_function(called: LLVMValueRef) -> Option<LLVMValueRef> {
+pub(crate) unsafe fn called_function(called: LLVMValueRef) -> Option<LLVMValueRef> {
     // SAFETY: queries on a valid value.
     unsafe {
         let mut v = called;
@@ -1579,24 +1580,6 @@ unsafe fn is_real_call(inst: LLVMValueRef) -> bool {
             return false;
         }
         LLVMIsAFunction(callee).is_null() || !value_name(callee).starts_with("llvm.")
-    }
-}
-
-/// A call or invoke of anything but an `llvm.*` intrinsic: a function, a
-/// pointer or inline assembly (which may make a system call).
-unsafe fn calls_non_intrinsic(inst: LLVMValueRef) -> bool {
-    // SAFETY: opcode and operand queries on a valid instruction.
-    unsafe {
-        if !matches!(
-            LLVMGetInstructionOpcode(inst),
-            LLVMOpcode::LLVMCall | LLVMOpcode::LLVMInvoke | LLVMOpcode::LLVMCallBr
-        ) {
-            return false;
-        }
-        let callee = LLVMGetCalledValue(inst);
-        callee.is_null()
-            || LLVMIsAFunction(callee).is_null()
-            || !value_name(callee).starts_with("llvm.")
     }
 }
 
@@ -1990,10 +1973,12 @@ define void @timed_fn() {
     /// Standard-library code inlined into a function is placed at the call
     /// it was inlined from; other inlined code keeps its own line.
     #[test]
-    fn only_the_one_exit_of_a_function_that_calls_nothing_comes_from_its_entry() {
+    fn only_the_one_exit_of_a_function_that_always_returns_comes_from_its_entry() {
         const LEAVES: &str = r#"
 declare void @g()
 declare i64 @llvm.umax.i64(i64, i64)
+declare ptr @malloc(i64)
+declare void @abort() noreturn
 
 define i64 @leaf(i64 %n) {
 entry:
@@ -2030,6 +2015,47 @@ define void @asm() {
 define void @timed_leaf() {
   ret void
 }
+
+define i64 @calls_leaf(i64 %n) {
+  %r = call i64 @leaf(i64 %n)
+  ret i64 %r
+}
+
+define ptr @uses_malloc(i64 %n) {
+  %p = call ptr @malloc(i64 %n)
+  ret ptr %p
+}
+
+define void @dies() {
+  call void @abort()
+  unreachable
+}
+
+define void @calls_dies(i1 %c) {
+  br i1 %c, label %d, label %out
+d:
+  call void @dies()
+  br label %out
+out:
+  ret void
+}
+
+define i64 @recur(i64 %n) {
+  %z = icmp eq i64 %n, 0
+  br i1 %z, label %out, label %down
+down:
+  %m = sub i64 %n, 1
+  %r = call i64 @recur(i64 %m)
+  br label %out
+out:
+  %v = phi i64 [ 0, %0 ], [ %r, %down ]
+  ret i64 %v
+}
+
+define void @indirect(ptr %f) {
+  call void %f()
+  ret void
+}
 "#;
         let ctx = Context::create();
         let buf = MemoryBuffer::create_from_memory_range_copy(LEAVES.as_bytes(), "t.ll");
@@ -2060,6 +2086,11 @@ define void @timed_leaf() {
                 ("caller", false),
                 ("asm", false),
                 ("timed_leaf", false),
+                ("calls_leaf", true),
+                ("uses_malloc", true),
+                ("calls_dies", false),
+                ("recur", true),
+                ("indirect", false),
             ]
         );
         // Probes (each loads the thread's counter offset) left in each function:

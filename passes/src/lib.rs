@@ -11,6 +11,8 @@
 //! - [`touches`] is the vocabulary of what a function touches (pure).
 //! - [`assail`] is each function's static risk profile (`risks` on its entry
 //!   site), read from the IR before probes are inserted.
+//! - `returns` finds the functions that always return, whose exit counts
+//!   come from their entry counts.
 //!
 //! The crate never does IO and never links: it turns one module into an
 //! instrumented module plus the list of its sites.
@@ -20,6 +22,7 @@ pub mod cfg;
 pub mod classify;
 pub mod instrument;
 pub mod names;
+mod returns;
 pub mod rule;
 pub mod touches;
 
@@ -52,5 +55,5 @@ pub mod plugin_env {
 /// sites record `risks` (`assail`). 6: sites inlined from Rust's std take
 /// the caller's line. 7: calls of std's `Mutex::lock`, `RwLock::read/write`
 /// are lock sites. 8: the one exit of an untimed function that calls nothing
-/// has no probe (`from_entry`).
-pub const PASS_VERSION: u32 = 8;
+/// has no probe (`from_entry`). 9: nor that of one that always returns.
+pub const PASS_VERSION: u32 = 9;
