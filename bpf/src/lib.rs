@@ -409,8 +409,6 @@ pub struct Monitor {
     has_budgets: bool,
     /// The sampled syscall path (`Options::syscall_sample`).
     sampler: std::cell::RefCell<Option<Sampler>>,
-    /// The skeleton's mapping of the object's .bss (`sys_window_start`).
-    bss: *mut types::bss,
 }
 
 impl Monitor {
@@ -475,11 +473,6 @@ impl Monitor {
                     ended: None,
                 }
             });
-        let bss = skel
-            .maps
-            .bss_data
-            .as_deref_mut()
-            .map_or(std::ptr::null_mut(), std::ptr::from_mut);
 
         let kthreads = MapMemory::new(
             skel.maps.kthreads.as_fd(),
@@ -610,7 +603,6 @@ impl Monitor {
             n_sites,
             has_budgets: !budgets.is_empty(),
             sampler: std::cell::RefCell::new(sampler),
-            bss,
         })
     }
 
@@ -633,16 +625,15 @@ impl Monitor {
         match (&s.links, open) {
             (None, true) => {
                 // Calls begun before this point belong to no window.
-                if !self.bss.is_null() {
-                    // SAFETY: `bss` points at the skeleton's mapping of the
-                    // object's .bss, alive as long as `skel`; an aligned u64.
-                    unsafe {
-                        std::ptr::write_volatile(
-                            std::ptr::addr_of_mut!((*self.bss).sys_window_start),
-                            monotonic_ns(),
-                        );
-                    }
-                }
+                self.skel
+                    .maps
+                    .sys_window
+                    .update(
+                        &0u32.to_ne_bytes(),
+                        &monotonic_ns().to_ne_bytes(),
+                        MapFlags::ANY,
+                    )
+                    .map_err(bpf_err("opening a syscall window"))?;
                 let enter = self.skel.progs.panic_sys_enter.attach();
                 let exit = self.skel.progs.panic_sys_exit.attach();
                 let (enter, exit) = (

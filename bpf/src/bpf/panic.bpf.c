@@ -30,12 +30,6 @@ const volatile __u32 have_budgets = 0;
  * first, which can signal it directly. */
 const volatile __u64 scan_grace_ns = 2000000;
 
-/* Syscall sampling (the loader attaches the syscall path in windows): when
- * the current window was attached (bpf_ktime_get_ns); a call that began
- * before it began in an earlier window and is not counted. 0 when the path
- * stays attached. */
-__u64 sys_window_start = 0;
-
 /* Exited tasks that did not fit in `exited` (it is full). */
 __u64 lost_tasks = 0;
 /* Budget events that did not fit in the ring buffer. */
@@ -120,6 +114,17 @@ struct {
     __type(key, __u32);
     __type(value, struct panic_cpu);
 } cpu_cur SEC(".maps");
+
+/* Syscall sampling (the loader attaches the syscall path in windows): when
+ * the current window was attached (bpf_ktime_get_ns); a call that began
+ * before it began in an earlier window and is not counted. 0 when the path
+ * stays attached. Written by the loader. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} sys_window SEC(".maps");
 
 /* The network path's byte counts (one element, per CPU: no atomics). */
 struct {
@@ -582,7 +587,8 @@ static __always_inline void sys_end(void)
     struct panic_cpu *cpu = bpf_map_lookup_elem(&cpu_cur, &zero);
     if (!cpu || cpu->tid == 0 || cpu->sys_since == 0 || cpu->tid != (__u32)bpf_get_current_pid_tgid())
         return;
-    if (cpu->sys_since < *(volatile __u64 *)&sys_window_start) {
+    __u64 *window = bpf_map_lookup_elem(&sys_window, &zero);
+    if (window && cpu->sys_since < *window) {
         cpu->sys_since = 0;
         return;
     }
