@@ -810,25 +810,11 @@ mod tests {
 /// panic-passes --features llvm19 assail`; see `instrument`'s IR tests).
 #[cfg(all(test, feature = "llvm19"))]
 mod ir_tests {
-    use inkwell::context::Context;
-    use inkwell::memory_buffer::MemoryBuffer;
-
     use super::*;
-    use crate::{DwellRule, ModuleSites, Options, SiteKind, instrument_module};
-
-    #[link(name = "libLLVM.so.19.1", kind = "dylib", modifiers = "+verbatim")]
-    unsafe extern "C" {}
+    use crate::{ModuleSites, SiteKind};
 
     fn instrument(ir: &str) -> ModuleSites {
-        let ctx = Context::create();
-        let buf = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "t.ll");
-        let module = ctx.create_module_from_ir(buf).expect("test IR parses");
-        let rule = DwellRule::default().compile().unwrap();
-        let opts = Options {
-            module_key: "t.ll",
-            rule: &rule,
-        };
-        instrument_module(&module, &opts).expect("instruments and verifies")
+        crate::instrument::ir_tests::instrument(ir, &[])
     }
 
     fn risks(m: &ModuleSites, function: &str) -> Risks {

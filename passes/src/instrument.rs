@@ -1738,9 +1738,10 @@ unsafe fn lossy(p: *const c_char, len: c_uint) -> Option<String> {
 /// clang plugin's), found on the default library path:
 /// `cargo test -p panic-passes --features llvm19`.
 #[cfg(all(test, feature = "llvm19"))]
-mod ir_tests {
+pub(crate) mod ir_tests {
     use inkwell::context::Context;
     use inkwell::memory_buffer::MemoryBuffer;
+    use inkwell::module::Module;
 
     use super::*;
     use crate::DwellRule;
@@ -1748,11 +1749,21 @@ mod ir_tests {
     #[link(name = "libLLVM.so.19.1", kind = "dylib", modifiers = "+verbatim")]
     unsafe extern "C" {}
 
-    /// Instruments `ir` (with `timed` patterns forced timed) and returns its sites.
-    fn instrument(ir: &str, timed: &[&str]) -> ModuleSites {
-        let ctx = Context::create();
+    /// Parses IR text into a module of `ctx`.
+    pub(crate) fn parse<'c>(ctx: &'c Context, ir: &str) -> Module<'c> {
         let buf = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "t.ll");
-        let module = ctx.create_module_from_ir(buf).expect("test IR parses");
+        ctx.create_module_from_ir(buf).expect("test IR parses")
+    }
+
+    /// Instruments `ir` (with `timed` patterns forced timed) and returns its sites.
+    pub(crate) fn instrument(ir: &str, timed: &[&str]) -> ModuleSites {
+        let ctx = Context::create();
+        instrument_in(&parse(&ctx, ir), timed)
+    }
+
+    /// Instruments `module` in place (with `timed` patterns forced timed) and
+    /// returns its sites.
+    pub(crate) fn instrument_in(module: &Module<'_>, timed: &[&str]) -> ModuleSites {
         let rule = DwellRule {
             time: timed.iter().map(|s| s.to_string()).collect(),
             ..DwellRule::default()
@@ -1763,7 +1774,7 @@ mod ir_tests {
             module_key: "t.ll",
             rule: &rule,
         };
-        instrument_module(&module, &opts).expect("instruments and verifies")
+        instrument_module(module, &opts).expect("instruments and verifies")
     }
 
     fn uses<'a>(m: &'a ModuleSites, name: &str) -> FunctionUses<'a> {
@@ -2058,19 +2069,8 @@ define void @indirect(ptr %f) {
 }
 "#;
         let ctx = Context::create();
-        let buf = MemoryBuffer::create_from_memory_range_copy(LEAVES.as_bytes(), "t.ll");
-        let module = ctx.create_module_from_ir(buf).expect("test IR parses");
-        let rule = DwellRule {
-            time: vec!["timed_leaf".to_string()],
-            ..DwellRule::default()
-        }
-        .compile()
-        .unwrap();
-        let opts = Options {
-            module_key: "t.ll",
-            rule: &rule,
-        };
-        let m = instrument_module(&module, &opts).expect("instruments and verifies");
+        let module = parse(&ctx, LEAVES);
+        let m = instrument_in(&module, &["timed_leaf"]);
         let derived: Vec<(&str, bool)> = m
             .sites
             .iter()
@@ -2194,14 +2194,8 @@ define ptr @f(i64 %n, ptr %s, ptr %b) {
 }
 "#;
         let ctx = Context::create();
-        let buf = MemoryBuffer::create_from_memory_range_copy(ir.as_bytes(), "t.ll");
-        let module = ctx.create_module_from_ir(buf).unwrap();
-        let rule = DwellRule::default().compile().unwrap();
-        let opts = Options {
-            module_key: "t.ll",
-            rule: &rule,
-        };
-        let m = instrument_module(&module, &opts).unwrap();
+        let module = parse(&ctx, ir);
+        let m = instrument_in(&module, &[]);
         let fault = |callee: &str| {
             m.sites
                 .iter()
