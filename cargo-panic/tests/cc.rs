@@ -635,20 +635,7 @@ fn the_manifest_records_what_c_functions_call_and_touch() {
 /// written whatever the exit status. Returns (output, profile).
 fn run_profiled_env(exe: &Path, args: &[&str], envs: &[(&str, &str)]) -> (Output, Value) {
     let dir = tempfile::tempdir().unwrap();
-    let profile = dir.path().join("p.json");
-    let out = cargo_panic()
-        .envs(envs.iter().copied())
-        .arg("run")
-        .arg("--out")
-        .arg(&profile)
-        .arg("--")
-        .arg(exe)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(profile.is_file(), "no profile written:\n{}", show(&out));
-    let p: Value = serde_json::from_slice(&std::fs::read(&profile).unwrap()).unwrap();
-    (out, p)
+    common::run_profiled_env(&[], exe, args, &dir.path().join("p.json"), envs)
 }
 
 /// Where ASan finds clang 19's symbolizer (`llvm-symbolizer` on PATH may be

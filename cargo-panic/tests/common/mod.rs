@@ -125,7 +125,19 @@ pub fn run_profiled_with(
     args: &[&str],
     profile: &Path,
 ) -> (Output, Value) {
+    run_profiled_env(run_args, exe, args, profile, &[])
+}
+
+/// [`run_profiled_with`] with `envs` set for cargo-panic and the target.
+pub fn run_profiled_env(
+    run_args: &[&str],
+    exe: &Path,
+    args: &[&str],
+    profile: &Path,
+    envs: &[(&str, &str)],
+) -> (Output, Value) {
     let out = cargo_panic()
+        .envs(envs.iter().copied())
         .arg("run")
         .args(run_args)
         .arg("--out")
