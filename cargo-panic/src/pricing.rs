@@ -26,7 +26,7 @@ pub struct Usage {
     pid: u32,
     cgroup: Option<crate::cgroup::StatsReader>,
     /// Per configured resource name: the counter's previous reading.
-    last: std::collections::HashMap<String, (std::time::Instant, f64)>,
+    last: std::collections::HashMap<String, Option<(std::time::Instant, f64)>>,
     ticks_per_s: f64,
     page: f64,
 }
@@ -107,7 +107,14 @@ impl Usage {
     /// so far for the watched tasks.
     pub fn sample(&mut self, resources: &[String], net_bytes: Option<u64>) -> Vec<Option<f64>> {
         let now = std::time::Instant::now();
-        let stats = self.cgroup.as_ref().map(crate::cgroup::StatsReader::read);
+        // The cgroup's files only when a resource is read from them.
+        let from_group =
+            |r: &String| r == "cpu" || r == "memory" || crate::controller::is_pressure(r);
+        let stats = self
+            .cgroup
+            .as_ref()
+            .filter(|_| resources.iter().any(from_group))
+            .map(crate::cgroup::StatsReader::read);
         let from_cgroup = |f: fn(&crate::cgroup::Stats) -> Option<u64>| {
             stats.as_ref().and_then(f).map(|v| v as f64)
         };
@@ -129,12 +136,7 @@ impl Usage {
                     "io:pressure" => from_cgroup(|s| s.io_pressure_us).map(|us| us / 1e6),
                     _ => return None,
                 };
-                let mut last = self.last.remove(r);
-                let v = rate(&mut last, counter, now);
-                if let Some(l) = last {
-                    self.last.insert(r.clone(), l);
-                }
-                v
+                rate(self.last.entry(r.clone()).or_default(), counter, now)
             })
             .collect()
     }
