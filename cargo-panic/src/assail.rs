@@ -1467,6 +1467,7 @@ mod tests {
             fault: None,
             risks: None,
             count_of: None,
+            pending: false,
         }
     }
 

@@ -274,15 +274,17 @@ mod tests {
 
     #[test]
     fn an_exit_counted_by_its_entry_reads_the_entry_counter() {
-        let exit = |id: &str, from_entry: bool| {
+        let exit = |id: &str, from_entry: bool, pending: bool| {
             format!(
-                r#"{{"id":"{id}","kind":"exit","function":"f","symbol":"f","file":null,"line":0,"column":0,"timed":false,"from_entry":{from_entry}}}"#
+                r#"{{"id":"{id}","kind":"exit","function":"f","symbol":"f","file":null,"line":0,"column":0,"timed":false,"from_entry":{from_entry},"pending":{pending}}}"#
             )
         };
+        let entry = format!(r#"{ENTRY},"callees":[],"touches":[]}}"#);
         let json = format!(
-            r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{ENTRY},"callees":[],"touches":[]}},{},{ENTRY},"callees":[],"touches":[]}},{}]}}"#,
-            exit("01", true),
-            exit("03", false)
+            r#"{{"key":"m.o","suffix":"s","n_hists":0,"sites":[{entry},{},{entry},{},{entry},{}]}}"#,
+            exit("01", true, false),
+            exit("03", false, false),
+            exit("05", true, true),
         );
         let r = parse_records(&record(&json)).unwrap();
         let linked = Linked {
@@ -295,7 +297,22 @@ mod tests {
         };
         let sites = crate::manifest::sites_from_linked(&linked);
         let count_of: Vec<_> = sites.iter().map(|s| s.count_of).collect();
-        assert_eq!(count_of, [None, Some(10), None, None]);
+        assert_eq!(count_of, [None, Some(10), None, None, None, Some(14)]);
+        let pending: Vec<_> = sites.iter().map(|s| s.pending).collect();
+        assert_eq!(pending, [false, false, false, false, false, true]);
+
+        // Counts: the module's sites are the binary's 10..16 (0..10 stand in
+        // for another module's). The pending exit
+        // is its entry less the frames still inside (2 of 7); a racy live read
+        // whose pending counter ran ahead of the entry it read gives 0.
+        let mut m = crate::manifest::Manifest::from_linked(Path::new("b"), &linked);
+        m.sites
+            .splice(0..0, std::iter::repeat_n(sites[0].clone(), 10));
+        let mut counters = vec![0u64; 16];
+        counters[10..16].copy_from_slice(&[5, 9, 4, 3, 7, 2]);
+        assert_eq!(m.counts(&counters)[10..], [5, 5, 4, 3, 7, 5]);
+        counters[15] = 8;
+        assert_eq!(m.count(15, &counters), 0);
     }
 
     #[test]

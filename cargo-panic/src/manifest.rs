@@ -118,12 +118,48 @@ pub struct Site {
     /// bodies), for `cargo panic assail`; absent when none was found.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub risks: Option<panic_passes::Risks>,
-    /// A site without a probe of its own: its count is that of the site at
-    /// this index (the one exit of a function that always returns counts as
-    /// its entry; `panic_passes::SiteRecord::from_entry`).
-    /// Read counts through [`Manifest::count_slot`].
+    /// An exit without a probe at its return: its count is that of the site
+    /// at this index, its function's entry (`panic_passes::SiteRecord::from_entry`),
+    /// less its own counter when `pending` is set. Read counts through
+    /// [`Manifest::count`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub count_of: Option<u32>,
+    /// With `count_of`: the site's own counter holds the frames inside a call
+    /// that may not come back, which have not left (`panic_passes::SiteRecord::pending`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pending: bool,
+}
+
+/// An exit whose count comes from its function's entry (`Site::count_of`):
+/// what [`Manifest::count`] needs of it, for readers that keep no manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FromEntry {
+    pub site: u32,
+    pub entry: u32,
+    pub pending: bool,
+}
+
+impl FromEntry {
+    /// Site `i` of `m`, if its count comes from its entry.
+    pub fn of(m: &Manifest, i: usize) -> Option<FromEntry> {
+        let s = m.sites.get(i)?;
+        Some(FromEntry {
+            site: i as u32,
+            entry: s.count_of?,
+            pending: s.pending,
+        })
+    }
+
+    /// The exit count: the entry's counter, less the site's own (the frames
+    /// still inside a call that may not come back) when `pending`.
+    pub fn count(&self, counters: &[u64]) -> u64 {
+        let at = |i: u32| counters.get(i as usize).copied().unwrap_or(0);
+        if self.pending {
+            at(self.entry).saturating_sub(at(self.site))
+        } else {
+            at(self.entry)
+        }
+    }
 }
 
 /// One instrumented function and what it uses, from its entry site.
@@ -185,6 +221,7 @@ pub fn sites_from_linked(linked: &crate::linked::Linked) -> Vec<Site> {
                 fault: s.fault,
                 risks: s.risks.clone(),
                 count_of: if s.from_entry { entry } else { None },
+                pending: s.from_entry && s.pending,
             });
         }
     }
@@ -261,13 +298,22 @@ impl Manifest {
         }
     }
 
-    /// The counter that holds site `i`'s count: its own, or the one it shares
-    /// (`Site::count_of`).
-    pub fn count_slot(&self, i: usize) -> usize {
-        self.sites
-            .get(i)
-            .and_then(|s| s.count_of)
-            .map_or(i, |e| e as usize)
+    /// Site `i`'s count from the binary's counters (a snapshot's, one per
+    /// site): its own counter, or its entry's less its own for an exit without
+    /// a probe (`Site::count_of`, `Site::pending`). A live snapshot reads the
+    /// counters one after another, so the difference never goes below zero.
+    pub fn count(&self, i: usize, counters: &[u64]) -> u64 {
+        match FromEntry::of(self, i) {
+            Some(d) => d.count(counters),
+            None => counters.get(i).copied().unwrap_or(0),
+        }
+    }
+
+    /// Every site's count ([`Manifest::count`]), in site order.
+    pub fn counts(&self, counters: &[u64]) -> Vec<u64> {
+        (0..self.sites.len())
+            .map(|i| self.count(i, counters))
+            .collect()
     }
 
     /// Every instrumented function, in site order, with what it calls and
@@ -323,6 +369,7 @@ mod tests {
             fault: None,
             risks: None,
             count_of: None,
+            pending: false,
         }
     }
 

@@ -215,7 +215,7 @@ impl Profile {
                     timed: s.timed,
                     callee: s.callee.clone(),
                     unwind: s.unwind,
-                    count: snap.counters[manifest.count_slot(i)],
+                    count: manifest.count(i, &snap.counters),
                     demoted: s.adaptive && hist.is_some_and(|h| h.demoted),
                     dwell_ns: dwell,
                     kernel: None,

@@ -182,6 +182,117 @@ fn threaded_c_counts_are_exact() {
     );
 }
 
+/// Frames that never return: `main` leaves through `exit` (from inside
+/// `relay` → `maybe_quit`) while a second thread is blocked in `read` inside
+/// `wait_for`. Those three functions count their exits from their entries,
+/// less the frames inside a call that may not come back (`pending` in the
+/// manifest), so the frames still open at the end must not count as exits.
+const NEVER_RETURNS: &str = r#"
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define NOINLINE __attribute__((noinline))
+
+static atomic_int blocked;
+static int fds[2];
+
+NOINLINE void announce(void) { atomic_store(&blocked, 1); }
+
+/* Returns at once, or announces itself and reads a pipe nobody writes. */
+NOINLINE int wait_for(void (*hello)(void), int block) {
+    char c = 0;
+    if (block) {
+        hello();
+        ssize_t n = read(fds[0], &c, 1);
+        c = (char)(c + n);
+    }
+    return c;
+}
+
+NOINLINE void maybe_quit(int quit) {
+    if (quit) {
+        fflush(stdout);
+        exit(3);
+    }
+}
+
+NOINLINE int relay(void (*f)(int), int arg) {
+    if (f != NULL) {
+        f(arg);
+    }
+    return arg;
+}
+
+static void *waiter(void *arg) {
+    (void)arg;
+    wait_for(announce, 1);
+    return NULL;
+}
+
+int main(void) {
+    if (pipe(fds) != 0) {
+        return 1;
+    }
+    for (int i = 0; i < 5; i++) {
+        wait_for(announce, 0);
+        relay(maybe_quit, 0);
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, waiter, NULL) != 0) {
+        return 1;
+    }
+    while (!atomic_load(&blocked)) {
+        usleep(1000);
+    }
+    printf("quitting\n");
+    relay(maybe_quit, 1);
+    return 0;
+}
+"#;
+
+#[test]
+fn frames_that_never_return_do_not_count_as_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("never.c"), NEVER_RETURNS).unwrap();
+    cc_build(
+        dir.path(),
+        &[],
+        &["sh", "-c", r#"exec "$CC" -O2 -pthread never.c -o never"#],
+    );
+    let exe = dir.path().join("never");
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("never.panic.json")).unwrap())
+            .unwrap();
+    let mut pending: Vec<&str> = m["sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "exit" && s["pending"] == true)
+        .map(|s| s["function"].as_str().unwrap())
+        .collect();
+    pending.sort();
+    assert_eq!(pending, ["maybe_quit", "relay", "wait_for"]);
+
+    let (out, p) = common::run_profiled(&exe, &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", show(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("quitting"));
+    check(
+        &p,
+        &[
+            ("main", 1, 0, 5, 0, 0),
+            ("wait_for", 6, 5, 0, 0, 0),
+            ("relay", 6, 5, 0, 0, 0),
+            ("maybe_quit", 6, 5, 0, 0, 0),
+            ("announce", 1, 1, 0, 0, 0),
+            ("waiter", 1, 0, 0, 0, 0),
+        ],
+        "never",
+    );
+}
+
 #[test]
 fn cpp_exceptions_through_instrumented_frames_keep_exit_counts_exact() {
     for (flags, ldflags) in [("-O0", ""), ("-O2", ""), ("-O2 -flto", "-flto")] {

@@ -55,5 +55,6 @@ pub mod plugin_env {
 /// sites record `risks` (`assail`). 6: sites inlined from Rust's std take
 /// the caller's line. 7: calls of std's `Mutex::lock`, `RwLock::read/write`
 /// are lock sites. 8: the one exit of an untimed function that calls nothing
-/// has no probe (`from_entry`). 9: nor that of one that always returns.
-pub const PASS_VERSION: u32 = 9;
+/// has no probe (`from_entry`). 9: nor that of one that always returns. 10:
+/// nor, mostly, that of one whose calls may not come back (`pending`).
+pub const PASS_VERSION: u32 = 10;

@@ -137,8 +137,7 @@ unsafe fn local_facts(f: LLVMValueRef) -> Local {
                         if has_fn_attr(g, "noreturn") {
                             return Local::Never;
                         }
-                        let name = value_name(g);
-                        if name.starts_with("llvm.") || RETURNS.contains(&name.as_str()) {
+                        if known_to_return(g) {
                             continue;
                         }
                         if LLVMIsDeclaration(g) != 0 {
@@ -155,6 +154,22 @@ unsafe fn local_facts(f: LLVMValueRef) -> Local {
         }
         Local::If(needs)
     }
+}
+
+/// An LLVM intrinsic or a C library function known to return (`RETURNS`).
+/// `noreturn` is checked apart.
+unsafe fn known_to_return(g: LLVMValueRef) -> bool {
+    // SAFETY: a name query on a valid function.
+    let name = unsafe { value_name(g) };
+    name.starts_with("llvm.") || RETURNS.contains(&name.as_str())
+}
+
+/// Whether a direct call to `g` comes back whenever it is made: `g` is not
+/// `noreturn`, and it is known to return or is one of the module's functions
+/// that always return (`returning`, from [`always_returning`]).
+pub(crate) unsafe fn call_returns(g: LLVMValueRef, returning: &HashSet<LLVMValueRef>) -> bool {
+    // SAFETY: attribute and name queries on a valid function.
+    unsafe { !has_fn_attr(g, "noreturn") && (known_to_return(g) || returning.contains(&g)) }
 }
 
 /// A definition the linker may replace with another one (weak, common,

@@ -378,6 +378,7 @@ mod tests {
             fault,
             risks: None,
             count_of: None,
+            pending: false,
         }
     }
 

@@ -40,7 +40,7 @@ impl Sites {
                  (no site manifest): build it with `cargo panic build` or `cargo panic cc`"
             );
         };
-        let hit = |i: usize| (m.count_slot(i), m.sites[i].hist);
+        let hit = |i: usize| (i, m.sites[i].hist);
         let ids: Vec<(usize, Option<u32>)> = if let Some(n) = pattern.strip_prefix('#') {
             let i: usize = n
                 .parse()
@@ -81,11 +81,8 @@ impl Sites {
 
     pub fn count(&self, pattern: &str, snap: &Snapshot) -> Option<f64> {
         let (ids, _) = self.resolved.get(pattern)?;
-        Some(
-            ids.iter()
-                .filter_map(|&i| snap.counters.get(i))
-                .sum::<u64>() as f64,
-        )
+        let m = self.manifest.as_ref()?;
+        Some(ids.iter().map(|&i| m.count(i, &snap.counters)).sum::<u64>() as f64)
     }
 
     /// A quantile over several snapshots (the target's incarnations), with

@@ -104,7 +104,7 @@ pub fn signature(seen: FailureSeen<'_>) -> Option<Signature> {
                     file: s.file.clone(),
                     line: s.line,
                     callee: s.callee.clone(),
-                    count: snap.counters.get(m.count_slot(i)).copied().unwrap_or(0),
+                    count: m.count(i, &snap.counters),
                 })
                 .collect();
             let mutex = collect::WatchSites::of(m).mutex;

@@ -21,7 +21,7 @@ use super::evidence::{
     STDERR_TAIL_LINES, ThreadEvidence,
 };
 use super::stderr::StderrEvidence;
-use crate::manifest::Manifest;
+use crate::manifest::{FromEntry, Manifest};
 
 /// The most stderr kept for parsing (the tail: reports come last).
 const STDERR_KEEP: usize = 2 << 20;
@@ -103,12 +103,15 @@ pub struct WatchSites {
     pub alloc: Vec<u32>,
     /// Lock sites whose lock is a glibc `pthread_mutex_t` (its owner can be read).
     pub mutex: Vec<u32>,
+    /// Exits counted from their entries (`Manifest::count`).
+    pub from_entry: Vec<FromEntry>,
 }
 
 impl WatchSites {
     pub fn of(m: &Manifest) -> WatchSites {
         let mut w = WatchSites::default();
         for (i, s) in m.sites.iter().enumerate() {
+            w.from_entry.extend(FromEntry::of(m, i));
             match s.kind {
                 SiteKind::Alloc => w.alloc.push(i as u32),
                 SiteKind::Lock if s.callee.as_deref().is_some_and(is_pthread_mutex_lock) => {
@@ -118,6 +121,17 @@ impl WatchSites {
             }
         }
         w
+    }
+
+    /// Every site's count from a snapshot's counters (`Manifest::count`).
+    pub fn counts(&self, counters: &[u64]) -> Vec<u64> {
+        let mut counts = counters.to_vec();
+        for d in &self.from_entry {
+            if let Some(c) = counts.get_mut(d.site as usize) {
+                *c = d.count(counters);
+            }
+        }
+        counts
     }
 }
 
@@ -192,7 +206,7 @@ fn watch(
     let mut memory = Vec::new();
     let mut alloc_samples: Vec<Vec<u64>> = Vec::new();
     let mut last_total: Option<u64> = None;
-    let mut last_counters: Vec<u64> = Vec::new();
+    let mut last_counts: Vec<u64> = Vec::new();
     let mut quiet_since = Instant::now();
     let mut stride = 1usize;
     let mut tick = 0usize;
@@ -242,9 +256,10 @@ fn watch(
             if last_total != Some(total) {
                 quiet_since = Instant::now();
             }
-            moving = moving_sites(&last_counters, &s.counters);
+            let counts = sites.counts(&s.counters);
+            moving = moving_sites(&last_counts, &counts);
             last_total = Some(total);
-            last_counters.clone_from(&s.counters);
+            last_counts = counts;
         }
         let quiet = quiet_since.elapsed();
         let reason = match (opts.hang_after, opts.timeout) {
