@@ -189,17 +189,20 @@ fn threaded_c_counts_are_exact() {
 /// manifest), so the frames still open at the end must not count as exits.
 const NEVER_RETURNS: &str = r#"
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
 
-static atomic_int blocked;
-static int fds[2];
+static int fds[2];   /* nobody writes this pipe */
+static int ready[2]; /* the waiter says here that it is about to read */
 
-NOINLINE void announce(void) { atomic_store(&blocked, 1); }
+NOINLINE void announce(void) {
+    if (write(ready[1], "r", 1) != 1) {
+        abort();
+    }
+}
 
 /* Returns at once, or announces itself and reads a pipe nobody writes. */
 NOINLINE int wait_for(void (*hello)(void), int block) {
@@ -233,7 +236,7 @@ static void *waiter(void *arg) {
 }
 
 int main(void) {
-    if (pipe(fds) != 0) {
+    if (pipe(fds) != 0 || pipe(ready) != 0) {
         return 1;
     }
     for (int i = 0; i < 5; i++) {
@@ -244,8 +247,9 @@ int main(void) {
     if (pthread_create(&t, NULL, waiter, NULL) != 0) {
         return 1;
     }
-    while (!atomic_load(&blocked)) {
-        usleep(1000);
+    char r;
+    if (read(ready[0], &r, 1) != 1) {
+        return 1;
     }
     printf("quitting\n");
     relay(maybe_quit, 1);
@@ -286,11 +290,13 @@ fn frames_that_never_return_do_not_count_as_exits() {
             ("wait_for", 6, 5, 0, 0, 0),
             ("relay", 6, 5, 0, 0, 0),
             ("maybe_quit", 6, 5, 0, 0, 0),
-            ("announce", 1, 1, 0, 0, 0),
             ("waiter", 1, 0, 0, 0, 0),
         ],
         "never",
     );
+    // `announce` may or may not have returned when `main` exits: only its
+    // entry is certain.
+    assert_eq!(count(&p, "announce", "entry", false), 1);
 }
 
 #[test]
