@@ -302,9 +302,9 @@ mod tests {
         assert_eq!(pending, [false, false, false, false, false, true]);
 
         // Counts: the module's sites are the binary's 10..16 (0..10 stand in
-        // for another module's). The pending exit
-        // is its entry less the frames still inside (2 of 7); a racy live read
-        // whose pending counter ran ahead of the entry it read gives 0.
+        // for another module's). The pending exit is its entry less the
+        // frames still inside (2 of 7); a racy live read whose pending
+        // counter ran ahead of the entry it read gives 0.
         let mut m = crate::manifest::Manifest::from_linked(Path::new("b"), &linked);
         m.sites
             .splice(0..0, std::iter::repeat_n(sites[0].clone(), 10));
