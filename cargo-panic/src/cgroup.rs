@@ -16,7 +16,9 @@
 //! cgroup v1 there is one hierarchy per mounted controller group, e.g.
 //! `/sys/fs/cgroup/memory`, `/sys/fs/cgroup/cpu` (or `/sys/fs/cgroup/cpu,cpuacct` when
 //! co-mounted); a run uses only the hierarchies of the controllers it asked for, and a
-//! process of the run is a member of its group in each of them.
+//! process of the run is a member of its group in each of them. CPU-time accounting
+//! ([`Controller::CpuUsage`]) never brings a cpu group: that would take real-time
+//! scheduling away from the program under RT group scheduling.
 //!
 //! # Which version
 //!
@@ -120,7 +122,17 @@ impl Group {
 /// A controller a run can ask for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Controller {
+    /// CPU quotas. A new group of the cpu controller has no real-time budget
+    /// under RT group scheduling (v1 `cpu.rt_runtime_us` is 0), so a
+    /// `SCHED_FIFO`/`SCHED_RR` thread cannot run in it: only a run that sets
+    /// a quota asks for it.
     Cpu,
+    /// CPU time accounting, for measurements: v2's `cpu.stat` (always there,
+    /// nothing to enable); v1's cpuacct hierarchy, unless it is mounted
+    /// together with cpu and [`Controller::Cpu`] is not asked for (joining it
+    /// would join a cpu group too). Never required: without it CPU time
+    /// comes from /proc.
+    CpuUsage,
     Memory,
     Pids,
     Cpuset,
@@ -134,8 +146,9 @@ pub enum Controller {
 }
 
 impl Controller {
-    pub const ALL: [Controller; 6] = [
+    pub const ALL: [Controller; 7] = [
         Controller::Cpu,
+        Controller::CpuUsage,
         Controller::Memory,
         Controller::Pids,
         Controller::Cpuset,
@@ -147,6 +160,7 @@ impl Controller {
     pub fn name(self) -> &'static str {
         match self {
             Controller::Cpu => "cpu",
+            Controller::CpuUsage => "cpuacct",
             Controller::Memory => "memory",
             Controller::Pids => "pids",
             Controller::Cpuset => "cpuset",
@@ -159,6 +173,7 @@ impl Controller {
     pub fn feature(self) -> &'static str {
         match self {
             Controller::Cpu => "CPU quotas (cpu faults)",
+            Controller::CpuUsage => "CPU time accounting (measurements)",
             Controller::Memory => "memory limits and OOM accounting (memory faults)",
             Controller::Pids => "process-count limits (fork faults)",
             Controller::Cpuset => "CPU pinning (cpuset faults)",
@@ -171,7 +186,7 @@ impl Controller {
     /// built in.
     fn v2_name(self) -> Option<&'static str> {
         match self {
-            Controller::Freezer | Controller::Pressure => None,
+            Controller::Freezer | Controller::Pressure | Controller::CpuUsage => None,
             c => Some(c.name()),
         }
     }
@@ -388,15 +403,16 @@ pub fn plan(
         });
     }
 
-    // Pressure on v1 comes from the hybrid layout's cgroup2 mount.
+    // Pressure on v1 comes from the hybrid layout's cgroup2 mount; CPU usage
+    // is never missing (see `Controller::CpuUsage`).
     let v1_has = |c: Controller| match c {
         Controller::Pressure => mounts.v2.is_some(),
+        Controller::CpuUsage => true,
         c => mounts.v1_for(c.name()).is_some(),
     };
     let v1_missing: Vec<Controller> = want.iter().copied().filter(|&c| !v1_has(c)).collect();
-    let v1_ok = v1_missing.is_empty() && !want.is_empty();
-    if force != Some(Version::V2) && v1_ok {
-        let mut hierarchies: Vec<PlannedHierarchy> = Vec::new();
+    let mut hierarchies: Vec<PlannedHierarchy> = Vec::new();
+    if v1_missing.is_empty() {
         let mut add = |m: &V1Mount| {
             if !hierarchies.iter().any(|h| h.mount == m.path) {
                 hierarchies.push(PlannedHierarchy {
@@ -405,15 +421,23 @@ pub fn plan(
                 });
             }
         };
+        let with_cpu = want.contains(&Controller::Cpu);
         for c in &want {
-            if *c == Controller::Pressure {
-                continue;
-            }
-            add(mounts.v1_for(c.name()).expect("checked"));
-            if *c == Controller::Cpu
-                && let Some(acct) = mounts.v1_for("cpuacct")
-            {
-                add(acct);
+            match c {
+                Controller::Pressure => {}
+                Controller::Cpu | Controller::CpuUsage => {
+                    if *c == Controller::Cpu {
+                        add(mounts.v1_for("cpu").expect("checked"));
+                    }
+                    // cpuacct for CPU usage, unless joining it joins a cpu
+                    // group nobody asked for.
+                    if let Some(acct) = mounts.v1_for("cpuacct")
+                        && (with_cpu || !acct.subsystems.iter().any(|s| s == "cpu"))
+                    {
+                        add(acct);
+                    }
+                }
+                c => add(mounts.v1_for(c.name()).expect("checked")),
             }
         }
         if want.contains(&Controller::Pressure) {
@@ -422,6 +446,8 @@ pub fn plan(
                 controllers: vec![Controller::Pressure.name().to_string()],
             });
         }
+    }
+    if force != Some(Version::V2) && !hierarchies.is_empty() {
         return Ok(Plan {
             version: Version::V1,
             hierarchies,
@@ -445,7 +471,7 @@ pub fn plan(
             names(&v2_missing)
         ),
     };
-    let v1_part = if want.is_empty() {
+    let v1_part = if v1_missing.is_empty() {
         "cgroup v1 needs at least one controller to group processes".to_string()
     } else if mounts.v1.is_empty() {
         "no cgroup v1 hierarchy is mounted".to_string()
@@ -1988,6 +2014,7 @@ mod tests {
         let offered = s(&[
             "cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc",
         ]);
+        // CPU usage needs nothing enabled on v2 (`cpu.stat` is always there).
         let p = plan(&m, Some(&offered), &Controller::ALL, None).unwrap();
         assert_eq!(p.version, Version::V2);
         assert_eq!(p.hierarchies.len(), 1);
@@ -2049,6 +2076,22 @@ mod tests {
                 "/sys/fs/cgroup/memory"
             ]
         );
+
+        // CPU usage alone joins cpuacct, never the cpu hierarchy (which would
+        // take real-time scheduling away from the program).
+        let p = plan(
+            &m,
+            Some(&none),
+            &[Controller::Memory, Controller::CpuUsage],
+            None,
+        )
+        .unwrap();
+        let mounts: Vec<String> = p
+            .hierarchies
+            .iter()
+            .map(|h| h.mount.display().to_string())
+            .collect();
+        assert_eq!(mounts, ["/sys/fs/cgroup/cpuacct", "/sys/fs/cgroup/memory"]);
 
         // Pressure on v1: a twin in the cgroup2 mount, which only reports it.
         let p = plan(
@@ -2119,6 +2162,31 @@ mod tests {
             ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory"]
         );
         assert_eq!(p.hierarchies[0].controllers, s(&["cpu", "cpuacct"]));
+
+        // Where cpuacct shares its hierarchy with cpu, CPU usage does not
+        // join it unless the cpu controller is asked for too; alone, it
+        // groups nothing.
+        let mounts_of = |want: &[Controller]| -> Vec<String> {
+            plan(&m, Some(&[]), want, None)
+                .unwrap()
+                .hierarchies
+                .iter()
+                .map(|h| h.mount.display().to_string())
+                .collect()
+        };
+        assert_eq!(
+            mounts_of(&[Controller::CpuUsage, Controller::Memory]),
+            ["/sys/fs/cgroup/memory"]
+        );
+        assert_eq!(
+            mounts_of(&[Controller::CpuUsage, Controller::Memory, Controller::Cpu]),
+            ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/memory"]
+        );
+        let err = plan(&m, Some(&[]), &[Controller::CpuUsage], Some(Version::V1)).unwrap_err();
+        assert!(
+            format!("{err}").contains("at least one controller"),
+            "{err}"
+        );
 
         let err = plan(&m, Some(&[]), &[Controller::Pids, Controller::Memory], None).unwrap_err();
         let msg = format!("{err}");

@@ -39,6 +39,17 @@ fn attack_command(
     extra: &[&str],
     args: &[&str],
 ) -> std::process::Command {
+    attack_program(&server().join("c-server"), timeline, report, extra, args)
+}
+
+/// `cargo panic attack --quiet --timeline T --out R EXTRA... -- PROGRAM ARGS...`.
+fn attack_program(
+    program: &Path,
+    timeline: &Path,
+    report: &Path,
+    extra: &[&str],
+    args: &[&str],
+) -> std::process::Command {
     let mut c = cargo_panic();
     c.args(["attack", "--quiet", "--timeline"])
         .arg(timeline)
@@ -46,7 +57,7 @@ fn attack_command(
         .arg(report)
         .args(extra)
         .arg("--")
-        .arg(server().join("c-server"))
+        .arg(program)
         .args(args);
     c
 }
@@ -312,14 +323,7 @@ fn a_rust_target_aborts_when_its_allocator_refuses_an_allocation() {
     )
     .unwrap();
     let report = dir.path().join("r.json");
-    let out = cargo_panic()
-        .args(["attack", "--quiet", "--timeline"])
-        .arg(&t)
-        .arg("--out")
-        .arg(&report)
-        .arg("--")
-        .arg(&exe)
-        .args(["100000", "1000"])
+    let out = attack_program(&exe, &t, &report, &[], &["100000", "1000"])
         .output()
         .unwrap();
     let r: Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
@@ -838,14 +842,15 @@ fn clock_offset_moves_the_targets_monotonic_and_boot_clocks() {
         u.split_whitespace().next().unwrap().parse().unwrap()
     };
     let before = uptime();
-    let out = cargo_panic()
-        .args(["attack", "--quiet", "--timeline"])
-        .arg(&t)
-        .arg("--out")
-        .arg(dir.path().join("r.json"))
-        .args(["--", "sh", "-c", "cat /proc/uptime; exec sleep 5"])
-        .output()
-        .unwrap();
+    let out = attack_program(
+        Path::new("sh"),
+        &t,
+        &dir.path().join("r.json"),
+        &[],
+        &["-c", "cat /proc/uptime; exec sleep 5"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", show(&out));
     let theirs: f64 = String::from_utf8_lossy(&out.stdout)
         .split_whitespace()
@@ -928,5 +933,49 @@ assert: ['fuse_trips(nope) > 0']
         String::from_utf8_lossy(&out.stderr).contains("--config has no fuse 'nope' (fuses: shed)"),
         "{}",
         show(&out)
+    );
+}
+
+/// A real-time target keeps real-time scheduling under attack. The run's
+/// cgroups hold the target for memory and CPU-time accounting only: a group
+/// of the cpu controller has no real-time budget under RT group scheduling,
+/// and `c-split woken` (which makes its main thread `SCHED_FIFO`) would exit
+/// 2 with "cannot become real-time" inside one.
+#[test]
+fn a_real_time_target_keeps_real_time_scheduling() {
+    require_root();
+    let dir = build_c_example("c-split", &[]);
+    let t = dir.path().join("t.yaml");
+    std::fs::write(&t, "duration: 2s\n").unwrap();
+    let report = dir.path().join("r.json");
+    let out = attack_program(
+        &dir.path().join("c-split"),
+        &t,
+        &report,
+        &[],
+        &["woken", "50"],
+    )
+    .output()
+    .unwrap();
+    let r: Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert_eq!(r["verdict"]["survived"], true, "{:#}", r["verdict"]);
+    assert_eq!(r["exit_code"], 0);
+    let cgroup = r["mechanisms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "cgroup")
+        .expect("a cgroup mechanism");
+    assert_eq!(cgroup["used"], true, "{cgroup}");
+    assert_eq!(
+        cgroup["detail"]
+            .as_str()
+            .unwrap()
+            .split_once(", ")
+            .unwrap()
+            .1,
+        "controllers [CpuUsage, Memory]",
+        "{cgroup}"
     );
 }

@@ -149,7 +149,8 @@ impl Drop for Run {
 }
 
 /// The cgroup controllers a timeline and the run config need (required, with
-/// what needs them) and would like (for measurements).
+/// what needs them) and would like (for measurements: memory and CPU time,
+/// never the cpu controller itself, which only a quota event needs).
 fn controllers(
     t: &Timeline,
     config: Option<&crate::controller::RunConfig>,
@@ -172,7 +173,7 @@ fn controllers(
         }
     }
     let mut want: Vec<Controller> = need.iter().map(|(c, _)| *c).collect();
-    for c in [Controller::Memory, Controller::Cpu] {
+    for c in [Controller::Memory, Controller::CpuUsage] {
         if !want.contains(&c) {
             want.push(c);
         }
