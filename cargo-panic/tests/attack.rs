@@ -979,3 +979,40 @@ fn a_real_time_target_keeps_real_time_scheduling() {
         "{cgroup}"
     );
 }
+
+/// c-server listens on a port the kernel picks, so each restart moves it:
+/// the workload (directly, or through the fault proxy when the timeline has
+/// network events) follows the target to its new port.
+#[test]
+fn the_workload_follows_a_restarted_target_to_its_new_port() {
+    let direct = "duration: 3s\ntarget: {ready: port, restart: on-failure, max_restarts: 2}\nworkload:\n  tcp: {rate: 100/s, concurrency: 8}\n";
+    let proxied = format!(
+        "{direct}tracks:\n  - axis: network\n    events:\n      - {{id: slow, at: 0s, intensity: {{latency: 1ms}}}}\n"
+    );
+    for (timeline, follower) in [
+        (direct.to_string(), "the workload sends there"),
+        (proxied, "the fault proxy forwards there"),
+    ] {
+        let (out, r) = attack(&timeline, &["--crash-after", "20"], &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+        let restarts: Vec<&str> = r["mechanisms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["name"] == "restart")
+            .map(|m| m["detail"].as_str().unwrap())
+            .collect();
+        assert_eq!(restarts.len(), 2, "{:#}", r["mechanisms"]);
+        assert!(
+            restarts.iter().all(|d| d.contains(follower)),
+            "{restarts:?}"
+        );
+        // Each of the three incarnations answers 19 requests and aborts on
+        // the 20th: 57 in all when every request after a restart reaches
+        // the new port (19 when they kept going to the first).
+        let ok = r["workload"]["totals"]["ok"].as_u64().unwrap();
+        assert!(ok >= 50, "{ok} ok: {:#}", r["workload"]);
+        assert_eq!(r["failures"].as_array().unwrap().len(), 3, "{r:#}");
+    }
+    assert_nothing_left();
+}

@@ -627,3 +627,30 @@ fn throughput_64_mib_no_faults() {
         64.0 / direct_took.as_secs_f64(),
     );
 }
+
+#[test]
+fn set_upstream_moves_the_connections_accepted_afterwards() {
+    let (first, second) = (Echo::start(), Echo::start());
+    let proxy = start(&first, 1);
+    let mut before = connect(&proxy);
+    assert_eq!(exchange(&mut before, b"one").unwrap(), b"one");
+    // Connections accepted after the move reach the second server; the one
+    // opened before keeps its upstream. With the first server gone, new
+    // connections still work.
+    proxy.set_upstream(second.addr).unwrap();
+    assert_eq!(proxy.upstream(), second.addr);
+    let mut after = connect(&proxy);
+    assert_eq!(exchange(&mut after, b"two").unwrap(), b"two");
+    assert_eq!(exchange(&mut before, b"three").unwrap(), b"three");
+    drop(first);
+    let mut later = connect(&proxy);
+    assert_eq!(exchange(&mut later, b"four").unwrap(), b"four");
+    let s = proxy.stats();
+    assert_eq!(s.upstream_errors, 0, "{s:#?}");
+    // Only loopback addresses.
+    let err = proxy
+        .set_upstream("10.0.0.1:80".parse().unwrap())
+        .unwrap_err();
+    assert!(format!("{err}").contains("is not loopback"), "{err}");
+    assert_eq!(proxy.upstream(), second.addr);
+}

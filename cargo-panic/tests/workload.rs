@@ -654,3 +654,40 @@ fn thread_cpu(prefix: &str) -> Duration {
     }
     panic!("no thread named {prefix}*");
 }
+
+#[test]
+fn set_addr_moves_the_requests_that_start_afterwards() {
+    let first = Server::start(pong);
+    let second = Server::start(pong);
+    let g = LoadGen::start(spec(first.addr, ping(), 100.0)).unwrap();
+    let wait_for = |server: &Server, n: u64| {
+        let t0 = Instant::now();
+        while server.accepted() < n {
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no requests arrived"
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+    };
+    wait_for(&first, 5);
+    g.set_addr(second.addr).unwrap();
+    assert_eq!(g.addr(), second.addr);
+    let moved_at = first.accepted();
+    wait_for(&second, 5);
+    let t = g.stop();
+    // At most the requests already under way went to the first server.
+    assert!(
+        first.accepted() <= moved_at + 64,
+        "{} then {}",
+        moved_at,
+        first.accepted()
+    );
+    assert_eq!(t.ok, first.accepted() + second.accepted(), "{t:#?}");
+    assert!(t.failed.is_empty(), "{t:#?}");
+    // Only loopback addresses.
+    let g = LoadGen::start(spec(first.addr, ping(), 0.0)).unwrap();
+    let err = g.set_addr("10.0.0.1:80".parse().unwrap()).unwrap_err();
+    assert!(format!("{err}").contains("is not loopback"), "{err}");
+    assert_eq!(g.addr(), first.addr);
+}

@@ -148,6 +148,29 @@ impl Drop for Run {
     }
 }
 
+/// Points what sends to the target at `port`, where a restarted target now
+/// listens: the fault proxy's upstream when there is one (the workload keeps
+/// sending to the proxy), else the built-in workload. Says what followed.
+fn follow_port(run: &Run, port: u16) -> Result<String> {
+    let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    Ok(if let Some(p) = &run.proxy {
+        p.set_upstream(to)?;
+        format!(
+            "the fault proxy forwards there from now on ({} -> {to})",
+            p.local_addr()
+        )
+    } else if let Some(w) = &run.workload {
+        w.set_addr(to)?;
+        "the workload sends there from now on".to_string()
+    } else if run.workload_cmd.is_some() {
+        "the workload command was given the first port (CARGO_PANIC_TARGET) and still \
+         uses it: give the target a fixed port"
+            .to_string()
+    } else {
+        "nothing sends to it".to_string()
+    })
+}
+
 /// The cgroup controllers a timeline and the run config need (required, with
 /// what needs them) and would like (for measurements: memory and CPU time,
 /// never the cpu controller itself, which only a quota event needs).
@@ -505,7 +528,7 @@ pub fn attack(opts: &Options) -> Result<Report> {
     let ready_after_ns = failures
         .is_empty()
         .then(|| spawned.elapsed().as_nanos() as u64);
-    let port = port.or(match &t.workload {
+    let mut port = port.or(match &t.workload {
         Some(Workload::Tcp { port, .. } | Workload::Http { port, .. }) => *port,
         _ => None,
     });
@@ -940,16 +963,18 @@ pub fn attack(opts: &Options) -> Result<Report> {
                     Err(why) => {
                         eprintln!("cargo-panic: the restarted target did not become ready: {why}")
                     }
-                    // The workload and the proxy keep the first port.
-                    Ok(Some(p)) if Some(p) != port => mechanisms.push(Mechanism {
-                        name: "restart".into(),
-                        used: true,
-                        detail: format!(
-                            "restart {restarts}: the target now listens on port {p}, not {}; the workload \
-                             still sends to the old port: give the target a fixed port",
-                            port.map_or("?".into(), |p| p.to_string())
-                        ),
-                    }),
+                    Ok(Some(p)) if Some(p) != port => {
+                        let detail = follow_port(&run, p)?;
+                        mechanisms.push(Mechanism {
+                            name: "restart".into(),
+                            used: true,
+                            detail: format!(
+                                "restart {restarts}: the target now listens on port {p}, not {}; {detail}",
+                                port.map_or("?".into(), |p| p.to_string())
+                            ),
+                        });
+                        port = Some(p);
+                    }
                     Ok(_) => {}
                 }
             } else {

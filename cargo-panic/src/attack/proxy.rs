@@ -528,6 +528,15 @@ impl Drop for ActiveGuard {
     }
 }
 
+fn check_addr(what: &str, addr: SocketAddr, allow_non_loopback: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        allow_non_loopback || addr.ip().is_loopback(),
+        "fault proxy {what} address {addr} is not loopback: network faults are \
+         only injected on loopback (use 127.0.0.1 or ::1)"
+    );
+    Ok(())
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -535,7 +544,8 @@ fn duration_ns(d: Duration) -> u64 {
 /// A running fault proxy. Dropping it stops it (see [`Proxy::stop`]).
 pub struct Proxy {
     local_addr: SocketAddr,
-    upstream: SocketAddr,
+    upstream: watch::Sender<SocketAddr>,
+    allow_non_loopback: bool,
     seed: u64,
     faults: watch::Sender<Faults>,
     stop: watch::Sender<bool>,
@@ -547,7 +557,7 @@ impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
             .field("local_addr", &self.local_addr)
-            .field("upstream", &self.upstream)
+            .field("upstream", &*self.upstream.borrow())
             .field("seed", &self.seed)
             .field("faults", &*self.faults.borrow())
             .finish_non_exhaustive()
@@ -556,7 +566,7 @@ impl std::fmt::Debug for Proxy {
 
 /// What the connection task shares.
 struct Shared {
-    upstream: SocketAddr,
+    upstream: watch::Receiver<SocketAddr>,
     seed: u64,
     connect_timeout: Duration,
     stats: Arc<Stats>,
@@ -578,14 +588,8 @@ impl Proxy {
         seed: u64,
         opts: ProxyOptions,
     ) -> anyhow::Result<Proxy> {
-        if !opts.allow_non_loopback {
-            for (what, addr) in [("listen", listen), ("upstream", upstream)] {
-                anyhow::ensure!(
-                    addr.ip().is_loopback(),
-                    "fault proxy {what} address {addr} is not loopback: network faults are \
-                     only injected on loopback (use 127.0.0.1 or ::1)"
-                );
-            }
+        for (what, addr) in [("listen", listen), ("upstream", upstream)] {
+            check_addr(what, addr, opts.allow_non_loopback)?;
         }
         opts.initial_faults.validate()?;
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -606,8 +610,9 @@ impl Proxy {
         let (faults_tx, faults_rx) = watch::channel(opts.initial_faults);
         let (stop_tx, stop_rx) = watch::channel(false);
         let stats = Arc::new(Stats::new());
+        let (upstream_tx, upstream_rx) = watch::channel(upstream);
         let shared = Arc::new(Shared {
-            upstream,
+            upstream: upstream_rx,
             seed,
             connect_timeout: opts.connect_timeout,
             stats: stats.clone(),
@@ -623,7 +628,8 @@ impl Proxy {
             .context("cannot spawn the fault proxy's thread")?;
         Ok(Proxy {
             local_addr,
-            upstream,
+            upstream: upstream_tx,
+            allow_non_loopback: opts.allow_non_loopback,
             seed,
             faults: faults_tx,
             stop: stop_tx,
@@ -639,7 +645,16 @@ impl Proxy {
 
     /// The address connections are forwarded to.
     pub fn upstream(&self) -> SocketAddr {
-        self.upstream
+        *self.upstream.borrow()
+    }
+
+    /// Forwards the connections accepted from now on to `upstream` (a
+    /// restarted target that listens on another port); open connections
+    /// keep theirs.
+    pub fn set_upstream(&self, upstream: SocketAddr) -> anyhow::Result<()> {
+        check_addr("upstream", upstream, self.allow_non_loopback)?;
+        self.upstream.send_replace(upstream);
+        Ok(())
     }
 
     /// The seed of the random decisions.
@@ -763,7 +778,8 @@ async fn serve(
 ) {
     let _active = ActiveGuard::new(&shared.stats);
     let stats = &shared.stats;
-    let connect = tokio::time::timeout(shared.connect_timeout, TcpStream::connect(shared.upstream));
+    let to = *shared.upstream.borrow();
+    let connect = tokio::time::timeout(shared.connect_timeout, TcpStream::connect(to));
     let upstream = tokio::select! {
         r = connect => r.ok().and_then(|r| r.ok()),
         _ = stop.wait_for(|s| *s) => None,

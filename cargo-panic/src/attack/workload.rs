@@ -635,9 +635,10 @@ impl Shared {
     }
 }
 
-/// What every request needs, fixed at start.
+/// What every request needs, fixed at start but for the address.
 struct Config {
-    addr: SocketAddr,
+    /// Where requests go ([`LoadGen::set_addr`] moves it).
+    addr: Mutex<SocketAddr>,
     wire: Wire,
     concurrency: u32,
     timeout: Duration,
@@ -656,6 +657,16 @@ enum Wire {
     },
 }
 
+impl Config {
+    fn addr(&self) -> SocketAddr {
+        // A poisoned lock still holds a whole address.
+        *self
+            .addr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -665,6 +676,15 @@ fn duration_ns(d: Duration) -> u64 {
 pub const MAX_RATE: f64 = 1e7;
 /// Lowest rate above 0 accepted (one request every 11.6 days).
 pub const MIN_RATE: f64 = 1e-6;
+
+fn check_addr(addr: SocketAddr) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        addr.ip().is_loopback(),
+        "workload address {addr} is not loopback: the built-in workload only sends to \
+         127.0.0.0/8 or ::1"
+    );
+    Ok(())
+}
 
 fn check_rate(rate: f64) -> anyhow::Result<()> {
     anyhow::ensure!(
@@ -688,7 +708,7 @@ pub struct LoadGen {
 impl std::fmt::Debug for LoadGen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadGen")
-            .field("addr", &self.config.addr)
+            .field("addr", &self.config.addr())
             .field("rate", &self.shared.lock().rate)
             .finish_non_exhaustive()
     }
@@ -704,12 +724,7 @@ impl LoadGen {
 
     /// [`LoadGen::start`] with options.
     pub fn start_with(spec: LoadSpec, opts: LoadOptions) -> anyhow::Result<LoadGen> {
-        anyhow::ensure!(
-            spec.addr.ip().is_loopback(),
-            "workload address {} is not loopback: the built-in workload only sends to \
-             127.0.0.0/8 or ::1",
-            spec.addr
-        );
+        check_addr(spec.addr)?;
         check_rate(spec.rate)?;
         anyhow::ensure!(
             spec.concurrency >= 1,
@@ -752,7 +767,7 @@ impl LoadGen {
             }
         };
         let config = Arc::new(Config {
-            addr: spec.addr,
+            addr: Mutex::new(spec.addr),
             wire,
             concurrency: spec.concurrency,
             timeout: spec.timeout,
@@ -817,6 +832,24 @@ impl LoadGen {
             drop(st);
             self.shared.wake.notify_one();
         }
+    }
+
+    /// Sends the requests that start from now on to `addr` (a restarted
+    /// target that listens on another port); requests under way finish
+    /// where they started. The HTTP `Host` header keeps the first address.
+    pub fn set_addr(&self, addr: SocketAddr) -> anyhow::Result<()> {
+        check_addr(addr)?;
+        *self
+            .config
+            .addr
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = addr;
+        Ok(())
+    }
+
+    /// Where requests go.
+    pub fn addr(&self) -> SocketAddr {
+        self.config.addr()
     }
 
     /// The rate in force.
@@ -1118,7 +1151,7 @@ async fn timerfd_sleep(fd: &AsyncFd<OwnedFd>, due: Instant) -> io::Result<()> {
 async fn run_request(shared: Arc<Shared>, config: Arc<Config>, due: Instant) {
     let started = Instant::now();
     let result = tokio::time::timeout(config.timeout, async {
-        let mut stream = connect(config.addr, None).await?;
+        let mut stream = connect(config.addr(), None).await?;
         talk(&mut stream, &config.wire).await
     })
     .await;
@@ -1159,8 +1192,9 @@ struct BurstConn {
 async fn run_burst(config: Arc<Config>, connections: u32, hold: Duration) -> BurstResult {
     // Create every socket first, so that the connects themselves follow each
     // other as closely as one thread can issue them.
+    let addr = config.addr();
     let sockets: Vec<io::Result<TcpSocket>> = (0..connections)
-        .map(|_| match config.addr {
+        .map(|_| match addr {
             SocketAddr::V4(_) => TcpSocket::new_v4(),
             SocketAddr::V6(_) => TcpSocket::new_v6(),
         })
@@ -1174,7 +1208,7 @@ async fn run_burst(config: Arc<Config>, connections: u32, hold: Duration) -> Bur
             let mut connected_after = None;
             let result = tokio::time::timeout(config.timeout, async {
                 let socket = socket.map_err(Fail::Io)?;
-                let mut stream = connect(config.addr, Some(socket)).await?;
+                let mut stream = connect(addr, Some(socket)).await?;
                 connected_after = Some(start.elapsed());
                 talk(&mut stream, &config.wire).await?;
                 Ok::<_, Fail>(stream)
